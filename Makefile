@@ -1,0 +1,85 @@
+# fnrun: the two commands a new machine needs are `make demo` and `make test`.
+# Each installs what is missing (Debian/Ubuntu packages via apt-get, npm
+# packages via npm), builds the guest kernel and runtime on first use (cached
+# under ~/.cache/fnrun), then does its job.
+
+SHELL := /bin/bash
+NODE ?= node
+FNRUN := $(NODE) bin/fnrun.js
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Debian packages fnrun needs: QEMU with the microvm machine and qboot, a
+# compiler for the guest's tiny static init, the kernel source and what building
+# it takes, erofs-utils for the read-only runtime disk, cpio for the tests.
+PACKAGES := qemu-system-x86 qemu-system-data qemu-system-common cpio erofs-utils \
+	gcc libc6-dev make flex bison bc libelf-dev xz-utils util-linux
+KERNEL_SOURCE_PACKAGE := linux-source-6.1
+
+TS_SOURCES := $(shell find src runtime-initrd -name '*.ts' 2>/dev/null)
+
+.PHONY: all setup system-packages demo test test-unit test-e2e check format build kernel bench clean
+
+all: build
+
+## setup: install system packages and npm dependencies, build fnrun
+setup: system-packages build functions/node_modules/.package-lock.json
+
+# Installs only what is missing, so a machine that has it all needs no root.
+system-packages:
+	@missing=""; \
+	for package in $(PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$package"; \
+	done; \
+	if ! ls /usr/src/linux-source-*.tar.* >/dev/null 2>&1; then \
+	  missing="$$missing $(KERNEL_SOURCE_PACKAGE)"; \
+	fi; \
+	if [ -n "$$missing" ]; then \
+	  echo "make: installing system packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+functions/node_modules/.package-lock.json: functions/package.json functions/package-lock.json
+	npm ci --prefix functions --no-audit --no-fund --loglevel=error
+	@touch $@
+
+dist/.built: node_modules/.package-lock.json tsconfig.json tsconfig.build.json $(TS_SOURCES)
+	npx tsc -p tsconfig.build.json
+	@touch $@
+
+build: dist/.built
+
+## kernel: build the guest kernel and runtime image now (otherwise on first use)
+kernel: setup
+	$(FNRUN) setup
+
+## demo: run the hello function in its own microvm
+demo: setup
+	$(FNRUN) invoke functions/hello.ts --event '{"name":"Ada"}'
+
+## test: lint and type-check, unit tests, then end-to-end tests booting real VMs
+test: setup check test-unit test-e2e
+
+test-unit: setup
+	npx vitest run --project unit
+
+test-e2e: setup
+	npx vitest run --project e2e
+
+check: node_modules/.package-lock.json functions/node_modules/.package-lock.json
+	npx tsc -p tsconfig.json --noEmit
+	npx biome check .
+
+format: node_modules/.package-lock.json
+	npx biome check --write .
+
+## bench: cold and warm start benchmarks (not part of `make test`)
+bench: setup
+	$(NODE) --experimental-strip-types --no-warnings bench/run.ts
+
+clean:
+	rm -rf dist

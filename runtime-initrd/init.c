@@ -1,0 +1,211 @@
+/*
+ * fnrun stage-0 init.
+ *
+ * The kernel runs this as PID 1. It does the few things Node.js cannot do for
+ * itself, then execs Node, which from then on *is* PID 1 (there is no init
+ * system and nothing else runs in the guest):
+ *
+ *   1. mounts /dev (devtmpfs) and /proc, and the read-only runtime disk when
+ *      the runtime lives on one (fnrun_runtime=disk on the kernel command line);
+ *   2. when the VM is booted to be snapshotted (fnrun_snapshot=1), sets the wall
+ *      clock far into the future before Node starts, so that OpenSSL records its
+ *      seeding time in the future; after a restore the agent sets the true time,
+ *      the clock moves backwards and OpenSSL reseeds on its next use;
+ *   3. forks a tiny agent that stays behind to do privileged work Node has no
+ *      API for: reseeding the kernel's random generator, setting the clock,
+ *      mounting shared folders. Node talks to it over two pipes (fd 3 and 4).
+ *
+ * Kernel command-line words "key=value" without a dot reach us as environment
+ * variables.
+ * Statically linked, so it needs nothing from the runtime disk.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/random.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#define AGENT_REQUEST_FD 3
+#define AGENT_REPLY_FD 4
+#define FUTURE_EPOCH_SECONDS 4102444800LL /* 2100-01-01 */
+#define MAX_ENTROPY_BYTES 512
+#define MAX_NODE_ARGUMENTS 16
+
+static void say(const char *message) {
+  /* Unframed text on the console is shown to the user as a boot message. */
+  if (write(2, message, strlen(message)) < 0) {
+  }
+}
+
+static void die(const char *what) {
+  char line[256];
+  snprintf(line, sizeof line, "fnrun-init: %s: %s\n", what, strerror(errno));
+  say(line);
+  /* Returning from PID 1 panics the kernel; with panic=-1 and -no-reboot QEMU
+   * then exits and the host reports a boot failure with this line in it. */
+  _exit(1);
+}
+
+static int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+/* RNDADDENTROPY credits the host's fresh bytes, RNDRESEEDCRNG makes the
+ * kernel's generator use them now rather than at its next scheduled reseed. */
+static int reseed_kernel(const char *hex) {
+  struct {
+    struct rand_pool_info info;
+    unsigned char bytes[MAX_ENTROPY_BYTES];
+  } request;
+  size_t count = 0;
+  while (hex[0] && hex[1] && count < MAX_ENTROPY_BYTES) {
+    int high = hex_value(hex[0]), low = hex_value(hex[1]);
+    if (high < 0 || low < 0) return -EINVAL;
+    request.bytes[count++] = (unsigned char)(high * 16 + low);
+    hex += 2;
+  }
+  if (count < 16) return -EINVAL;
+  request.info.entropy_count = (int)(count * 8);
+  request.info.buf_size = (int)count;
+  int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  int result = 0;
+  if (ioctl(fd, RNDADDENTROPY, &request) < 0 || ioctl(fd, RNDRESEEDCRNG) < 0) result = -errno;
+  close(fd);
+  return result;
+}
+
+static int set_clock(const char *arguments) {
+  long long seconds = 0, nanoseconds = 0;
+  if (sscanf(arguments, "%lld %lld", &seconds, &nanoseconds) != 2) return -EINVAL;
+  struct timespec now = {.tv_sec = seconds, .tv_nsec = nanoseconds};
+  return clock_settime(CLOCK_REALTIME, &now) < 0 ? -errno : 0;
+}
+
+static int mount_shared_folder(const char *arguments) {
+  char tag[64], path[256], mode[4];
+  if (sscanf(arguments, "%63s %255s %3s", tag, path, mode) != 3) return -EINVAL;
+  /* mkdir -p */
+  for (char *slash = path + 1; *slash; slash++) {
+    if (*slash != '/') continue;
+    *slash = 0;
+    mkdir(path, 0755);
+    *slash = '/';
+  }
+  mkdir(path, 0755);
+  unsigned long flags = MS_NOSUID | MS_NODEV;
+  if (strcmp(mode, "ro") == 0) flags |= MS_RDONLY;
+  return mount(tag, path, "virtiofs", flags, NULL) < 0 ? -errno : 0;
+}
+
+/* One request per line: "seed HEX", "time SECONDS NANOSECONDS", "mount TAG PATH ro|rw".
+ * One reply per request: "ok" or "error ERRNO". */
+static void agent_loop(void) {
+  char line[2048];
+  size_t used = 0;
+  for (;;) {
+    ssize_t got = read(AGENT_REQUEST_FD, line + used, sizeof line - 1 - used);
+    if (got <= 0) _exit(0);
+    used += (size_t)got;
+    char *newline;
+    while ((newline = memchr(line, '\n', used)) != NULL) {
+      *newline = 0;
+      int result = -EINVAL;
+      if (strncmp(line, "seed ", 5) == 0) result = reseed_kernel(line + 5);
+      else if (strncmp(line, "time ", 5) == 0) result = set_clock(line + 5);
+      else if (strncmp(line, "mount ", 6) == 0) result = mount_shared_folder(line + 6);
+      char reply[32];
+      int length = result == 0 ? snprintf(reply, sizeof reply, "ok\n")
+                               : snprintf(reply, sizeof reply, "error %d\n", -result);
+      if (write(AGENT_REPLY_FD, reply, (size_t)length) < 0) _exit(1);
+      size_t consumed = (size_t)(newline - line) + 1;
+      memmove(line, newline + 1, used - consumed);
+      used -= consumed;
+    }
+    if (used == sizeof line - 1) used = 0; /* an overlong request is dropped */
+  }
+}
+
+static void start_agent(void) {
+  int requests[2], replies[2];
+  if (pipe(requests) < 0 || pipe(replies) < 0) die("pipe");
+  pid_t pid = fork();
+  if (pid < 0) die("fork");
+  if (pid == 0) {
+    prctl(PR_SET_NAME, "fnrun-agent");
+    close(requests[1]);
+    close(replies[0]);
+    if (dup2(requests[0], AGENT_REQUEST_FD) < 0 || dup2(replies[1], AGENT_REPLY_FD) < 0) _exit(1);
+    agent_loop();
+  }
+  /* Node writes requests on fd 3 and reads replies on fd 4. */
+  if (dup2(requests[1], AGENT_REQUEST_FD) < 0 || dup2(replies[0], AGENT_REPLY_FD) < 0) die("dup2");
+  close(requests[0]);
+  close(replies[1]);
+}
+
+static void mount_or_die(const char *source, const char *target, const char *type, unsigned long flags) {
+  mkdir(target, 0755);
+  if (mount(source, target, type, flags, NULL) < 0 && errno != EBUSY) die(target);
+}
+
+int main(void) {
+  struct timespec started;
+  clock_gettime(CLOCK_MONOTONIC, &started);
+
+  mount_or_die("devtmpfs", "/dev", "devtmpfs", MS_NOSUID);
+  mount_or_die("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC);
+  mount_or_die("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV);
+
+  const char *runtime = getenv("fnrun_runtime");
+  if (runtime && strcmp(runtime, "disk") == 0)
+    mount_or_die("/dev/vda", "/runtime", "erofs", MS_RDONLY | MS_NODEV | MS_NOSUID);
+
+  const char *snapshot = getenv("fnrun_snapshot");
+  if (snapshot && strcmp(snapshot, "1") == 0) {
+    struct timeval future = {.tv_sec = FUTURE_EPOCH_SECONDS, .tv_usec = 0};
+    if (settimeofday(&future, NULL) < 0) die("settimeofday");
+  }
+
+  start_agent();
+
+  char started_ns[32];
+  snprintf(started_ns, sizeof started_ns, "%lld",
+           (long long)started.tv_sec * 1000000000LL + started.tv_nsec);
+  setenv("FNRUN_INIT_STARTED_NS", started_ns, 1);
+  setenv("HOME", "/tmp", 1);
+  setenv("PATH", "/runtime/bin:/bin", 1);
+  setenv("TMPDIR", "/tmp", 1);
+
+  /* fnrun_node=OPTION,OPTION... on the kernel command line: options for Node. */
+  const char *node = "/runtime/bin/node";
+  char *arguments[MAX_NODE_ARGUMENTS + 3];
+  int count = 0;
+  arguments[count++] = (char *)node;
+  char *node_options = getenv("fnrun_node");
+  if (node_options && *node_options) {
+    node_options = strdup(node_options);
+    for (char *option = strtok(node_options, ","); option && count <= MAX_NODE_ARGUMENTS;
+         option = strtok(NULL, ","))
+      arguments[count++] = option;
+  }
+  arguments[count++] = "/fnrun/guest.mjs";
+  arguments[count] = NULL;
+
+  extern char **environ;
+  execve(node, arguments, environ);
+  die(node);
+  return 1;
+}

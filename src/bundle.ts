@@ -1,0 +1,127 @@
+/**
+ * Bundling: the function and everything it imports (TypeScript or JavaScript,
+ * ESM or CommonJS, packages from its node_modules) become one ES module with a
+ * source map, built with esbuild. Node's built-in modules stay imports. Errors
+ * are reported with file:line:col before any VM boots.
+ */
+import { readFile, stat } from "node:fs/promises";
+import { basename, extname, relative, resolve } from "node:path";
+import * as esbuild from "esbuild";
+import { extractConfig, type FunctionConfig } from "./config.ts";
+import { BundleError, UsageError } from "./errors.ts";
+
+export interface Bundle {
+  /** Absolute path of the function's file. */
+  entry: string;
+  /** The function's name: its file name without the extension. */
+  name: string;
+  /** The bundled ES module. */
+  code: string;
+  /** Its source map (JSON text), used on the host to map stack traces back. */
+  sourceMap: string;
+  /** `export const config` of the function's file. */
+  config: FunctionConfig;
+  /** Every file esbuild read (absolute), for watching. */
+  inputs: string[];
+}
+
+// Bundled CommonJS packages may `require()` Node built-ins; in an ES module that
+// needs a real `require`.
+const BANNER =
+  'import { createRequire as __fnrunCreateRequire } from "node:module";\n' +
+  "const require = __fnrunCreateRequire(import.meta.url);";
+
+const LOADERS: Record<string, esbuild.Loader> = {
+  ".ts": "ts",
+  ".mts": "ts",
+  ".cts": "ts",
+  ".tsx": "tsx",
+  ".js": "js",
+  ".mjs": "js",
+  ".cjs": "js",
+  ".jsx": "jsx",
+};
+
+export function functionNameOf(path: string): string {
+  return basename(path, extname(path));
+}
+
+function displayPath(path: string): string {
+  const relativePath = relative(process.cwd(), path);
+  return relativePath.startsWith("..") ? path : relativePath;
+}
+
+async function checkEntry(path: string): Promise<string> {
+  const absolute = resolve(path);
+  let info: Awaited<ReturnType<typeof stat>>;
+  try {
+    info = await stat(absolute);
+  } catch {
+    throw new UsageError(`function file not found: ${path}`);
+  }
+  if (info.isDirectory())
+    throw new UsageError(`${path} is a directory; give the function's file (e.g. ${path}/index.ts)`);
+  if (!(extname(absolute) in LOADERS)) {
+    throw new UsageError(`${path}: a function is a .ts, .mts, .cts, .js, .mjs or .cjs file`);
+  }
+  return absolute;
+}
+
+function toBundleError(error: unknown, entry: string): BundleError {
+  const failure = error as esbuild.BuildFailure;
+  const first = failure.errors?.[0];
+  if (!first) return new BundleError(`bundling ${displayPath(entry)} failed: ${(error as Error).message}`);
+  const location = first.location
+    ? {
+        file: displayPath(resolve(first.location.file)),
+        line: first.location.line,
+        column: first.location.column + 1,
+        lineText: first.location.lineText,
+      }
+    : undefined;
+  const more = failure.errors.length > 1 ? ` (and ${failure.errors.length - 1} more)` : "";
+  return new BundleError(`${first.text}${more}`, location, { cause: error });
+}
+
+async function readConfig(entry: string): Promise<FunctionConfig> {
+  const source = await readFile(entry, "utf8");
+  const loader = LOADERS[extname(entry)] ?? "js";
+  let javascript = source;
+  if (loader !== "js") {
+    try {
+      javascript = (await esbuild.transform(source, { loader, format: "esm", target: "esnext" })).code;
+    } catch (error) {
+      throw toBundleError(error, entry);
+    }
+  }
+  return extractConfig(javascript, displayPath(entry));
+}
+
+export async function bundleFunction(path: string): Promise<Bundle> {
+  const entry = await checkEntry(path);
+  let result: esbuild.BuildResult<{ write: false; metafile: true; sourcemap: "external" }>;
+  try {
+    result = await esbuild.build({
+      entryPoints: [entry],
+      outfile: "/fnrun/function.mjs",
+      bundle: true,
+      write: false,
+      platform: "node",
+      format: "esm",
+      target: `node${process.versions.node.split(".")[0]}`,
+      sourcemap: "external",
+      sourcesContent: false,
+      metafile: true,
+      banner: { js: BANNER },
+      logLevel: "silent",
+      absWorkingDir: process.cwd(),
+    });
+  } catch (error) {
+    throw toBundleError(error, entry);
+  }
+  const code = result.outputFiles.find((file) => file.path.endsWith(".mjs"))?.text;
+  const sourceMap = result.outputFiles.find((file) => file.path.endsWith(".map"))?.text;
+  if (code === undefined || sourceMap === undefined) throw new BundleError("esbuild produced no output");
+  const inputs = Object.keys(result.metafile.inputs).map((input) => resolve(process.cwd(), input));
+  return { entry, name: functionNameOf(entry), code, sourceMap, config: await readConfig(entry), inputs };
+}

@@ -1,0 +1,167 @@
+/**
+ * The fnrun cache: $FNRUN_CACHE_DIR, else $XDG_CACHE_HOME/fnrun, else ~/.cache/fnrun.
+ *
+ * Entries are directories named by a content hash of everything that went into
+ * them. An entry is built in a private temporary directory beside it and renamed
+ * into place in one step, so a reader sees a whole entry or none, whatever was
+ * killed when; two processes building the same entry both succeed (the second
+ * rename finds the first one's entry and keeps it). Each entry holds a manifest
+ * with the hash of every file, checked when the entry is opened, so a corrupted
+ * or truncated entry is detected and rebuilt rather than used.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { homedir } from "node:os";
+import { join } from "node:path";
+
+export function cacheRoot(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.FNRUN_CACHE_DIR) return env.FNRUN_CACHE_DIR;
+  const base = env.XDG_CACHE_HOME || join(env.HOME || homedir(), ".cache");
+  return join(base, "fnrun");
+}
+
+export function sha256(...parts: Array<string | Uint8Array>): string {
+  const hash = createHash("sha256");
+  for (const part of parts) {
+    hash.update(part);
+    hash.update("\0");
+  }
+  return hash.digest("hex");
+}
+
+export async function hashFile(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest("hex");
+}
+
+/** A cheap identity for a large file we do not want to hash on every run. */
+export async function fileIdentity(path: string): Promise<string> {
+  const info = await stat(path);
+  return `${path}:${info.size}:${info.mtimeMs}:${info.ino}`;
+}
+
+/** Writes a file so that readers see the old content or the new, never a part. */
+export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  const temporary = `${path}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
+  try {
+    const handle = await open(temporary, "w", mode);
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temporary, path);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw error;
+  }
+}
+
+const MANIFEST = "manifest.json";
+
+interface Manifest {
+  key: string;
+  files: Record<string, { size: number; sha256: string }>;
+}
+
+export interface CacheEntry {
+  directory: string;
+  path(name: string): string;
+}
+
+function entry(directory: string): CacheEntry {
+  return { directory, path: (name) => join(directory, name) };
+}
+
+/**
+ * Checks an entry against its manifest. `deep` hashes every file; otherwise
+ * only sizes are compared (cheap enough for every run).
+ */
+async function verifyEntry(directory: string, key: string, deep: boolean): Promise<boolean> {
+  let manifest: Manifest;
+  try {
+    manifest = JSON.parse(await readFile(join(directory, MANIFEST), "utf8")) as Manifest;
+  } catch {
+    return false;
+  }
+  if (manifest.key !== key) return false;
+  for (const [name, expected] of Object.entries(manifest.files)) {
+    try {
+      const info = await stat(join(directory, name));
+      if (info.size !== expected.size) return false;
+      if (deep && (await hashFile(join(directory, name))) !== expected.sha256) return false;
+    } catch {
+      return false;
+    }
+  }
+  return true;
+}
+
+export interface EntryOptions {
+  /** Hash every file when opening (for small entries, or after a crash was suspected). */
+  deepVerify?: boolean;
+}
+
+/** Returns the entry if it exists and is intact. A broken one is removed. */
+export async function findEntry(
+  kind: string,
+  key: string,
+  options: EntryOptions = {},
+  root = cacheRoot(),
+): Promise<CacheEntry | undefined> {
+  const directory = join(root, kind, key);
+  if (await verifyEntry(directory, key, options.deepVerify ?? false)) return entry(directory);
+  await rm(directory, { recursive: true, force: true }).catch(() => {});
+  return undefined;
+}
+
+/**
+ * Returns the entry for `key`, building it when missing or broken. `build`
+ * writes its files into the directory it is given; the files it names are
+ * recorded in the manifest with their hashes.
+ */
+export async function ensureEntry(
+  kind: string,
+  key: string,
+  build: (directory: string) => Promise<string[]>,
+  options: EntryOptions = {},
+  root = cacheRoot(),
+): Promise<CacheEntry> {
+  const found = await findEntry(kind, key, options, root);
+  if (found) return found;
+  const parent = join(root, kind);
+  await mkdir(parent, { recursive: true });
+  const building = join(
+    parent,
+    `.building-${key.slice(0, 16)}-${process.pid}-${randomBytes(4).toString("hex")}`,
+  );
+  await mkdir(building, { mode: 0o700 });
+  try {
+    const names = await build(building);
+    const manifest: Manifest = { key, files: {} };
+    for (const name of names) {
+      const info = await stat(join(building, name));
+      manifest.files[name] = { size: info.size, sha256: await hashFile(join(building, name)) };
+    }
+    await writeFile(join(building, MANIFEST), JSON.stringify(manifest, null, 2));
+    const directory = join(parent, key);
+    try {
+      await rename(building, directory);
+    } catch (error) {
+      // Another process got there first: keep its entry if it is intact.
+      const code = (error as NodeJS.ErrnoException).code;
+      if ((code === "ENOTEMPTY" || code === "EEXIST") && (await verifyEntry(directory, key, false))) {
+        await rm(building, { recursive: true, force: true });
+        return entry(directory);
+      }
+      throw error;
+    }
+    return entry(directory);
+  } catch (error) {
+    await rm(building, { recursive: true, force: true });
+    throw error;
+  }
+}

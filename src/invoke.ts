@@ -1,0 +1,401 @@
+/**
+ * invoke(): one function, one event, one throw-away VM.
+ *
+ *   bundle -> options checked and merged with the function's config -> host setup
+ *   (QEMU, accelerator, kernel, runtime image) -> start a VM (cold boot, a
+ *   snapshot clone, or a pooled VM) -> session (logs, marks, result) -> VM killed
+ *   -> stack traces mapped to the TypeScript source.
+ */
+import { randomBytes, randomUUID } from "node:crypto";
+import { rm } from "node:fs/promises";
+import { resolve as resolvePath } from "node:path";
+import type { AccelRequest } from "./accel.ts";
+import { type Bundle, bundleFunction } from "./bundle.ts";
+import { LIMITS, type MountConfig, parseMount, validateEnv } from "./config.ts";
+import { FnrunError, FunctionError, InternalError, UsageError } from "./errors.ts";
+import { type HostSetup, resolveHost } from "./host.ts";
+import { writeInvocationInitrd } from "./initrd.ts";
+import type { Progress } from "./paths.ts";
+import type { Invocation } from "./protocol.ts";
+import { buildKernelCmdline, type VmSpec } from "./qemu.ts";
+import {
+  type LogEntry,
+  runSession,
+  type SessionLimits,
+  type SessionReport,
+  type TimelineEntry,
+} from "./session.ts";
+import { createStackMapper } from "./sourcemap.ts";
+import { makeRunDirectory, randomNonce, Vm } from "./vm.ts";
+
+export const DEFAULTS = {
+  timeoutSeconds: 30,
+  memoryMB: 256,
+  maxResultBytes: 6 * 1024 * 1024,
+  maxLogBytes: 1024 * 1024,
+  maxEventBytes: 6 * 1024 * 1024,
+  /** Under TCG a loaded 2-core machine can take long to boot many VMs at once. */
+  bootTimeoutMs: { kvm: 30_000, tcg: 120_000 },
+  initTimeoutSeconds: 10,
+} as const;
+
+export type StartMode = "auto" | "boot" | "snapshot";
+
+export interface InvokeOptions {
+  /** The event: any JSON value (default `{}`). */
+  event?: unknown;
+  /** The export to call (default: config.handler, else `handler`, else the default export). */
+  handler?: string;
+  /** Seconds the handler may run (default: config.timeout, else 30). */
+  timeout?: number;
+  /** Guest RAM in MB (default: config.memory, else 256). */
+  memory?: number;
+  /** Environment for the function, over config.env. */
+  env?: Record<string, string>;
+  /** Give the guest a network device (default: config.net, else off). */
+  net?: boolean;
+  /** Shared folders, "HOST:GUEST[:ro|rw]" or objects (added to config.mounts). */
+  mounts?: Array<string | MountConfig>;
+  accel?: AccelRequest;
+  start?: StartMode;
+  maxResultBytes?: number;
+  maxLogBytes?: number;
+  requestId?: string;
+  signal?: AbortSignal;
+  /** Each log chunk as it arrives (already counted against maxLogBytes). */
+  onLog?: (entry: LogEntry) => void;
+  /** One line per slow step (first kernel build, runtime image build). */
+  onProgress?: Progress;
+  /** One-line notices, e.g. which accelerator was chosen and why. */
+  onNotice?: (message: string) => void;
+  /** Show kernel messages on the console (debugging boot problems). */
+  verbose?: boolean;
+  /** Reuse a resolved host setup (serve and the pool do). */
+  host?: HostSetup;
+}
+
+export interface InvokeResult {
+  requestId: string;
+  functionName: string;
+  /** The handler's return value (parsed from its JSON). */
+  result: unknown;
+  resultJson: string;
+  logs: string;
+  logEntries: LogEntry[];
+  logsTruncated: boolean;
+  timeline: TimelineEntry[];
+  durationMs: number;
+  accel: "kvm" | "tcg";
+  startMode: "boot" | "snapshot" | "pool";
+}
+
+/** Everything decided before a VM starts. */
+export interface PreparedInvocation {
+  bundle: Bundle;
+  invocation: Invocation;
+  limits: SessionLimits;
+  network: boolean;
+  mounts: MountConfig[];
+}
+
+const KNOWN_OPTIONS = new Set([
+  "event",
+  "handler",
+  "timeout",
+  "memory",
+  "env",
+  "net",
+  "mounts",
+  "accel",
+  "start",
+  "maxResultBytes",
+  "maxLogBytes",
+  "requestId",
+  "signal",
+  "onLog",
+  "onProgress",
+  "onNotice",
+  "verbose",
+  "host",
+]);
+
+function checkRange(value: unknown, name: string, range: { min: number; max: number }): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "number" || !Number.isFinite(value) || value < range.min || value > range.max) {
+    throw new UsageError(
+      `${name} must be a number from ${range.min} to ${range.max}, not ${JSON.stringify(value)}`,
+    );
+  }
+  return value;
+}
+
+/** Checks the API options once, at the boundary; inner code trusts them. */
+export function validateInvokeOptions(options: InvokeOptions): void {
+  if (typeof options !== "object" || options === null)
+    throw new UsageError("invoke options must be an object");
+  const unknown = Object.keys(options).filter((key) => !KNOWN_OPTIONS.has(key));
+  if (unknown.length > 0) {
+    throw new UsageError(
+      `unknown invoke option(s): ${unknown.join(", ")}; known: ${[...KNOWN_OPTIONS].join(", ")}`,
+    );
+  }
+  checkRange(options.timeout, "timeout", LIMITS.timeoutSeconds);
+  checkRange(options.memory, "memory", LIMITS.memoryMB);
+  checkRange(options.maxResultBytes, "maxResultBytes", { min: 1, max: 256 * 1024 * 1024 });
+  checkRange(options.maxLogBytes, "maxLogBytes", { min: 1024, max: 256 * 1024 * 1024 });
+  if (options.handler !== undefined && !/^[A-Za-z_$][\w$]*$/.test(String(options.handler))) {
+    throw new UsageError(`handler must be an export name, not ${JSON.stringify(options.handler)}`);
+  }
+  if (options.accel !== undefined && !["auto", "kvm", "tcg"].includes(options.accel)) {
+    throw new UsageError(`accel must be auto, kvm or tcg, not ${JSON.stringify(options.accel)}`);
+  }
+  if (options.start !== undefined && !["auto", "boot", "snapshot"].includes(options.start)) {
+    throw new UsageError(`start must be auto, boot or snapshot, not ${JSON.stringify(options.start)}`);
+  }
+  if (options.net !== undefined && typeof options.net !== "boolean")
+    throw new UsageError("net must be true or false");
+  if (options.env !== undefined) {
+    try {
+      validateEnv(options.env, "env");
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+  }
+  if (options.mounts !== undefined && !Array.isArray(options.mounts)) {
+    throw new UsageError('mounts must be an array of "HOST:GUEST[:ro|rw]"');
+  }
+}
+
+/** The event as JSON text, within the size limit. */
+export function eventJson(event: unknown): string {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(event === undefined ? {} : event);
+  } catch (error) {
+    throw new UsageError(`the event cannot be turned into JSON: ${(error as Error).message}`);
+  }
+  if (json === undefined) throw new UsageError("the event must be a JSON value");
+  const size = Buffer.byteLength(json);
+  if (size > DEFAULTS.maxEventBytes) {
+    throw new UsageError(
+      `the event is ${(size / 1024 / 1024).toFixed(1)} MB; the limit is ${DEFAULTS.maxEventBytes / 1024 / 1024} MB (as Lambda's)`,
+    );
+  }
+  return json;
+}
+
+export function prepareInvocation(bundle: Bundle, options: InvokeOptions): PreparedInvocation {
+  const config = bundle.config;
+  const timeoutSeconds = options.timeout ?? config.timeout ?? DEFAULTS.timeoutSeconds;
+  const memoryMB = options.memory ?? config.memory ?? DEFAULTS.memoryMB;
+  const maxResultBytes = options.maxResultBytes ?? DEFAULTS.maxResultBytes;
+  const baseDirectory = resolvePath(bundle.entry, "..");
+  const mounts = [
+    ...(config.mounts ?? []).map((mount) => ({ ...mount, source: resolvePath(baseDirectory, mount.source) })),
+    ...(options.mounts ?? []).map((mount) => {
+      try {
+        const parsed = typeof mount === "string" ? parseMount(mount) : mount;
+        return { ...parsed, source: resolvePath(parsed.source) };
+      } catch (error) {
+        throw new UsageError((error as Error).message);
+      }
+    }),
+  ];
+  const invocation: Invocation = {
+    nonce: randomNonce(),
+    requestId: options.requestId ?? randomUUID(),
+    functionName: bundle.name,
+    functionVersion: "$LATEST",
+    invokedFunctionArn: `arn:aws:lambda:local:000000000000:function:${bundle.name}`,
+    memoryLimitInMB: memoryMB,
+    timeoutMs: Math.round(timeoutSeconds * 1000),
+    handler: options.handler ?? config.handler ?? "handler",
+    env: { ...(config.env ?? {}), ...(options.env ?? {}) },
+    event: eventJson(options.event),
+    maxResultBytes,
+    mounts: [],
+  };
+  const limits: SessionLimits = {
+    bootTimeoutMs: 0, // set once the accelerator is known
+    timeoutMs: invocation.timeoutMs,
+    initTimeoutMs: Math.max(DEFAULTS.initTimeoutSeconds * 1000, invocation.timeoutMs),
+    maxResultBytes,
+    maxLogBytes: options.maxLogBytes ?? DEFAULTS.maxLogBytes,
+    memoryMB,
+  };
+  return { bundle, invocation, limits, network: options.net ?? config.net ?? false, mounts };
+}
+
+/** Node's heap limit inside a guest of `memoryMB`, leaving room for the runtime itself. */
+export function nodeOptionsFor(memoryMB: number): string[] {
+  return [`--max-old-space-size=${Math.max(16, Math.floor(memoryMB * 0.8))}`];
+}
+
+/** Guest RAM: the function's memory, plus the runtime's files when they live in RAM (initrd layout). */
+export function guestRamMB(host: HostSetup, memoryMB: number): number {
+  return host.runtime.layout === "initrd" ? memoryMB + 256 : memoryMB;
+}
+
+export function baseVmSpec(
+  host: HostSetup,
+  memoryMB: number,
+  network: boolean,
+): Omit<VmSpec, "channel" | "cmdline" | "initrd"> {
+  return {
+    accel: host.accel.accel,
+    kernel: { path: host.kernel.path, entry: host.kernel.entry },
+    ...(host.runtime.disk ? { runtimeDisk: host.runtime.disk } : {}),
+    memoryMB: guestRamMB(host, memoryMB),
+    cpus: 1,
+    sandbox: true,
+    sharedFolders: [],
+    network,
+  };
+}
+
+export function finishReport(
+  prepared: PreparedInvocation,
+  report: SessionReport,
+  host: HostSetup,
+  startMode: InvokeResult["startMode"],
+  startedAt: number,
+): InvokeResult {
+  const { invocation, bundle } = prepared;
+  const base = {
+    requestId: invocation.requestId,
+    functionName: invocation.functionName,
+    logs: report.logs.text(),
+    logsTruncated: report.logs.truncated,
+    timeline: report.timeline,
+    startMode,
+  };
+  if (report.failure) {
+    let failure = report.failure;
+    if (failure instanceof FunctionError) {
+      const map = createStackMapper(bundle.sourceMap);
+      failure = new FunctionError({
+        errorType: failure.errorType,
+        errorMessage: failure.errorMessage,
+        // The runtime's own frames are noise to the function's author.
+        stack: failure.trace.filter((line) => !line.includes("/fnrun/guest.mjs")).map(map),
+      });
+    }
+    failure.report = base;
+    throw failure;
+  }
+  const outcome = report.outcome;
+  if (outcome?.kind !== "result")
+    throw new InternalError("an invocation ended with neither a result nor an error");
+  let result: unknown;
+  try {
+    result = JSON.parse(outcome.json);
+  } catch {
+    const error = new FunctionError({
+      errorType: "Runtime.InvalidResult",
+      errorMessage: "the guest sent a result that is not valid JSON",
+      stack: [],
+    });
+    error.report = base;
+    throw error;
+  }
+  return {
+    ...base,
+    result,
+    resultJson: outcome.json,
+    logEntries: report.logs.entries,
+    durationMs: performance.now() - startedAt,
+    accel: host.accel.accel,
+    startMode,
+  };
+}
+
+export async function bootAndRun(
+  host: HostSetup,
+  prepared: PreparedInvocation,
+  options: Pick<InvokeOptions, "signal" | "onLog" | "verbose">,
+): Promise<SessionReport> {
+  const { invocation, bundle, limits } = prepared;
+  const runDirectory = await makeRunDirectory();
+  try {
+    const initrd = await writeInvocationInitrd(
+      runDirectory,
+      host.runtime.bootArchive,
+      invocation,
+      bundle.code,
+    );
+    const vm = await Vm.launch({
+      qemuPath: host.qemuPath,
+      runDirectory,
+      nonce: invocation.nonce,
+      decoderLimits: decoderLimitsFor(limits),
+      spec: {
+        ...baseVmSpec(host, limits.memoryMB, prepared.network),
+        initrd,
+        channel: host.channel,
+        cmdline: buildKernelCmdline({
+          channel: host.channel,
+          runtime: host.runtime.layout,
+          bootNonce: randomBytes(16).toString("hex"),
+          snapshot: false,
+          nodeOptions: nodeOptionsFor(limits.memoryMB),
+          network: prepared.network,
+          verbose: options.verbose ?? false,
+        }),
+      },
+    });
+    return await runSession(vm, {
+      limits,
+      ...(options.onLog ? { onLog: options.onLog } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+  } finally {
+    await rm(runDirectory, { recursive: true, force: true });
+  }
+}
+
+export function decoderLimitsFor(limits: SessionLimits) {
+  return {
+    maxLineBytes: 64 * 1024 + 256,
+    // A result's JSON is embedded, escaped, in a message: allow for the escaping.
+    maxMessageBytes: limits.maxResultBytes * 2 + 64 * 1024,
+  };
+}
+
+export function bootTimeoutMs(host: HostSetup): number {
+  return DEFAULTS.bootTimeoutMs[host.accel.accel];
+}
+
+export function accelNotice(host: HostSetup): string | undefined {
+  return host.accel.fallbackReason
+    ? `fnrun: using TCG (software emulation): ${host.accel.fallbackReason}`
+    : undefined;
+}
+
+/** Runs a function once in a fresh VM and returns its result, or throws a FnrunError. */
+export async function invoke(file: string, options: InvokeOptions = {}): Promise<InvokeResult> {
+  validateInvokeOptions(options);
+  const startedAt = performance.now();
+  const bundle = await bundleFunction(file);
+  const prepared = prepareInvocation(bundle, options);
+  if (prepared.mounts.length > 0) {
+    throw new UsageError("shared folders (--mount) are not available yet in this version");
+  }
+  const host =
+    options.host ??
+    (await resolveHost({
+      ...(options.accel ? { accel: options.accel } : {}),
+      ...(options.onProgress ? { progress: options.onProgress } : {}),
+    }));
+  const notice = accelNotice(host);
+  if (notice) options.onNotice?.(notice);
+  prepared.limits.bootTimeoutMs = bootTimeoutMs(host);
+  try {
+    const report = await bootAndRun(host, prepared, options);
+    return finishReport(prepared, report, host, "boot", startedAt);
+  } catch (error) {
+    if (error instanceof FnrunError) throw error;
+    throw new InternalError(`fnrun failed unexpectedly: ${(error as Error).stack ?? error}`, {
+      cause: error,
+    });
+  }
+}

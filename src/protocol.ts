@@ -1,0 +1,309 @@
+/**
+ * The wire protocol between the host and the guest runtime.
+ *
+ * Both directions carry messages (JSON) cut into frames, one frame per line:
+ *
+ *     FNRUN1:<nonce>:<message id>:<part>:<parts>:<crc32 of payload, hex>:<payload, base64>\n
+ *
+ * The guest is untrusted. Its channel may also carry text that is not ours (the
+ * serial console mixes kernel messages and raw writes into it), so the decoder
+ * treats every line that is not a valid frame with the expected nonce as plain
+ * text, bounds every buffer it keeps, and never lets one message grow past its
+ * limit. The nonce is fresh per invocation and reaches the guest in a way user
+ * code never sees, so a function that prints something shaped like a frame
+ * (say, by echoing its input) cannot forge a result.
+ *
+ * This module is bundled into the guest runtime too: keep it free of host-only
+ * imports.
+ */
+import { crc32 } from "node:zlib";
+
+export const FRAME_MAGIC = "FNRUN1";
+/** Base64 characters per frame: short enough that one corrupted line loses little. */
+export const FRAME_PAYLOAD_CHARS = 64 * 1024;
+const NONCE_PATTERN = /^[0-9a-f]{16,64}$/;
+
+/** Timeline points the guest reports, in milliseconds of its own monotonic clock (0 = kernel start). */
+export type GuestMark = "initStart" | "runtimeStart" | "invocationReceived" | "handlerStart" | "handlerEnd";
+
+export interface LambdaError {
+  errorType: string;
+  errorMessage: string;
+  stack: string[];
+}
+
+export type GuestMessage =
+  /** The runtime is up and waits for an invocation (warm pool, snapshot). */
+  | { type: "ready"; marks: Partial<Record<GuestMark, number>> }
+  | { type: "mark"; name: GuestMark; at: number }
+  | { type: "log"; stream: "stdout" | "stderr"; text: string }
+  /** `json` is the handler's return value as JSON text (`null` for undefined). */
+  | { type: "result"; json: string }
+  | { type: "error"; error: LambdaError };
+
+export interface MountRequest {
+  tag: string;
+  guestPath: string;
+  readOnly: boolean;
+}
+
+/** Everything the guest needs to run one invocation. */
+export interface Invocation {
+  /** Frames the guest sends from now on carry this nonce. */
+  nonce: string;
+  requestId: string;
+  functionName: string;
+  functionVersion: string;
+  invokedFunctionArn: string;
+  memoryLimitInMB: number;
+  timeoutMs: number;
+  /** The export to call (`handler` by default; `default` is tried when it is missing). */
+  handler: string;
+  env: Record<string, string>;
+  /** The event as JSON text; parsed in the guest. */
+  event: string;
+  maxResultBytes: number;
+  mounts: MountRequest[];
+  /** Fresh randomness (hex) and the host's clock, for VMs restored from a snapshot. */
+  entropy?: string;
+  epochMs?: number;
+}
+
+export type HostMessage = { type: "invoke"; invocation: Invocation; bundle?: string };
+
+export function isValidNonce(nonce: string): boolean {
+  return NONCE_PATTERN.test(nonce);
+}
+
+function checksum(text: string): string {
+  return crc32(text).toString(16).padStart(8, "0");
+}
+
+/** Encodes one message as frame lines (always ending in a newline). */
+export function encodeMessage(nonce: string, messageId: number, message: unknown): string {
+  const payload = Buffer.from(JSON.stringify(message), "utf8").toString("base64");
+  const parts = Math.max(1, Math.ceil(payload.length / FRAME_PAYLOAD_CHARS));
+  let out = "";
+  for (let part = 0; part < parts; part++) {
+    const chunk = payload.slice(part * FRAME_PAYLOAD_CHARS, (part + 1) * FRAME_PAYLOAD_CHARS);
+    out += `${FRAME_MAGIC}:${nonce}:${messageId}:${part}:${parts}:${checksum(chunk)}:${chunk}\n`;
+  }
+  return out;
+}
+
+export interface DecoderLimits {
+  /** Longest line kept whole; longer lines are passed on as text in pieces. */
+  maxLineBytes: number;
+  /** Largest message (its JSON text) assembled; larger ones are dropped and reported. */
+  maxMessageBytes: number;
+}
+
+export const DEFAULT_DECODER_LIMITS: DecoderLimits = {
+  maxLineBytes: FRAME_PAYLOAD_CHARS + 256,
+  maxMessageBytes: 8 * 1024 * 1024,
+};
+
+export interface DecoderEvents {
+  /** A complete, checksummed message (parsed JSON; the caller validates its shape). */
+  message(value: unknown): void;
+  /** Bytes that are not frames: console output, raw writes, forgeries. */
+  text(text: string): void;
+  /** A message went over the size limit or a frame was malformed. */
+  anomaly?(reason: "oversize" | "corrupt"): void;
+}
+
+const NEWLINE = 0x0a;
+
+/**
+ * A streaming decoder for one direction of one channel. Feed it chunks as they
+ * arrive; it calls back with messages and text. Memory use is bounded by
+ * maxLineBytes + maxMessageBytes whatever the peer sends.
+ */
+export class FrameDecoder {
+  #nonce: string;
+  readonly #limits: DecoderLimits;
+  readonly #events: DecoderEvents;
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
+  /** True while skipping the rest of an overlong line (already passed on as text). */
+  #overflowing = false;
+  #assembly:
+    | { id: string; parts: number; next: number; chunks: string[]; bytes: number; discarding: boolean }
+    | undefined;
+
+  constructor(nonce: string, events: DecoderEvents, limits: DecoderLimits = DEFAULT_DECODER_LIMITS) {
+    this.#nonce = nonce;
+    this.#events = events;
+    this.#limits = limits;
+  }
+
+  /** From now on only frames with this nonce are accepted (the invocation's, after the boot's). */
+  setNonce(nonce: string): void {
+    this.#nonce = nonce;
+    this.#assembly = undefined;
+  }
+
+  push(chunk: Uint8Array): void {
+    let data = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    for (;;) {
+      const newline = data.indexOf(NEWLINE);
+      if (newline < 0) break;
+      this.#appendPending(data.subarray(0, newline));
+      this.#finishLine();
+      data = data.subarray(newline + 1);
+    }
+    if (data.length > 0) this.#appendPending(data);
+  }
+
+  /** The stream ended: whatever is left is text. */
+  end(): void {
+    if (this.#pendingBytes > 0) this.#events.text(Buffer.concat(this.#pending).toString("utf8"));
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    this.#overflowing = false;
+  }
+
+  #appendPending(bytes: Buffer): void {
+    if (bytes.length === 0) return;
+    // Copy: callers may reuse their buffers.
+    this.#pending.push(Buffer.from(bytes));
+    this.#pendingBytes += bytes.length;
+    if (this.#pendingBytes > this.#limits.maxLineBytes) {
+      this.#events.text(Buffer.concat(this.#pending).toString("utf8"));
+      this.#pending = [];
+      this.#pendingBytes = 0;
+      this.#overflowing = true;
+    }
+  }
+
+  #finishLine(): void {
+    const bytes = Buffer.concat(this.#pending);
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    if (this.#overflowing) {
+      this.#overflowing = false;
+      this.#events.text(`${bytes.toString("utf8")}\n`);
+      return;
+    }
+    let line = bytes.toString("utf8");
+    if (line.endsWith("\r")) line = line.slice(0, -1);
+    const marker = `${FRAME_MAGIC}:${this.#nonce}:`;
+    const at = line.indexOf(marker);
+    if (at < 0) {
+      this.#events.text(`${line}\n`);
+      return;
+    }
+    if (at > 0) this.#events.text(`${line.slice(0, at)}\n`);
+    if (!this.#acceptFrame(line.slice(at + marker.length))) {
+      this.#events.anomaly?.("corrupt");
+      this.#events.text(`${line.slice(at)}\n`);
+    }
+  }
+
+  /** Returns false when the frame is malformed (it is then shown as text). */
+  #acceptFrame(rest: string): boolean {
+    const fields = rest.split(":");
+    if (fields.length !== 5) return false;
+    const [id, partText, partsText, sum, payload] = fields as [string, string, string, string, string];
+    if (!/^\d{1,9}$/.test(id) || !/^\d{1,9}$/.test(partText) || !/^\d{1,9}$/.test(partsText)) return false;
+    const part = Number(partText);
+    const parts = Number(partsText);
+    if (parts < 1 || part >= parts || payload.length > FRAME_PAYLOAD_CHARS) return false;
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(payload) || checksum(payload) !== sum) return false;
+
+    if (part === 0) this.#assembly = { id, parts, next: 0, chunks: [], bytes: 0, discarding: false };
+    const assembly = this.#assembly;
+    if (!assembly || assembly.id !== id || assembly.parts !== parts || assembly.next !== part) {
+      // A part out of order: the message it belonged to is lost.
+      this.#assembly = undefined;
+      return false;
+    }
+    assembly.next++;
+    if (!assembly.discarding) {
+      assembly.bytes += payload.length;
+      if ((assembly.bytes * 3) / 4 > this.#limits.maxMessageBytes + 2) {
+        // Over the limit: keep reading its frames (so they do not show up as text), keep none.
+        assembly.discarding = true;
+        assembly.chunks = [];
+        this.#events.anomaly?.("oversize");
+      } else {
+        assembly.chunks.push(payload);
+      }
+    }
+    if (assembly.next < parts) return true;
+
+    this.#assembly = undefined;
+    if (assembly.discarding) return true;
+    let value: unknown;
+    try {
+      value = JSON.parse(Buffer.from(assembly.chunks.join(""), "base64").toString("utf8"));
+    } catch {
+      return false;
+    }
+    this.#events.message(value);
+    return true;
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+const MARKS: ReadonlySet<string> = new Set<GuestMark>([
+  "initStart",
+  "runtimeStart",
+  "invocationReceived",
+  "handlerStart",
+  "handlerEnd",
+]);
+
+function isFiniteNumber(value: unknown): value is number {
+  return typeof value === "number" && Number.isFinite(value);
+}
+
+function toStringArray(value: unknown): string[] {
+  return Array.isArray(value) ? value.filter((line): line is string => typeof line === "string") : [];
+}
+
+/** Validates a message from the (untrusted) guest. Returns undefined for anything malformed. */
+export function parseGuestMessage(value: unknown): GuestMessage | undefined {
+  if (!isRecord(value)) return undefined;
+  switch (value.type) {
+    case "ready": {
+      const marks: Partial<Record<GuestMark, number>> = {};
+      if (isRecord(value.marks)) {
+        for (const [name, at] of Object.entries(value.marks)) {
+          if (MARKS.has(name) && isFiniteNumber(at)) marks[name as GuestMark] = at;
+        }
+      }
+      return { type: "ready", marks };
+    }
+    case "mark":
+      if (typeof value.name === "string" && MARKS.has(value.name) && isFiniteNumber(value.at)) {
+        return { type: "mark", name: value.name as GuestMark, at: value.at };
+      }
+      return undefined;
+    case "log":
+      if ((value.stream === "stdout" || value.stream === "stderr") && typeof value.text === "string") {
+        return { type: "log", stream: value.stream, text: value.text };
+      }
+      return undefined;
+    case "result":
+      return typeof value.json === "string" ? { type: "result", json: value.json } : undefined;
+    case "error": {
+      const error = value.error;
+      if (!isRecord(error)) return undefined;
+      return {
+        type: "error",
+        error: {
+          errorType: typeof error.errorType === "string" ? error.errorType : "Error",
+          errorMessage:
+            typeof error.errorMessage === "string" ? error.errorMessage : String(error.errorMessage),
+          stack: toStringArray(error.stack),
+        },
+      };
+    }
+    default:
+      return undefined;
+  }
+}

@@ -1,0 +1,37 @@
+import { execFileSync } from "node:child_process";
+import { Readable } from "node:stream";
+import { main } from "../../src/cli.ts";
+
+export interface CliRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI in-process, as `fnrun ARGS`, with its own streams. */
+export async function runCli(
+  args: string[],
+  options: { stdin?: string; signal?: AbortSignal } = {},
+): Promise<CliRun> {
+  let stdout = "";
+  let stderr = "";
+  const code = await main(args, {
+    stdout: { write: (text: string) => (stdout += text) },
+    stderr: { write: (text: string) => (stderr += text) },
+    stdin: Readable.from(options.stdin === undefined ? [] : [Buffer.from(options.stdin)]),
+    env: process.env,
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  return { code, stdout, stderr };
+}
+
+/** QEMU processes alive right now (none should outlive a test). */
+export function qemuProcesses(): string[] {
+  try {
+    return execFileSync("pgrep", ["-a", "-f", "qemu-system"], { encoding: "utf8" })
+      .split("\n")
+      .filter((line) => line.trim() && !line.includes("pgrep"));
+  } catch {
+    return []; // pgrep exits 1 when nothing matches
+  }
+}

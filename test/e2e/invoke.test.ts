@@ -1,0 +1,119 @@
+// The vertical slice, end to end: real microvms under QEMU (TCG here).
+import { afterAll, describe, expect, it } from "vitest";
+import { ExitCode, invoke, TimeoutError } from "../../src/index.ts";
+import { qemuProcesses, runCli } from "./helpers.ts";
+
+afterAll(() => {
+  expect(qemuProcesses()).toEqual([]);
+});
+
+describe.concurrent("fnrun invoke", () => {
+  it("runs hello with an event and prints only the result on stdout", async () => {
+    const run = await runCli(["invoke", "functions/hello.ts", "--event", '{"name":"Ada"}']);
+    expect(run.code).toBe(ExitCode.ok);
+    const result = JSON.parse(run.stdout);
+    expect(result.message).toBe("Hello, Ada!");
+    // It really ran in the guest: its own kernel, the runtime as PID 1.
+    expect(result.ranIn).toMatch(/^a microvm: Linux 6\.1\.\d+, pid 1, Node v/);
+    expect(run.stdout.trim().split("\n")).toHaveLength(1);
+    expect(run.stderr).toContain("saying hello to Ada");
+  });
+
+  it("reads the event from standard input", async () => {
+    const run = await runCli(["invoke", "functions/hello.ts", "--event", "-"], { stdin: '{"name":"Stdin"}' });
+    expect(run.code).toBe(ExitCode.ok);
+    expect(JSON.parse(run.stdout).message).toBe("Hello, Stdin!");
+  });
+
+  it("reports a thrown error with its type, message and a stack mapped to the TypeScript source", async () => {
+    const run = await runCli(["invoke", "functions/fails.ts", "--event", '{"order":"A-17"}']);
+    expect(run.code).toBe(ExitCode.function);
+    expect(run.stdout).toBe("");
+    expect(run.stderr).toContain('OrderNotFound: no order with id "A-17"');
+    expect(run.stderr).toContain("at findOrder (functions/fails.ts:12:9)");
+    expect(run.stderr).toContain("at handler (functions/fails.ts:16:10)");
+  });
+
+  it("gives --json one object, with the Lambda-shaped error, logs and timeline", async () => {
+    const run = await runCli(["invoke", "functions/fails.ts", "--json"]);
+    expect(run.code).toBe(ExitCode.function);
+    const output = JSON.parse(run.stdout);
+    expect(output.ok).toBe(false);
+    expect(output.error.errorType).toBe("OrderNotFound");
+    expect(output.error.errorMessage).toBe("no order with id undefined");
+    expect(output.error.stack.some((line: string) => line.includes("functions/fails.ts:12:9"))).toBe(true);
+    expect(output.requestId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(output.timeline.map((entry: { name: string }) => entry.name)).toContain("handlerStart");
+  });
+
+  it("bundles npm dependencies: an ESM import from functions/node_modules", async () => {
+    const run = await runCli(["invoke", "functions/duration.ts", "--event", '{"ms":90061000}']);
+    expect(run.code).toBe(ExitCode.ok);
+    expect(JSON.parse(run.stdout)).toEqual({ short: "1d", long: "1 day" });
+  });
+
+  it("bundles a CommonJS dependency that requires Node built-ins", async () => {
+    const { result } = await invoke("test/fixtures/cjs-dependency/uses-cjs.ts", { event: { name: "Grace" } });
+    expect(result).toEqual({
+      greeting: "Hi Grace",
+      platform: "linux",
+      digest: "01c95267dd2972bc29add243b05a8d514d510d68",
+    });
+  });
+
+  it("kills the VM at the timeout and reports it with its own exit code", async () => {
+    const started = Date.now();
+    const run = await runCli(["invoke", "test/fixtures/spin.ts", "--timeout", "2", "--json"]);
+    expect(run.code).toBe(ExitCode.timeout);
+    const output = JSON.parse(run.stdout);
+    expect(output.error.errorType).toBe("TimeoutError");
+    expect(output.error.errorMessage).toMatch(/timed out after 2\.00 seconds/);
+    const handlerStart = output.timeline.find(
+      (entry: { name: string }) => entry.name === "handlerStart",
+    ).atMs;
+    const vmGone = output.timeline.find((entry: { name: string }) => entry.name === "vmGone").atMs;
+    // Killed within a second of the deadline.
+    expect(vmGone - handlerStart).toBeGreaterThanOrEqual(2000);
+    expect(vmGone - handlerStart).toBeLessThan(3000);
+    expect(Date.now() - started).toBeLessThan(60_000);
+  });
+
+  it("reports memory exhaustion as out of memory", async () => {
+    const error = await invoke("test/fixtures/memory-bomb.ts", { memory: 128 }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ name: "OutOfMemoryError", exitCode: ExitCode.outOfMemory, memoryMB: 128 });
+  });
+});
+
+describe("errors before any VM boots", () => {
+  it("reports a syntax error with file:line:col", async () => {
+    const run = await runCli(["invoke", "test/fixtures/syntax-error.ts"]);
+    expect(run.code).toBe(ExitCode.bundle);
+    expect(run.stderr).toContain('test/fixtures/syntax-error.ts:2:21: Expected "}" but found ";"');
+  });
+
+  it("rejects a missing file, bad JSON and unknown flags as usage errors", async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [["invoke", "functions/nope.ts"], /function file not found: functions\/nope\.ts/],
+      [["invoke", "functions/hello.ts", "--event", "{nope"], /--event is not valid JSON/],
+      [["invoke", "functions/hello.ts", "--bogus"], /Unknown argument: bogus/],
+      [["invoke", "functions/hello.ts", "--timeout", "-1"], /timeout must be a number from 0.1 to 900/],
+      [["invoke", "functions"], /functions is a directory/],
+      [["invoke", "functions/hello.ts", "--event", "-"], /standard input is empty/],
+    ];
+    for (const [args, message] of cases) {
+      const run = await runCli(args);
+      expect(run.code, args.join(" ")).toBe(ExitCode.usage);
+      expect(run.stderr).toMatch(message);
+    }
+  });
+
+  it("throws typed errors from the library API too", async () => {
+    await expect(invoke("test/fixtures/spin.ts", { timeout: 0 })).rejects.toMatchObject({
+      name: "UsageError",
+    });
+    await expect(invoke("test/fixtures/spin.ts", { bogus: 1 } as never)).rejects.toThrow(
+      /unknown invoke option/,
+    );
+    expect(TimeoutError).toBeDefined();
+  });
+});

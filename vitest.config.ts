@@ -1,0 +1,27 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: "unit",
+          include: ["test/unit/**/*.test.ts"],
+          testTimeout: 30_000,
+        },
+      },
+      {
+        test: {
+          name: "e2e",
+          include: ["test/e2e/**/*.test.ts"],
+          // Real VMs under TCG on 2 cores: a few seconds each, more under load.
+          testTimeout: 240_000,
+          hookTimeout: 900_000,
+          // VMs are CPU-bound: run test files one after another.
+          fileParallelism: false,
+          globalSetup: ["test/e2e/global-setup.ts"],
+        },
+      },
+    ],
+  },
+});
