@@ -62,6 +62,7 @@ const initStartedNs = Number(process.env.FNRUN_INIT_STARTED_NS);
 if (Number.isFinite(initStartedNs)) marks.initStart = initStartedNs / 1e6;
 const bootNonce = process.env.fnrun_boot ?? "";
 const snapshotBoot = process.env.fnrun_snapshot === "1";
+const channelKind = process.env.fnrun_channel === "serial" ? "serial" : "virtio";
 
 // The kernel command line and stage-0 variables are not the function's business.
 for (const name of Object.keys(process.env)) {
@@ -89,7 +90,7 @@ function writeAll(fd: number, text: string): void {
 }
 
 function openChannel(): Channel {
-  if (process.env.fnrun_channel === "serial") {
+  if (channelKind === "serial") {
     return { write: (text) => writeAll(1, text), read: () => 0 };
   }
   const port = fs.readdirSync("/dev").find((name) => name.startsWith("vport"));

@@ -340,6 +340,7 @@ export async function bootAndRun(
           nodeOptions: nodeOptionsFor(limits.memoryMB),
           network: prepared.network,
           verbose: options.verbose ?? false,
+          firmwareBoot: host.kernel.entry === "bios",
         }),
       },
     });

@@ -3,7 +3,8 @@
  *   1. FNRUN_KERNEL, a kernel of the user's (vmlinux for PVH entry, or a bzImage);
  *   2. fnrun's own minimal kernel, built from Debian's linux-source tarball with
  *      runtime-initrd/kernel.config and cached by the hash of both;
- *   3. Debian's cloud kernel, extracted from its package without installing it.
+ *   3. Debian's cloud kernel, extracted from its package without installing it
+ *      (or first, with FNRUN_KERNEL_SOURCE=debian-cloud).
  *      It has virtio as modules only, so VMs on it use the serial console for the
  *      protocol and carry Node in the initramfs: slower, but it works.
  */
@@ -91,6 +92,10 @@ export async function resolveKernel(options: KernelOptions = {}): Promise<Kernel
       });
     }
   }
+  const progress = options.progress ?? silent;
+  if (env.FNRUN_KERNEL_SOURCE === "debian-cloud") {
+    return (await findCloudKernel(env)) ?? (await fetchCloudKernelOrExplain(env, progress));
+  }
   const kind = options.entry === "bios" ? "bzImage" : "vmlinux";
   const tarball = await findKernelSource();
   if (tarball) {
@@ -158,6 +163,17 @@ async function buildKernel(tarball: string, key: string, env: NodeJS.ProcessEnv,
 }
 
 const CLOUD_KIND = "kernel-debian-cloud";
+
+async function fetchCloudKernelOrExplain(env: NodeJS.ProcessEnv, progress: Progress): Promise<Kernel> {
+  try {
+    return await fetchCloudKernel(env, progress);
+  } catch (error) {
+    throw new SetupError(
+      `no guest kernel: linux-source-6.1 is not installed and Debian's cloud kernel could not be fetched (${(error as Error).message}). Run \`make setup\`, or set FNRUN_KERNEL.`,
+      { cause: error },
+    );
+  }
+}
 
 async function findCloudKernel(env: NodeJS.ProcessEnv): Promise<Kernel | undefined> {
   const directory = join(cacheRoot(env), CLOUD_KIND);

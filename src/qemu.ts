@@ -63,6 +63,8 @@ export interface CmdlineSpec {
   network: boolean;
   /** Let kernel messages through (default: only emergencies such as panics). */
   verbose: boolean;
+  /** The kernel is a bzImage started by firmware (its real-mode setup probes EDD and says so). */
+  firmwareBoot?: boolean;
 }
 
 export function buildKernelCmdline(spec: CmdlineSpec): string {
@@ -81,6 +83,7 @@ export function buildKernelCmdline(spec: CmdlineSpec): string {
     `fnrun_channel=${spec.channel}`,
     `fnrun_runtime=${spec.runtime}`,
   ];
+  if (spec.firmwareBoot) words.push("edd=off");
   if (spec.snapshot) words.push("fnrun_snapshot=1");
   if (spec.network) words.push("ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off");
   // Not after "--": QEMU appends the virtio-mmio device list to the command line,

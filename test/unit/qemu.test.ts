@@ -192,9 +192,10 @@ describe("buildKernelCmdline", () => {
         nodeOptions: ["--max-old-space-size=204"],
         network: true,
         verbose: true,
+        firmwareBoot: true,
       }),
     ).toBe(
-      "console=ttyS0 loglevel=7 panic=-1 reboot=t rdinit=/init 8250.nr_uarts=1 fnrun_boot=n fnrun_channel=serial fnrun_runtime=initrd fnrun_snapshot=1 ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off fnrun_node=--max-old-space-size=204",
+      "console=ttyS0 loglevel=7 panic=-1 reboot=t rdinit=/init 8250.nr_uarts=1 fnrun_boot=n fnrun_channel=serial fnrun_runtime=initrd edd=off fnrun_snapshot=1 ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off fnrun_node=--max-old-space-size=204",
     );
   });
 });
