@@ -416,8 +416,11 @@ async function runInvocation(invocation: Invocation, maxResultBytes: number): Pr
   try {
     const returned = handler(event, context, settle);
     const isThenable = typeof (returned as { then?: unknown } | null)?.then === "function";
-    // A callback-style handler finishes through the callback; any other returns its value.
-    const outcome = isThenable ? Promise.race([returned, settled]) : handler.length >= 3 ? settled : returned;
+    // An async handler finishes with its promise (or the callback, if it calls it
+    // first); a callback-style one, or a plain function that returns nothing, through
+    // the callback or context.succeed/done/fail; any other with its return value.
+    const waitsForCallback = handler.length >= 3 || returned === undefined;
+    const outcome = isThenable ? Promise.race([returned, settled]) : waitsForCallback ? settled : returned;
     finish({ result: await outcome }, maxResultBytes);
   } catch (error) {
     failWith(error);

@@ -5,8 +5,9 @@
  * itself, then execs Node, which from then on *is* PID 1 (there is no init
  * system and nothing else runs in the guest):
  *
- *   1. mounts /dev (devtmpfs) and /proc, and the read-only runtime disk when
- *      the runtime lives on one (fnrun_runtime=disk on the kernel command line);
+ *   1. mounts /dev (devtmpfs), /proc and /tmp, and the read-only runtime disk
+ *      when the runtime lives on one (fnrun_runtime=disk on the kernel command
+ *      line), and brings up the loopback interface;
  *   2. when the VM is booted to be snapshotted (fnrun_snapshot=1), sets the wall
  *      clock far into the future before Node starts, so that OpenSSL records its
  *      seeding time in the future; after a restore the agent sets the true time,
@@ -23,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/random.h>
+#include <net/if.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +32,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
@@ -156,6 +159,20 @@ static void start_agent(void) {
   close(replies[1]);
 }
 
+/* The loopback interface starts down; functions expect localhost to work. */
+static void bring_up_loopback(void) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  struct ifreq request;
+  memset(&request, 0, sizeof request);
+  strncpy(request.ifr_name, "lo", IFNAMSIZ - 1);
+  if (ioctl(fd, SIOCGIFFLAGS, &request) == 0) {
+    request.ifr_flags |= IFF_UP | IFF_RUNNING;
+    ioctl(fd, SIOCSIFFLAGS, &request);
+  }
+  close(fd);
+}
+
 static void mount_or_die(const char *source, const char *target, const char *type, unsigned long flags) {
   mkdir(target, 0755);
   if (mount(source, target, type, flags, NULL) < 0 && errno != EBUSY) die(target);
@@ -179,6 +196,7 @@ int main(void) {
     if (settimeofday(&future, NULL) < 0) die("settimeofday");
   }
 
+  bring_up_loopback();
   start_agent();
 
   char started_ns[32];

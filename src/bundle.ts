@@ -5,6 +5,7 @@
  * are reported with file:line:col before any VM boots.
  */
 import { readFile, stat } from "node:fs/promises";
+import { SourceMap, type SourceMapPayload } from "node:module";
 import { basename, extname, relative, resolve } from "node:path";
 import * as esbuild from "esbuild";
 import { extractConfig, type FunctionConfig } from "./config.ts";
@@ -23,6 +24,8 @@ export interface Bundle {
   config: FunctionConfig;
   /** Every file esbuild read (absolute), for watching. */
   inputs: string[];
+  /** esbuild's warnings, as "file:line:col: text" (e.g. CommonJS `exports` in an ES module). */
+  warnings: string[];
 }
 
 // Bundled CommonJS packages may `require()` Node built-ins; in an ES module that
@@ -86,15 +89,34 @@ function toBundleError(error: unknown, entry: string): BundleError {
 async function readConfig(entry: string): Promise<FunctionConfig> {
   const source = await readFile(entry, "utf8");
   const loader = LOADERS[extname(entry)] ?? "js";
-  let javascript = source;
-  if (loader !== "js") {
-    try {
-      javascript = (await esbuild.transform(source, { loader, format: "esm", target: "esnext" })).code;
-    } catch (error) {
-      throw toBundleError(error, entry);
-    }
+  if (loader === "js") return extractConfig(source, displayPath(entry));
+  let transformed: esbuild.TransformResult;
+  try {
+    // No `format`: esbuild then keeps `export const config` where it is.
+    transformed = await esbuild.transform(source, { loader, target: "esnext", sourcemap: "external" });
+  } catch (error) {
+    throw toBundleError(error, entry);
   }
-  return extractConfig(javascript, displayPath(entry));
+  try {
+    return extractConfig(transformed.code, displayPath(entry));
+  } catch (error) {
+    // Point at the TypeScript source, not at the JavaScript esbuild made of it.
+    if (error instanceof BundleError && error.location) {
+      const original = new SourceMap(JSON.parse(transformed.map) as SourceMapPayload).findEntry(
+        error.location.line - 1,
+        error.location.column - 1,
+      ) as { originalLine?: number; originalColumn?: number };
+      if (original.originalLine !== undefined && original.originalColumn !== undefined) {
+        const message = error.message.replace(/^[^:]+:\d+:\d+: /, "");
+        throw new BundleError(message, {
+          file: error.location.file,
+          line: original.originalLine + 1,
+          column: original.originalColumn + 1,
+        });
+      }
+    }
+    throw error;
+  }
 }
 
 export async function bundleFunction(path: string): Promise<Bundle> {
@@ -123,5 +145,19 @@ export async function bundleFunction(path: string): Promise<Bundle> {
   const sourceMap = result.outputFiles.find((file) => file.path.endsWith(".map"))?.text;
   if (code === undefined || sourceMap === undefined) throw new BundleError("esbuild produced no output");
   const inputs = Object.keys(result.metafile.inputs).map((input) => resolve(process.cwd(), input));
-  return { entry, name: functionNameOf(entry), code, sourceMap, config: await readConfig(entry), inputs };
+  const warnings = result.warnings.map((warning) => {
+    const where = warning.location
+      ? `${displayPath(resolve(warning.location.file))}:${warning.location.line}:${warning.location.column + 1}: `
+      : "";
+    return `${where}${warning.text}`;
+  });
+  return {
+    entry,
+    name: functionNameOf(entry),
+    code,
+    sourceMap,
+    config: await readConfig(entry),
+    inputs,
+    warnings,
+  };
 }

@@ -107,16 +107,39 @@ function objectValue(node: ObjectExpression): Record<string, unknown> {
   return result;
 }
 
-/** Finds `export const config = ...` or `module.exports.config = ...` / `exports.config = ...`. */
+function topLevelConst(program: Program, name: string): Node | undefined {
+  for (const statement of program.body) {
+    const declaration =
+      statement.type === "VariableDeclaration"
+        ? statement
+        : statement.type === "ExportNamedDeclaration" && statement.declaration?.type === "VariableDeclaration"
+          ? statement.declaration
+          : undefined;
+    if (declaration?.kind !== "const") continue;
+    for (const declarator of declaration.declarations) {
+      if (declarator.id.type === "Identifier" && declarator.id.name === name && declarator.init)
+        return declarator.init;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Finds `export const config = ...`, `export { local as config }` (of a top-level
+ * const), or CommonJS `module.exports.config = ...` / `exports.config = ...`.
+ */
 function findConfigNode(program: Program): Node | undefined {
   for (const statement of program.body) {
-    if (
-      statement.type === "ExportNamedDeclaration" &&
-      statement.declaration?.type === "VariableDeclaration"
-    ) {
-      for (const declarator of statement.declaration.declarations) {
-        if (declarator.id.type === "Identifier" && declarator.id.name === "config" && declarator.init) {
-          return declarator.init;
+    if (statement.type === "ExportNamedDeclaration") {
+      if (statement.declaration?.type === "VariableDeclaration") {
+        const found = topLevelConst({ ...program, body: [statement] }, "config");
+        if (found) return found;
+      }
+      for (const specifier of statement.specifiers) {
+        const exported =
+          specifier.exported.type === "Identifier" ? specifier.exported.name : specifier.exported.value;
+        if (exported === "config" && specifier.local.type === "Identifier" && !statement.source) {
+          return topLevelConst(program, specifier.local.name);
         }
       }
     }

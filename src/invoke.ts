@@ -12,9 +12,10 @@ import { resolve as resolvePath } from "node:path";
 import type { AccelRequest } from "./accel.ts";
 import { type Bundle, bundleFunction } from "./bundle.ts";
 import { LIMITS, type MountConfig, parseMount, validateEnv } from "./config.ts";
-import { FnrunError, FunctionError, InternalError, UsageError } from "./errors.ts";
+import { FnrunError, FunctionError, InternalError, InterruptedError, UsageError } from "./errors.ts";
 import { type HostSetup, resolveHost } from "./host.ts";
 import { writeInvocationInitrd } from "./initrd.ts";
+import { vmSlots } from "./limiter.ts";
 import type { Progress } from "./paths.ts";
 import type { Invocation } from "./protocol.ts";
 import { buildKernelCmdline, type VmSpec } from "./qemu.ts";
@@ -143,8 +144,10 @@ export function validateInvokeOptions(options: InvokeOptions): void {
   checkRange(options.memory, "memory", LIMITS.memoryMB);
   checkRange(options.maxResultBytes, "maxResultBytes", { min: 1, max: 256 * 1024 * 1024 });
   checkRange(options.maxLogBytes, "maxLogBytes", { min: 1024, max: 256 * 1024 * 1024 });
-  if (options.handler !== undefined && !/^[A-Za-z_$][\w$]*$/.test(String(options.handler))) {
-    throw new UsageError(`handler must be an export name, not ${JSON.stringify(options.handler)}`);
+  if (options.handler !== undefined && !/^(?:[^/]+\.)?[A-Za-z_$][\w$]*$/.test(String(options.handler))) {
+    throw new UsageError(
+      `handler must be an export name (or FILE.EXPORT), not ${JSON.stringify(options.handler)}`,
+    );
   }
   if (options.accel !== undefined && !["auto", "kvm", "tcg"].includes(options.accel)) {
     throw new UsageError(`accel must be auto, kvm or tcg, not ${JSON.stringify(options.accel)}`);
@@ -184,6 +187,20 @@ export function eventJson(event: unknown): string {
   return json;
 }
 
+/** "greet", or Lambda's "FILE.EXPORT" form ("hello.greet" for hello.ts). */
+export function exportName(handler: string, functionName: string): string {
+  const dot = handler.lastIndexOf(".");
+  if (dot < 0) return handler;
+  const file = handler.slice(0, dot);
+  const name = handler.slice(dot + 1);
+  if (file !== functionName) {
+    throw new UsageError(
+      `handler "${handler}" names the file "${file}", but the function is ${functionName}: use ${functionName}.${name}, or just ${name}`,
+    );
+  }
+  return name;
+}
+
 export function prepareInvocation(bundle: Bundle, options: InvokeOptions): PreparedInvocation {
   const config = bundle.config;
   const timeoutSeconds = options.timeout ?? config.timeout ?? DEFAULTS.timeoutSeconds;
@@ -209,7 +226,7 @@ export function prepareInvocation(bundle: Bundle, options: InvokeOptions): Prepa
     invokedFunctionArn: `arn:aws:lambda:local:000000000000:function:${bundle.name}`,
     memoryLimitInMB: memoryMB,
     timeoutMs: Math.round(timeoutSeconds * 1000),
-    handler: options.handler ?? config.handler ?? "handler",
+    handler: options.handler ? exportName(options.handler, bundle.name) : (config.handler ?? "handler"),
     env: { ...(config.env ?? {}), ...(options.env ?? {}) },
     event: eventJson(options.event),
     maxResultBytes,
@@ -377,6 +394,7 @@ export async function invoke(file: string, options: InvokeOptions = {}): Promise
   validateInvokeOptions(options);
   const startedAt = performance.now();
   const bundle = await bundleFunction(file);
+  for (const warning of bundle.warnings) options.onNotice?.(`fnrun: bundle warning: ${warning}`);
   const prepared = prepareInvocation(bundle, options);
   if (prepared.mounts.length > 0) {
     throw new UsageError("shared folders (--mount) are not available yet in this version");
@@ -391,7 +409,13 @@ export async function invoke(file: string, options: InvokeOptions = {}): Promise
   if (notice) options.onNotice?.(notice);
   prepared.limits.bootTimeoutMs = bootTimeoutMs(host);
   try {
-    const report = await bootAndRun(host, prepared, options);
+    const report = await vmSlots
+      .run(() => bootAndRun(host, prepared, options), options.signal)
+      .catch((error: unknown) => {
+        if (options.signal?.aborted)
+          throw new InterruptedError("interrupted while waiting for a free VM slot");
+        throw error;
+      });
     return finishReport(prepared, report, host, "boot", startedAt);
   } catch (error) {
     if (error instanceof FnrunError) throw error;

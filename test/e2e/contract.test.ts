@@ -1,0 +1,247 @@
+// The function contract (docs/functions.md), each part in a real VM.
+
+import { writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { ExitCode, invoke } from "../../src/index.ts";
+import { TRUNCATION_MARKER } from "../../src/session.ts";
+import { qemuProcesses, runCli } from "./helpers.ts";
+
+const FORMS = "test/fixtures/contract/forms.ts";
+const FAILURES = "test/fixtures/contract/failures.ts";
+
+afterAll(() => {
+  expect(qemuProcesses()).toEqual([]);
+});
+
+function failure(promise: Promise<unknown>) {
+  return promise.then(
+    () => {
+      throw new Error("expected the invocation to fail");
+    },
+    (error: unknown) => error as Record<string, unknown>,
+  );
+}
+
+describe.concurrent("handler forms", () => {
+  it("async, callback, callback error, context.succeed and a plain return, selected with --handler", async () => {
+    const results = await Promise.all([
+      invoke(FORMS, { event: { value: 1 } }),
+      invoke(FORMS, { event: { value: 2 }, handler: "withCallback" }),
+      invoke(FORMS, { handler: "legacySucceed" }),
+      invoke(FORMS, { handler: "forms.synchronous" }),
+    ]);
+    expect(results.map((run) => run.result)).toEqual([
+      { form: "async", value: 1 },
+      { form: "callback", value: 2 },
+      { form: "context.succeed" },
+      { form: "sync" },
+    ]);
+    const error = await failure(invoke(FORMS, { handler: "callbackError" }));
+    expect(error).toMatchObject({
+      name: "FunctionError",
+      errorType: "RangeError",
+      errorMessage: "out of range",
+    });
+  });
+
+  it("export default, CommonJS, and a clear error for a missing export", async () => {
+    const [fromDefault, fromCommonJs] = await Promise.all([
+      invoke("test/fixtures/contract/default-export.ts", { event: { who: "Ada" } }),
+      invoke("test/fixtures/contract/commonjs.cjs", { event: { n: 1 } }),
+    ]);
+    expect(fromDefault.result).toBe("default export greets Ada");
+    expect(fromCommonJs.result).toEqual({ form: "commonjs", echo: { n: 1 } });
+    const run = await runCli(["invoke", FORMS, "--handler", "nope"]);
+    expect(run.code).toBe(ExitCode.function);
+    expect(run.stderr).toContain('Runtime.HandlerNotFound: the function exports no handler named "nope"');
+    expect((await runCli(["invoke", FORMS, "--handler", "other.handler"])).stderr).toContain(
+      'names the file "other", but the function is forms',
+    );
+  });
+});
+
+describe.concurrent("context and environment", () => {
+  it("fills the context, counts down to the deadline, and layers env from config, --env-file and --env", async () => {
+    const envFile = join(tmpdir(), `fnrun-test-${process.pid}.env`);
+    writeFileSync(envFile, "# comment\nFROM_FILE=file\nexport OVERRIDDEN='file'\n");
+    const run = await runCli([
+      "invoke",
+      "test/fixtures/contract/context.ts",
+      "--env-file",
+      envFile,
+      "--env",
+      "FROM_FLAG=flag",
+      "--env",
+      "OVERRIDDEN=flag",
+      "--json",
+    ]);
+    expect(run.code).toBe(ExitCode.ok);
+    const { result, requestId } = JSON.parse(run.stdout);
+    expect(result.awsRequestId).toBe(requestId);
+    expect(result.requestId).toBe(requestId);
+    expect(result).toMatchObject({
+      functionName: "context",
+      functionVersion: "$LATEST",
+      invokedFunctionArn: "arn:aws:lambda:local:000000000000:function:context",
+      // config.memory sets the guest's RAM, and Lambda's string form of it.
+      memoryLimitInMB: "192",
+      internalVariables: [],
+    });
+    expect(result.totalMemoryMB).toBeGreaterThan(150);
+    expect(result.totalMemoryMB).toBeLessThanOrEqual(192);
+    // config.timeout is 7 s: the countdown starts there and really runs.
+    expect(result.first).toBeLessThanOrEqual(7000);
+    expect(result.first).toBeGreaterThan(5000);
+    expect(result.first - result.second).toBeGreaterThanOrEqual(450);
+    expect(result.env).toEqual({
+      FROM_CONFIG: "config",
+      FROM_FILE: "file",
+      FROM_FLAG: "flag",
+      OVERRIDDEN: "flag",
+      AWS_LAMBDA_FUNCTION_NAME: "context",
+      AWS_LAMBDA_FUNCTION_VERSION: "$LATEST",
+      AWS_LAMBDA_FUNCTION_MEMORY_SIZE: "192",
+      AWS_LAMBDA_LOG_GROUP_NAME: "/aws/lambda/context",
+      AWS_LAMBDA_LOG_STREAM_NAME: requestId,
+    });
+  });
+});
+
+describe.concurrent("errors", () => {
+  it("reports non-Error throws, rejections, unhandled rejections, uncaught exceptions and process.exit as function errors", async () => {
+    const errors = await Promise.all(
+      ["throwsString", "throwsObject", "rejects", "unhandledRejection", "exits", "uncaught"].map((handler) =>
+        failure(invoke(FAILURES, { handler })),
+      ),
+    );
+    expect(errors.map((error) => [error.name, error.errorType, error.errorMessage])).toEqual([
+      ["FunctionError", "string", "plain string"],
+      ["FunctionError", "object", '{"code":42,"reason":"object"}'],
+      ["FunctionError", "TypeError", "rejected promise"],
+      ["FunctionError", "Runtime.UnhandledPromiseRejection", "nobody awaited me"],
+      [
+        "FunctionError",
+        "Runtime.ExitError",
+        expect.stringMatching(/Runtime exited with error: exit status 3$/),
+      ],
+      ["FunctionError", "SyntaxError", "thrown from a timer"],
+    ]);
+    expect((errors[2]?.trace as string[] | undefined)?.some((line) => line.includes("failures.ts:"))).toBe(
+      true,
+    );
+    const serialization = await failure(invoke(FAILURES, { handler: "notSerializable" }));
+    expect(serialization).toMatchObject({ errorType: "Runtime.SerializationError" });
+  });
+});
+
+describe.concurrent("limits", () => {
+  it("refuses a result over the limit with its own error and exit code", async () => {
+    const run = await runCli([
+      "invoke",
+      FAILURES,
+      "--handler",
+      "hugeResult",
+      "--event",
+      '{"bytes":2000000}',
+      "--max-result-size",
+      "1000000",
+    ]);
+    expect(run.code).toBe(ExitCode.resultTooLarge);
+    expect(run.stderr).toMatch(
+      /ResultTooLargeError: Response payload size \(2000002 bytes\) exceeded maximum allowed payload size \(1000000 bytes\)/,
+    );
+    // Under the default 6 MB limit the same result comes back whole.
+    const { resultJson } = await invoke(FAILURES, { handler: "hugeResult", event: { bytes: 2_000_000 } });
+    expect(resultJson.length).toBe(2_000_002);
+  });
+
+  it("truncates logs at the limit with a marker, and keeps the result", async () => {
+    const { logs, logsTruncated, result } = await invoke(FAILURES, {
+      handler: "floodsLogs",
+      event: { lines: 20_000 },
+      maxLogBytes: 100_000,
+    });
+    expect(result).toBe("done");
+    expect(logsTruncated).toBe(true);
+    expect(logs.endsWith(TRUNCATION_MARKER)).toBe(true);
+    expect(Buffer.byteLength(logs)).toBeLessThanOrEqual(100_000 + TRUNCATION_MARKER.length);
+  });
+
+  it("accepts a 6 MB event", async () => {
+    const blob = "z".repeat(6 * 1024 * 1024 - 20);
+    const { result } = await invoke(FAILURES, { handler: "echoSize", event: { blob } });
+    expect(result).toEqual({ length: blob.length });
+    await expect(
+      invoke(FAILURES, { handler: "echoSize", event: { blob: `${blob}${"z".repeat(100)}` } }),
+    ).rejects.toMatchObject({
+      name: "UsageError",
+      message: expect.stringMatching(/the limit is 6 MB/),
+    });
+  });
+});
+
+describe.concurrent("network", () => {
+  it("has no network device by default, and reaches the host with --net", async () => {
+    const server = createServer((_request, response) => response.end("hello from the host"));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const url = `http://10.0.2.2:${port}/`;
+      const [without, withNet] = await Promise.all([
+        invoke("test/fixtures/contract/network.ts", { event: { url } }),
+        invoke("test/fixtures/contract/network.ts", { event: { url }, net: true }),
+      ]);
+      expect(without.result).toEqual({
+        interfaces: ["lo"],
+        fetched: expect.stringMatching(/^failed: (ENETUNREACH|fetch failed)/),
+      });
+      expect(withNet.result).toEqual({
+        interfaces: ["eth0", "lo"],
+        fetched: "status 200: hello from the host",
+      });
+    } finally {
+      server.close();
+    }
+  });
+});
+
+describe.concurrent("real-world Lambda handlers, unchanged", () => {
+  it("an API Gateway proxy handler", async () => {
+    const { result, logs } = await invoke("test/fixtures/lambda/api-gateway.mjs", {
+      event: { httpMethod: "POST", path: "/hello", queryStringParameters: null, body: '{"name":"Lin"}' },
+    });
+    expect(result).toEqual({
+      statusCode: 200,
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ message: "Hello, Lin", method: "POST", path: "/hello" }),
+    });
+    expect(logs).toContain("EVENT:");
+  });
+
+  it("an S3-event handler (CommonJS)", async () => {
+    const { result, requestId } = await invoke("test/fixtures/lambda/s3-thumbnail.js", {
+      event: { Records: [{ s3: { bucket: { name: "photos" }, object: { key: "holiday/beach+day.jpg" } } }] },
+    });
+    expect(result).toEqual({
+      source: "photos/holiday/beach day.jpg",
+      destination: "photos-resized/resized-beach day.jpg",
+      requestId,
+    });
+  });
+
+  it("a callback-style handler", async () => {
+    const { result } = await invoke("test/fixtures/lambda/callback-style.js", {
+      event: {
+        items: [
+          { price: 2.5, quantity: 4 },
+          { price: 1, quantity: 3 },
+        ],
+      },
+    });
+    expect(result).toEqual({ total: 13, count: 2, hadTime: true });
+  });
+});
