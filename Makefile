@@ -47,8 +47,9 @@ functions/node_modules/.package-lock.json: functions/package.json functions/pack
 	npm ci --prefix functions --no-audit --no-fund --loglevel=error
 	@touch $@
 
-dist/.built: node_modules/.package-lock.json tsconfig.json tsconfig.build.json $(TS_SOURCES)
+dist/.built: node_modules/.package-lock.json tsconfig.json tsconfig.build.json scripts/build-cli.mjs $(TS_SOURCES)
 	npx tsc -p tsconfig.build.json
+	$(NODE) scripts/build-cli.mjs
 	@touch $@
 
 build: dist/.built

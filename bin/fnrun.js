@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// The fnrun command. The CLI itself is src/cli.ts (compiled to dist/ by `npm run build`).
-import { main } from "../dist/src/cli.js";
+// The fnrun command. The CLI is src/cli.ts, bundled into dist/fnrun.mjs by `make build`.
+import { main } from "../dist/fnrun.mjs";
 
 const controller = new AbortController();
 let stopSignal;

@@ -1,17 +1,22 @@
 /**
  * The guest runtime: PID 1 of every fnrun VM (the stage-0 init execs Node on it).
  *
- * 1. Open the protocol channel: a virtio-serial port, or the serial console for
- *    kernels without virtio.
- * 2. Get the invocation: from the initramfs (/fnrun/invocation.json, a cold boot),
- *    or, for a VM booted ahead of demand (pool, snapshot), by saying "ready" and
- *    waiting for it on the channel.
- * 3. After a snapshot restore, reseed every random generator before user code runs.
- * 4. Import the function, call its handler as AWS Lambda's Node.js runtime does,
- *    and send back logs, timeline marks and the result (or the error), framed with
- *    the invocation's nonce. Then wait: the host kills the VM.
+ * Three ways a VM is started, one code path:
+ *   cold   - the invocation and the function are in the initramfs
+ *            (/fnrun/invocation.json, /fnrun/function.mjs): run at once.
+ *   warm   - nothing is in the initramfs: load what functions tend to need,
+ *            say "ready", and wait for the invocation and the function on the
+ *            channel. A VM snapshotted in this state serves every function.
+ *   bound  - the function (and its settings, /fnrun/function.json) is in the
+ *            initramfs, the invocation is not: import the function ahead (its
+ *            init phase, as Lambda's), say "ready", wait for the event. For pools.
  *
- * Only this file and src/protocol.ts are bundled in (see GUEST_SOURCES in src/runtime.ts).
+ * After a snapshot restore, every random generator is reseeded before user code
+ * runs. Logs, timeline marks and the outcome go to the host framed with the
+ * invocation's nonce; nothing is sent for the function before the nonce is known.
+ * The runtime never exits (PID 1 exiting panics the kernel): the host kills the VM.
+ *
+ * Only this file and src/protocol.ts are bundled in (GUEST_SOURCES in src/runtime.ts).
  */
 import { randomFillSync } from "node:crypto";
 import fs from "node:fs";
@@ -30,6 +35,7 @@ import {
 const AGENT_REQUEST_FD = 3;
 const AGENT_REPLY_FD = 4;
 const FUNCTION_PATH = "/fnrun/function.mjs";
+const FUNCTION_SETTINGS_PATH = "/fnrun/function.json";
 const COLD_INVOCATION_PATH = "/fnrun/invocation.json";
 /** Builtins a function is likely to load: loaded before a snapshot, they cost nothing after restore. */
 const PRELOADED_MODULES = [
@@ -69,6 +75,10 @@ for (const name of Object.keys(process.env)) {
   if (name.startsWith("fnrun_") || name.startsWith("FNRUN_")) delete process.env[name];
 }
 
+function sleepMs(milliseconds: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, milliseconds);
+}
+
 // ---------------------------------------------------------------- the channel
 
 interface Channel {
@@ -84,13 +94,14 @@ function writeAll(fd: number, text: string): void {
       offset += fs.writeSync(fd, data, offset);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EAGAIN") throw error;
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+      sleepMs(1);
     }
   }
 }
 
 function openChannel(): Channel {
   if (channelKind === "serial") {
+    // Kernels without virtio: frames share the console. Cold starts only (no input).
     return { write: (text) => writeAll(1, text), read: () => 0 };
   }
   const port = fs.readdirSync("/dev").find((name) => name.startsWith("vport"));
@@ -105,6 +116,8 @@ function openChannel(): Channel {
 const channel = openChannel();
 let nonce = bootNonce;
 let messageId = 0;
+/** Set once the invocation (and its nonce) is known: only then may the function's output go out. */
+let invocation: Invocation | undefined;
 
 function send(message: GuestMessage): void {
   channel.write(encodeMessage(nonce, messageId++, message));
@@ -128,7 +141,7 @@ function receive(): HostMessage {
   while (received === undefined) {
     const count = channel.read(buffer);
     // A virtio-serial port reads 0 while the host side is not connected.
-    if (count === 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
+    if (count === 0) sleepMs(2);
     else decoder.push(buffer.subarray(0, count));
   }
   return received as HostMessage;
@@ -159,9 +172,9 @@ function agent(request: string): void {
  * state cannot be reseeded, by one drawing on OpenSSL.
  */
 function reseedAfterRestore(entropy: string, epochMs: number): void {
-  agent(`seed ${entropy}`);
   const seconds = Math.floor(epochMs / 1000);
-  agent(`time ${seconds} ${Math.round((epochMs - seconds * 1000) * 1e6)}`);
+  // One round trip to the agent: every one costs two context switches.
+  agent(`reseed ${seconds} ${Math.round((epochMs - seconds * 1000) * 1e6)} ${entropy}`);
   const pool = Buffer.alloc(4096);
   let offset = pool.length;
   Object.defineProperty(Math, "random", {
@@ -184,14 +197,17 @@ function reseedAfterRestore(entropy: string, epochMs: number): void {
 
 // ---------------------------------------------------------------- logs
 
-let pendingLogs: Array<{ stream: "stdout" | "stderr"; text: string }> = [];
+type Stream = "stdout" | "stderr";
+let pendingLogs: Array<{ stream: Stream; text: string }> = [];
 let flushScheduled = false;
 
+/** Sends buffered logs, merged per stream; held back until the invocation is known. */
 function flushLogs(): void {
   flushScheduled = false;
+  if (!invocation) return;
   const logs = pendingLogs;
   pendingLogs = [];
-  let run: { stream: "stdout" | "stderr"; text: string } | undefined;
+  let run: { stream: Stream; text: string } | undefined;
   for (const entry of logs) {
     if (run && run.stream === entry.stream && run.text.length < 64 * 1024) {
       run.text += entry.text;
@@ -203,9 +219,9 @@ function flushLogs(): void {
   if (run) send({ type: "log", ...run });
 }
 
-function log(stream: "stdout" | "stderr", text: string): void {
+function log(stream: Stream, text: string): void {
   pendingLogs.push({ stream, text });
-  if (!flushScheduled) {
+  if (!flushScheduled && invocation) {
     flushScheduled = true;
     setImmediate(flushLogs);
   }
@@ -213,7 +229,7 @@ function log(stream: "stdout" | "stderr", text: string): void {
 
 function captureOutput(): void {
   const toStream =
-    (stream: "stdout" | "stderr") =>
+    (stream: Stream) =>
     (...args: unknown[]): void => {
       log(stream, `${format(...args)}\n`);
     };
@@ -243,7 +259,7 @@ function captureOutput(): void {
   }
 }
 
-// ---------------------------------------------------------------- errors
+// ---------------------------------------------------------------- the outcome
 
 function describeError(error: unknown): LambdaError {
   if (error instanceof Error) {
@@ -263,17 +279,22 @@ function describeError(error: unknown): LambdaError {
   return { errorType: typeof error, errorMessage: message, stack: [] };
 }
 
-let finished = false;
+type Outcome = { result: unknown } | { error: LambdaError };
+let outcome: Outcome | undefined;
 
-/** Sends the one outcome of this invocation; later ones (a callback after a throw) are ignored. */
-function finish(outcome: { result: unknown } | { error: LambdaError }, maxResultBytes: number): void {
-  if (finished) return;
-  finished = true;
+/** Records the one outcome (later ones, e.g. a callback after a throw, are ignored) and sends it. */
+function finish(value: Outcome): void {
+  if (outcome) return;
+  outcome = value;
+  if (invocation) sendOutcome(invocation);
+}
+
+function sendOutcome(current: Invocation): void {
   flushLogs();
   marks.handlerEnd = now();
   send({ type: "mark", name: "handlerEnd", at: marks.handlerEnd });
-  if ("error" in outcome) {
-    send({ type: "error", error: outcome.error });
+  if (!outcome || "error" in outcome) {
+    send({ type: "error", error: outcome?.error ?? describeError(new Error("no outcome")) });
     return;
   }
   let json: string;
@@ -291,12 +312,12 @@ function finish(outcome: { result: unknown } | { error: LambdaError }, maxResult
     return;
   }
   const size = Buffer.byteLength(json);
-  if (size > maxResultBytes) {
+  if (size > current.maxResultBytes) {
     send({
       type: "error",
       error: {
         errorType: "Function.ResponseSizeTooLarge",
-        errorMessage: `Response payload size (${size} bytes) exceeded maximum allowed payload size (${maxResultBytes} bytes).`,
+        errorMessage: `Response payload size (${size} bytes) exceeded maximum allowed payload size (${current.maxResultBytes} bytes).`,
         stack: [],
       },
     });
@@ -305,22 +326,84 @@ function finish(outcome: { result: unknown } | { error: LambdaError }, maxResult
   send({ type: "result", json });
 }
 
-// ---------------------------------------------------------------- the handler
+function failWith(error: unknown, errorType?: string): void {
+  const described = describeError(error);
+  finish({ error: errorType ? { ...described, errorType } : described });
+}
+
+/** A function's failures outside the handler's own promise are its failures too. */
+function installProcessHooks(): void {
+  process.on("uncaughtException", (error) => failWith(error));
+  process.on("unhandledRejection", (reason) => failWith(reason, "Runtime.UnhandledPromiseRejection"));
+  const exit = (code?: number | string | null) => {
+    finish({
+      error: {
+        errorType: "Runtime.ExitError",
+        errorMessage: `RequestId: ${invocation?.requestId ?? "none"} Error: Runtime exited with error: exit status ${code ?? process.exitCode ?? 0}`,
+        stack: [],
+      },
+    });
+    // PID 1 must not exit (the kernel would panic); the host ends the VM.
+    return new Promise<never>(() => {}) as never;
+  };
+  process.exit = exit as typeof process.exit;
+  process.abort = exit as typeof process.abort;
+}
+
+// ---------------------------------------------------------------- the function
 
 type Callback = (error?: unknown, result?: unknown) => void;
 type Handler = (event: unknown, context: unknown, callback: Callback) => unknown;
+type FunctionSettings = Pick<
+  Invocation,
+  "functionName" | "functionVersion" | "memoryLimitInMB" | "handler" | "env" | "mounts"
+>;
+
+/** Lambda's variables, then the function's own; mounts its shared folders. */
+function applySettings(settings: FunctionSettings, requestId: string): void {
+  for (const mount of settings.mounts) {
+    agent(`mount ${mount.tag} ${mount.guestPath} ${mount.readOnly ? "ro" : "rw"}`);
+  }
+  Object.assign(process.env, {
+    AWS_LAMBDA_FUNCTION_NAME: settings.functionName,
+    AWS_LAMBDA_FUNCTION_VERSION: settings.functionVersion,
+    AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(settings.memoryLimitInMB),
+    AWS_LAMBDA_LOG_GROUP_NAME: `/aws/lambda/${settings.functionName}`,
+    AWS_LAMBDA_LOG_STREAM_NAME: requestId,
+    LAMBDA_TASK_ROOT: "/fnrun",
+    _HANDLER: `function.${settings.handler}`,
+    // TZ (UTC, as Lambda's) is set by the stage-0 init: assigning it makes V8
+    // reload its time zone data.
+    ...settings.env,
+  });
+}
+
+type Loaded = { module: Record<string, unknown> } | { error: LambdaError };
+
+/** The function's init phase: importing it runs its top-level code. */
+async function importFunction(): Promise<Loaded> {
+  try {
+    return { module: (await import(pathToFileURL(FUNCTION_PATH).href)) as Record<string, unknown> };
+  } catch (error) {
+    const described = describeError(error);
+    return {
+      error: {
+        ...described,
+        errorType: "Runtime.ImportModuleError",
+        errorMessage: `${described.errorType}: ${described.errorMessage}`,
+      },
+    };
+  }
+}
 
 function findHandler(module: Record<string, unknown>, name: string): Handler {
   const candidates: unknown[] = [module[name]];
   const fallback = module.default;
-  if (name === "handler") {
-    // `export default handler`, and a CommonJS `module.exports.handler` (esbuild's default export).
-    if (fallback && typeof fallback === "object")
-      candidates.push((fallback as Record<string, unknown>)[name]);
-    candidates.push(fallback);
-  } else if (fallback && typeof fallback === "object") {
+  if (fallback && typeof fallback === "object") {
+    // A CommonJS `module.exports.handler` is esbuild's default export's property.
     candidates.push((fallback as Record<string, unknown>)[name]);
   }
+  if (name === "handler") candidates.push(fallback);
   const found = candidates.find((candidate) => typeof candidate === "function");
   if (found) return found as Handler;
   const exported = Object.keys(module).join(", ") || "nothing";
@@ -332,80 +415,31 @@ function findHandler(module: Record<string, unknown>, name: string): Handler {
   throw error;
 }
 
-async function runInvocation(invocation: Invocation, maxResultBytes: number): Promise<void> {
-  for (const mount of invocation.mounts)
-    agent(`mount ${mount.tag} ${mount.guestPath} ${mount.readOnly ? "ro" : "rw"}`);
-
-  Object.assign(process.env, {
-    AWS_LAMBDA_FUNCTION_NAME: invocation.functionName,
-    AWS_LAMBDA_FUNCTION_VERSION: invocation.functionVersion,
-    AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(invocation.memoryLimitInMB),
-    AWS_LAMBDA_LOG_GROUP_NAME: `/aws/lambda/${invocation.functionName}`,
-    AWS_LAMBDA_LOG_STREAM_NAME: invocation.requestId,
-    LAMBDA_TASK_ROOT: "/fnrun",
-    _HANDLER: `function.${invocation.handler}`,
-    TZ: process.env.TZ ?? "UTC",
-    ...invocation.env,
-  });
-  captureOutput();
-
-  const failWith = (error: unknown, errorType?: string) => {
-    const described = describeError(error);
-    finish({ error: errorType ? { ...described, errorType } : described }, maxResultBytes);
-  };
-  process.on("uncaughtException", (error) => failWith(error));
-  process.on("unhandledRejection", (reason) => failWith(reason, "Runtime.UnhandledPromiseRejection"));
-  const exit = (code?: number | string | null) => {
-    finish(
-      {
-        error: {
-          errorType: "Runtime.ExitError",
-          errorMessage: `RequestId: ${invocation.requestId} Error: Runtime exited with error: exit status ${code ?? process.exitCode ?? 0}`,
-          stack: [],
-        },
-      },
-      maxResultBytes,
-    );
-    // PID 1 must not exit (the kernel would panic); the host ends the VM.
-    return new Promise<never>(() => {}) as never;
-  };
-  process.exit = exit as typeof process.exit;
-  process.abort = exit as typeof process.abort;
-
+async function runHandler(current: Invocation, loaded: Loaded): Promise<void> {
+  if ("error" in loaded) return finish({ error: loaded.error });
+  if (outcome) return; // the init phase already failed (an error thrown from a timer, say)
   let handler: Handler;
   try {
-    const module = (await import(pathToFileURL(FUNCTION_PATH).href)) as Record<string, unknown>;
-    handler = findHandler(module, invocation.handler);
+    handler = findHandler(loaded.module, current.handler);
   } catch (error) {
-    const described = describeError(error);
-    const errorType = described.errorType.startsWith("Runtime.")
-      ? described.errorType
-      : "Runtime.ImportModuleError";
-    finish(
-      {
-        error: { ...described, errorType, errorMessage: `${described.errorType}: ${described.errorMessage}` },
-      },
-      maxResultBytes,
-    );
-    return;
+    return failWith(error);
   }
-
-  const event = JSON.parse(invocation.event) as unknown;
+  const event = JSON.parse(current.event) as unknown;
   mark("handlerStart");
-  const deadline = performance.now() + invocation.timeoutMs;
+  const deadline = performance.now() + current.timeoutMs;
   let settle: Callback = () => {};
   const settled = new Promise<unknown>((resolve, reject) => {
     settle = (error, result) => (error !== undefined && error !== null ? reject(error) : resolve(result));
   });
   const context = {
-    awsRequestId: invocation.requestId,
-    requestId: invocation.requestId,
-    functionName: invocation.functionName,
-    functionVersion: invocation.functionVersion,
-    invokedFunctionArn: invocation.invokedFunctionArn,
-    memoryLimitInMB: String(invocation.memoryLimitInMB),
-    logGroupName: `/aws/lambda/${invocation.functionName}`,
-    logStreamName: invocation.requestId,
+    awsRequestId: current.requestId,
+    requestId: current.requestId,
+    functionName: current.functionName,
+    functionVersion: current.functionVersion,
+    invokedFunctionArn: current.invokedFunctionArn,
+    memoryLimitInMB: String(current.memoryLimitInMB),
+    logGroupName: `/aws/lambda/${current.functionName}`,
+    logStreamName: current.requestId,
     callbackWaitsForEmptyEventLoop: true,
     getRemainingTimeInMillis: () => Math.max(0, Math.round(deadline - performance.now())),
     // Lambda's legacy completion methods.
@@ -420,37 +454,86 @@ async function runInvocation(invocation: Invocation, maxResultBytes: number): Pr
     // first); a callback-style one, or a plain function that returns nothing, through
     // the callback or context.succeed/done/fail; any other with its return value.
     const waitsForCallback = handler.length >= 3 || returned === undefined;
-    const outcome = isThenable ? Promise.race([returned, settled]) : waitsForCallback ? settled : returned;
-    finish({ result: await outcome }, maxResultBytes);
+    const value = isThenable ? Promise.race([returned, settled]) : waitsForCallback ? settled : returned;
+    finish({ result: await value });
   } catch (error) {
     failWith(error);
   }
 }
 
+/** The invocation is known: from now on the function's output may go out, under its nonce. */
+function begin(current: Invocation): void {
+  invocation = current;
+  nonce = current.nonce;
+}
+
+/**
+ * Runs the path an invocation takes once, on a dummy function, so that the code
+ * it needs is compiled and warm in a snapshot rather than compiled after every
+ * restore (under TCG every first run of a code path is costly).
+ */
+async function warmUp(): Promise<void> {
+  const path = "/tmp/fnrun-warm-up.mjs";
+  fs.writeFileSync(
+    path,
+    'import { createRequire } from "node:module";\nconst require = createRequire(import.meta.url);\n' +
+      "export const handler = async (event) => ({ echo: event, os: require('node:os').platform() });\n",
+  );
+  const module = (await import(pathToFileURL(path).href)) as { handler(event: unknown): Promise<unknown> };
+  const result = await module.handler(JSON.parse('{"warm":true}'));
+  const frames = encodeMessage(bootNonce, 0, { type: "result", json: JSON.stringify(result) });
+  new FrameDecoder(bootNonce, { message: () => {}, text: () => {} }).push(Buffer.from(frames));
+  Object.assign(process.env, { FNRUN_WARM_UP: "1" });
+  delete process.env.FNRUN_WARM_UP;
+  fs.rmSync(path);
+}
+
 // ---------------------------------------------------------------- main
 
 async function main(): Promise<void> {
-  let invocation: Invocation;
+  captureOutput();
+  installProcessHooks();
+
   if (fs.existsSync(COLD_INVOCATION_PATH)) {
-    invocation = JSON.parse(fs.readFileSync(COLD_INVOCATION_PATH, "utf8")) as Invocation;
+    const current = JSON.parse(fs.readFileSync(COLD_INVOCATION_PATH, "utf8")) as Invocation;
     fs.rmSync(COLD_INVOCATION_PATH);
-    nonce = invocation.nonce;
+    begin(current);
     send({ type: "ready", marks });
-  } else {
-    // Booted ahead of demand: load what functions tend to need while nobody waits.
-    await Promise.all(PRELOADED_MODULES.map((name) => import(name)));
-    send({ type: "ready", marks });
-    const message = receive();
-    if (message.type !== "invoke") throw new Error(`fnrun: unexpected message ${String(message.type)}`);
-    invocation = message.invocation;
-    nonce = invocation.nonce;
-    mark("invocationReceived");
-    if (snapshotBoot && invocation.entropy && invocation.epochMs) {
-      reseedAfterRestore(invocation.entropy, invocation.epochMs);
-    }
-    if (message.bundle !== undefined) fs.writeFileSync(FUNCTION_PATH, message.bundle);
+    applySettings(current, current.requestId);
+    await runHandler(current, await importFunction());
+    return;
   }
-  await runInvocation(invocation, invocation.maxResultBytes);
+
+  // Booted ahead of demand: do what can be done while nobody waits.
+  await Promise.all(PRELOADED_MODULES.map((name) => import(name)));
+  await warmUp();
+  let loaded: Loaded | undefined;
+  if (fs.existsSync(FUNCTION_SETTINGS_PATH)) {
+    applySettings(JSON.parse(fs.readFileSync(FUNCTION_SETTINGS_PATH, "utf8")) as FunctionSettings, "");
+    loaded = await importFunction();
+  }
+  send({ type: "ready", marks });
+
+  const message = receive();
+  if (message.type !== "invoke") throw new Error(`fnrun: unexpected message ${String(message.type)}`);
+  const current = message.invocation;
+  if (snapshotBoot && current.entropy && current.epochMs)
+    reseedAfterRestore(current.entropy, current.epochMs);
+  begin(current);
+  mark("invocationReceived");
+  process.env.AWS_LAMBDA_LOG_STREAM_NAME = current.requestId;
+  if (outcome) {
+    // The init phase failed before the invocation came (a bound VM).
+    sendOutcome(current);
+    return;
+  }
+  flushLogs();
+  if (!loaded) {
+    if (message.bundle !== undefined) fs.writeFileSync(FUNCTION_PATH, message.bundle);
+    applySettings(current, current.requestId);
+    loaded = await importFunction();
+  }
+  await runHandler(current, loaded);
 }
 
 main().catch((error: unknown) => {

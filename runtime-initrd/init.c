@@ -113,7 +113,19 @@ static int mount_shared_folder(const char *arguments) {
   return mount(tag, path, "virtiofs", flags, NULL) < 0 ? -errno : 0;
 }
 
-/* One request per line: "seed HEX", "time SECONDS NANOSECONDS", "mount TAG PATH ro|rw".
+/* After a snapshot restore: the true time first (moving the clock back makes
+ * OpenSSL reseed on its next use, see main), then the host's fresh entropy.
+ * "SECONDS NANOSECONDS HEX" */
+static int reseed(const char *arguments) {
+  int result = set_clock(arguments);
+  if (result != 0) return result;
+  const char *hex = arguments;
+  for (int spaces = 0; *hex && spaces < 2; hex++)
+    if (*hex == ' ') spaces++;
+  return reseed_kernel(hex);
+}
+
+/* One request per line: "reseed SECONDS NANOSECONDS HEX", "mount TAG PATH ro|rw".
  * One reply per request: "ok" or "error ERRNO". */
 static void agent_loop(void) {
   char line[2048];
@@ -126,8 +138,7 @@ static void agent_loop(void) {
     while ((newline = memchr(line, '\n', used)) != NULL) {
       *newline = 0;
       int result = -EINVAL;
-      if (strncmp(line, "seed ", 5) == 0) result = reseed_kernel(line + 5);
-      else if (strncmp(line, "time ", 5) == 0) result = set_clock(line + 5);
+      if (strncmp(line, "reseed ", 7) == 0) result = reseed(line + 7);
       else if (strncmp(line, "mount ", 6) == 0) result = mount_shared_folder(line + 6);
       char reply[32];
       int length = result == 0 ? snprintf(reply, sizeof reply, "ok\n")
@@ -141,22 +152,42 @@ static void agent_loop(void) {
   }
 }
 
+/* Moves a descriptor well clear of 0-4, so that placing the pipes at 3 and 4
+ * cannot close one end while moving the other. */
+static int raise_fd(int fd) {
+  int high = fcntl(fd, F_DUPFD, 10);
+  if (high < 0) die("fcntl");
+  close(fd);
+  return high;
+}
+
+static void place_fd(int fd, int target) {
+  if (dup2(fd, target) < 0) die("dup2");
+  close(fd);
+}
+
 static void start_agent(void) {
   int requests[2], replies[2];
   if (pipe(requests) < 0 || pipe(replies) < 0) die("pipe");
+  for (int i = 0; i < 2; i++) {
+    requests[i] = raise_fd(requests[i]);
+    replies[i] = raise_fd(replies[i]);
+  }
   pid_t pid = fork();
   if (pid < 0) die("fork");
   if (pid == 0) {
     prctl(PR_SET_NAME, "fnrun-agent");
     close(requests[1]);
     close(replies[0]);
-    if (dup2(requests[0], AGENT_REQUEST_FD) < 0 || dup2(replies[1], AGENT_REPLY_FD) < 0) _exit(1);
+    place_fd(requests[0], AGENT_REQUEST_FD);
+    place_fd(replies[1], AGENT_REPLY_FD);
     agent_loop();
   }
   /* Node writes requests on fd 3 and reads replies on fd 4. */
-  if (dup2(requests[1], AGENT_REQUEST_FD) < 0 || dup2(replies[0], AGENT_REPLY_FD) < 0) die("dup2");
   close(requests[0]);
   close(replies[1]);
+  place_fd(requests[1], AGENT_REQUEST_FD);
+  place_fd(replies[0], AGENT_REPLY_FD);
 }
 
 /* The loopback interface starts down; functions expect localhost to work. */
@@ -204,6 +235,7 @@ int main(void) {
            (long long)started.tv_sec * 1000000000LL + started.tv_nsec);
   setenv("FNRUN_INIT_STARTED_NS", started_ns, 1);
   setenv("HOME", "/tmp", 1);
+  setenv("TZ", "UTC", 1);
   setenv("PATH", "/runtime/bin:/bin", 1);
   setenv("TMPDIR", "/tmp", 1);
 

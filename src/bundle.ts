@@ -3,13 +3,26 @@
  * ESM or CommonJS, packages from its node_modules) become one ES module with a
  * source map, built with esbuild. Node's built-in modules stay imports. Errors
  * are reported with file:line:col before any VM boots.
+ *
+ * Bundles are cached per function file with the size and mtime of every file
+ * that went into them (and of the package.json and tsconfig.json files above the
+ * function); when none changed, neither esbuild nor acorn is even loaded.
  */
-import { readFile, stat } from "node:fs/promises";
-import { SourceMap, type SourceMapPayload } from "node:module";
-import { basename, extname, relative, resolve } from "node:path";
-import * as esbuild from "esbuild";
-import { extractConfig, type FunctionConfig } from "./config.ts";
+import { mkdir, readFile, stat } from "node:fs/promises";
+import { createRequire, SourceMap, type SourceMapPayload } from "node:module";
+import { basename, dirname, extname, join, relative, resolve } from "node:path";
+import type * as Esbuild from "esbuild";
+import { cacheRoot, sha256, writeFileAtomic } from "./cache.ts";
+import type { FunctionConfig } from "./config.ts";
 import { BundleError, UsageError } from "./errors.ts";
+
+type EsbuildModule = typeof Esbuild;
+let esbuildModule: Promise<EsbuildModule> | undefined;
+/** esbuild is loaded only when something has to be built (~30 ms of start-up saved otherwise). */
+export function loadEsbuild(): Promise<EsbuildModule> {
+  esbuildModule ??= import("esbuild");
+  return esbuildModule;
+}
 
 export interface Bundle {
   /** Absolute path of the function's file. */
@@ -34,7 +47,7 @@ const BANNER =
   'import { createRequire as __fnrunCreateRequire } from "node:module";\n' +
   "const require = __fnrunCreateRequire(import.meta.url);";
 
-const LOADERS: Record<string, esbuild.Loader> = {
+const LOADERS: Record<string, Esbuild.Loader> = {
   ".ts": "ts",
   ".mts": "ts",
   ".cts": "ts",
@@ -71,7 +84,7 @@ async function checkEntry(path: string): Promise<string> {
 }
 
 function toBundleError(error: unknown, entry: string): BundleError {
-  const failure = error as esbuild.BuildFailure;
+  const failure = error as Esbuild.BuildFailure;
   const first = failure.errors?.[0];
   if (!first) return new BundleError(`bundling ${displayPath(entry)} failed: ${(error as Error).message}`);
   const location = first.location
@@ -87,12 +100,14 @@ function toBundleError(error: unknown, entry: string): BundleError {
 }
 
 async function readConfig(entry: string): Promise<FunctionConfig> {
+  const { extractConfig } = await import("./config.ts");
   const source = await readFile(entry, "utf8");
   const loader = LOADERS[extname(entry)] ?? "js";
   if (loader === "js") return extractConfig(source, displayPath(entry));
-  let transformed: esbuild.TransformResult;
+  let transformed: Esbuild.TransformResult;
   try {
     // No `format`: esbuild then keeps `export const config` where it is.
+    const esbuild = await loadEsbuild();
     transformed = await esbuild.transform(source, { loader, target: "esnext", sourcemap: "external" });
   } catch (error) {
     throw toBundleError(error, entry);
@@ -119,9 +134,102 @@ async function readConfig(entry: string): Promise<FunctionConfig> {
   }
 }
 
-export async function bundleFunction(path: string): Promise<Bundle> {
+interface Fingerprint {
+  path: string;
+  /** -1: the file did not exist (creating it may change the bundle). */
+  size: number;
+  mtimeMs: number;
+}
+
+interface CachedBundle {
+  version: string;
+  fingerprints: Fingerprint[];
+  bundle: Bundle;
+}
+
+async function fingerprint(path: string): Promise<Fingerprint> {
+  try {
+    const info = await stat(path);
+    return { path, size: info.size, mtimeMs: info.mtimeMs };
+  } catch {
+    return { path, size: -1, mtimeMs: 0 };
+  }
+}
+
+/** package.json and tsconfig.json files from the function's directory up: they steer esbuild too. */
+function settingsFiles(entry: string): string[] {
+  const files: string[] = [];
+  let directory = dirname(entry);
+  for (;;) {
+    files.push(join(directory, "package.json"), join(directory, "tsconfig.json"));
+    const parent = dirname(directory);
+    if (parent === directory) return files;
+    directory = parent;
+  }
+}
+
+let cacheVersion: string | undefined;
+async function bundleCacheVersion(): Promise<string> {
+  if (!cacheVersion) {
+    const esbuildPackage = createRequire(import.meta.url).resolve("esbuild/package.json");
+    const { version } = JSON.parse(await readFile(esbuildPackage, "utf8")) as { version: string };
+    cacheVersion = `bundle-v1 esbuild-${version} node-${process.versions.node.split(".")[0]}`;
+  }
+  return cacheVersion;
+}
+
+function bundleCachePath(entry: string, env: NodeJS.ProcessEnv): string {
+  return join(cacheRoot(env), "bundles", `${sha256(entry).slice(0, 32)}.json`);
+}
+
+async function cachedBundle(entry: string, env: NodeJS.ProcessEnv): Promise<Bundle | undefined> {
+  let cached: CachedBundle;
+  try {
+    cached = JSON.parse(await readFile(bundleCachePath(entry, env), "utf8")) as CachedBundle;
+  } catch {
+    return undefined;
+  }
+  if (cached.version !== (await bundleCacheVersion()) || cached.bundle?.entry !== entry) return undefined;
+  const now = await Promise.all(cached.fingerprints.map((print) => fingerprint(print.path)));
+  const unchanged = now.every(
+    (print, index) =>
+      print.size === cached.fingerprints[index]?.size &&
+      print.mtimeMs === cached.fingerprints[index]?.mtimeMs,
+  );
+  return unchanged ? cached.bundle : undefined;
+}
+
+async function storeBundle(bundle: Bundle, env: NodeJS.ProcessEnv): Promise<void> {
+  const fingerprints = await Promise.all([...bundle.inputs, ...settingsFiles(bundle.entry)].map(fingerprint));
+  const path = bundleCachePath(bundle.entry, env);
+  await mkdir(dirname(path), { recursive: true });
+  const record: CachedBundle = { version: await bundleCacheVersion(), fingerprints, bundle };
+  await writeFileAtomic(path, JSON.stringify(record));
+}
+
+export interface BundleOptions {
+  /** Use and fill the bundle cache (default true). */
+  cache?: boolean;
+  env?: NodeJS.ProcessEnv;
+}
+
+export async function bundleFunction(path: string, options: BundleOptions = {}): Promise<Bundle> {
   const entry = await checkEntry(path);
-  let result: esbuild.BuildResult<{ write: false; metafile: true; sourcemap: "external" }>;
+  const env = options.env ?? process.env;
+  const useCache = options.cache ?? true;
+  if (useCache) {
+    const cached = await cachedBundle(entry, env);
+    if (cached) return cached;
+  }
+  const bundle = await buildBundle(entry);
+  // A cache that cannot be written (read-only home, full disk) only costs speed.
+  if (useCache) await storeBundle(bundle, env).catch(() => {});
+  return bundle;
+}
+
+async function buildBundle(entry: string): Promise<Bundle> {
+  const esbuild = await loadEsbuild();
+  let result: Esbuild.BuildResult<{ write: false; metafile: true; sourcemap: "external" }>;
   try {
     result = await esbuild.build({
       entryPoints: [entry],

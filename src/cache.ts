@@ -62,9 +62,17 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
 
 const MANIFEST = "manifest.json";
 
+interface FileRecord {
+  size: number;
+  sha256: string;
+  /** When these change, the file was written after the entry was made: hash it again. */
+  mtimeMs: number;
+  ino: number;
+}
+
 interface Manifest {
   key: string;
-  files: Record<string, { size: number; sha256: string }>;
+  files: Record<string, FileRecord>;
 }
 
 export interface CacheEntry {
@@ -72,13 +80,19 @@ export interface CacheEntry {
   path(name: string): string;
 }
 
+/** Removes an entry (for one found broken in use, e.g. a snapshot QEMU cannot restore). */
+export async function removeEntry(kind: string, key: string, root = cacheRoot()): Promise<void> {
+  await rm(join(root, kind, key), { recursive: true, force: true });
+}
+
 function entry(directory: string): CacheEntry {
   return { directory, path: (name) => join(directory, name) };
 }
 
 /**
- * Checks an entry against its manifest. `deep` hashes every file; otherwise
- * only sizes are compared (cheap enough for every run).
+ * Checks an entry against its manifest: every file must have its recorded size,
+ * and a file that was written since (other mtime or inode) must still have its
+ * recorded hash. `deep` hashes every file regardless.
  */
 async function verifyEntry(directory: string, key: string, deep: boolean): Promise<boolean> {
   let manifest: Manifest;
@@ -88,15 +102,25 @@ async function verifyEntry(directory: string, key: string, deep: boolean): Promi
     return false;
   }
   if (manifest.key !== key) return false;
+  let refreshed = false;
   for (const [name, expected] of Object.entries(manifest.files)) {
     try {
       const info = await stat(join(directory, name));
       if (info.size !== expected.size) return false;
-      if (deep && (await hashFile(join(directory, name))) !== expected.sha256) return false;
+      const touched = info.mtimeMs !== expected.mtimeMs || info.ino !== expected.ino;
+      if (!deep && !touched) continue;
+      if ((await hashFile(join(directory, name))) !== expected.sha256) return false;
+      if (touched) {
+        // Same content after all (copied, touched): remember, so the next check is cheap again.
+        manifest.files[name] = { ...expected, mtimeMs: info.mtimeMs, ino: info.ino };
+        refreshed = true;
+      }
     } catch {
       return false;
     }
   }
+  if (refreshed)
+    await writeFileAtomic(join(directory, MANIFEST), JSON.stringify(manifest, null, 2)).catch(() => {});
   return true;
 }
 
@@ -143,8 +167,9 @@ export async function ensureEntry(
     const names = await build(building);
     const manifest: Manifest = { key, files: {} };
     for (const name of names) {
+      const sha = await hashFile(join(building, name));
       const info = await stat(join(building, name));
-      manifest.files[name] = { size: info.size, sha256: await hashFile(join(building, name)) };
+      manifest.files[name] = { size: info.size, sha256: sha, mtimeMs: info.mtimeMs, ino: info.ino };
     }
     await writeFile(join(building, MANIFEST), JSON.stringify(manifest, null, 2));
     const directory = join(parent, key);

@@ -58,8 +58,8 @@ function defineCommands(parser: Argv): Argv {
         })
         .option("start", {
           choices: ["auto", "boot", "snapshot"] as const,
-          default: "boot",
-          describe: "Boot a fresh VM, or restore one from a snapshot",
+          default: "auto",
+          describe: "Restore a clone of a snapshot (auto: when possible), or boot a fresh VM",
         })
         .option("max-result-size", { type: "number", describe: "Largest result in bytes (default 6 MB)" })
         .option("max-log-size", {
@@ -82,8 +82,19 @@ function defineCommands(parser: Argv): Argv {
     )
     .command(
       "setup",
-      "Build the guest kernel and runtime image now (otherwise done on first use)",
+      "Build the guest kernel, the runtime image and the default snapshot now (otherwise done on first use)",
       (command) => command.option("accel", { choices: ["auto", "kvm", "tcg"] as const, default: "auto" }),
+    )
+    .command("snapshot", "Make (or show) the snapshot VMs are restored from", (command) =>
+      command
+        .option("memory", {
+          type: "number",
+          default: DEFAULTS.memoryMB,
+          describe: "Guest RAM in MB of the snapshot",
+        })
+        .option("rebuild", { type: "boolean", describe: "Make it anew even if a valid one exists" })
+        .option("accel", { choices: ["auto", "kvm", "tcg"] as const, default: "auto" })
+        .example("$0 snapshot --memory 512", "Prepare snapshot starts for functions with 512 MB"),
     )
     .demandCommand(1, "Say which command to run: fnrun invoke FILE (see fnrun --help)")
     .strict()
@@ -301,15 +312,43 @@ function describeFailure(error: FnrunError): string {
 
 async function runSetup(args: { accel: "auto" | "kvm" | "tcg" }, io: CliIo): Promise<number> {
   const { resolveHost } = await import("./host.ts");
-  const host = await resolveHost({
-    accel: args.accel,
-    progress: (line) => io.stderr.write(`fnrun: ${line}\n`),
-  });
+  const { ensureSnapshot, snapshotProblem } = await import("./snapshot.ts");
+  const progress = (line: string) => io.stderr.write(`fnrun: ${line}\n`);
+  const host = await resolveHost({ accel: args.accel, progress });
+  const snapshot = snapshotProblem(host)
+    ? undefined
+    : await ensureSnapshot(host, DEFAULTS.memoryMB, { progress });
   io.stdout.write(
-    `kernel:  ${host.kernel.path} (${host.kernel.origin}, ${host.kernel.entry})\n` +
-      `runtime: ${host.runtime.bootArchive}${host.runtime.disk ? ` + ${host.runtime.disk}` : ""} (${host.runtime.layout})\n` +
-      `qemu:    ${host.qemuPath} (${host.accel.accel}${host.accel.fallbackReason ? `: ${host.accel.fallbackReason}` : ""})\n`,
+    `kernel:   ${host.kernel.path} (${host.kernel.origin}, ${host.kernel.entry})\n` +
+      `runtime:  ${host.runtime.bootArchive}${host.runtime.disk ? ` + ${host.runtime.disk}` : ""} (${host.runtime.layout})\n` +
+      `qemu:     ${host.qemuPath} (${host.accel.accel}${host.accel.fallbackReason ? `: ${host.accel.fallbackReason}` : ""})\n` +
+      `snapshot: ${snapshot ? snapshot.directory : `none (${snapshotProblem(host)})`}\n`,
   );
+  return ExitCode.ok;
+}
+
+async function runSnapshot(
+  args: { memory: number; rebuild?: boolean; accel: "auto" | "kvm" | "tcg" },
+  io: CliIo,
+) {
+  const { resolveHost } = await import("./host.ts");
+  const { discardSnapshot, ensureSnapshot, findSnapshot } = await import("./snapshot.ts");
+  const { LIMITS } = await import("./config.ts");
+  if (
+    !Number.isFinite(args.memory) ||
+    args.memory < LIMITS.memoryMB.min ||
+    args.memory > LIMITS.memoryMB.max
+  ) {
+    throw new UsageError(`--memory must be from ${LIMITS.memoryMB.min} to ${LIMITS.memoryMB.max}`);
+  }
+  const progress = (line: string) => io.stderr.write(`fnrun: ${line}\n`);
+  const host = await resolveHost({ accel: args.accel, progress });
+  if (args.rebuild) {
+    const existing = await findSnapshot(host, args.memory);
+    if (existing) await discardSnapshot(existing);
+  }
+  const snapshot = await ensureSnapshot(host, args.memory, { progress });
+  io.stdout.write(`${snapshot.directory}\n`);
   return ExitCode.ok;
 }
 
@@ -345,6 +384,11 @@ export async function main(rawArgv: string[], io: CliIo): Promise<number> {
         return await runInvoke(args as unknown as InvokeArgs, io);
       case "setup":
         return await runSetup(args as unknown as { accel: "auto" | "kvm" | "tcg" }, io);
+      case "snapshot":
+        return await runSnapshot(
+          args as unknown as { memory: number; rebuild?: boolean; accel: "auto" | "kvm" | "tcg" },
+          io,
+        );
       default:
         throw new UsageError(`unknown command: ${String(args._[0])}`);
     }

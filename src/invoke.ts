@@ -12,7 +12,14 @@ import { resolve as resolvePath } from "node:path";
 import type { AccelRequest } from "./accel.ts";
 import { type Bundle, bundleFunction } from "./bundle.ts";
 import { LIMITS, type MountConfig, parseMount, validateEnv } from "./config.ts";
-import { FnrunError, FunctionError, InternalError, InterruptedError, UsageError } from "./errors.ts";
+import {
+  BootError,
+  FnrunError,
+  FunctionError,
+  InternalError,
+  InterruptedError,
+  UsageError,
+} from "./errors.ts";
 import { type HostSetup, resolveHost } from "./host.ts";
 import { writeInvocationInitrd } from "./initrd.ts";
 import { vmSlots } from "./limiter.ts";
@@ -26,6 +33,13 @@ import {
   type SessionReport,
   type TimelineEntry,
 } from "./session.ts";
+import {
+  discardSnapshot,
+  ensureSnapshot,
+  restoreSnapshot,
+  type Snapshot,
+  snapshotProblem,
+} from "./snapshot.ts";
 import { createStackMapper } from "./sourcemap.ts";
 import { makeRunDirectory, randomNonce, Vm } from "./vm.ts";
 
@@ -371,6 +385,84 @@ export async function bootAndRun(
   }
 }
 
+/** Runs the invocation in a clone of `snapshot`. */
+export async function restoreAndRun(
+  host: HostSetup,
+  snapshot: Snapshot,
+  prepared: PreparedInvocation,
+  options: Pick<InvokeOptions, "signal" | "onLog">,
+): Promise<SessionReport> {
+  const { invocation, bundle, limits } = prepared;
+  const runDirectory = await makeRunDirectory();
+  try {
+    const vm = await restoreSnapshot(
+      host,
+      snapshot,
+      runDirectory,
+      invocation.nonce,
+      decoderLimitsFor(limits),
+    );
+    const session = runSession(vm, {
+      limits,
+      alreadyReady: true,
+      ...(options.onLog ? { onLog: options.onLog } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    const fresh: Invocation = {
+      ...invocation,
+      entropy: randomBytes(64).toString("hex"),
+      epochMs: Date.now(),
+    };
+    vm.send({ type: "invoke", invocation: fresh, bundle: bundle.code }, snapshot.bootNonce);
+    return await session;
+  } finally {
+    await rm(runDirectory, { recursive: true, force: true });
+  }
+}
+
+/** Why this invocation cannot start from a snapshot, or null. */
+export function snapshotUnsuitable(host: HostSetup, prepared: PreparedInvocation): string | null {
+  const problem = snapshotProblem(host);
+  if (problem) return problem;
+  if (prepared.network) return "--net needs a network device the snapshot does not have";
+  if (prepared.mounts.length > 0) return "shared folders need shared guest memory, which clones do not have";
+  return null;
+}
+
+/** A restore that failed before the function started: the snapshot, not the function, is at fault. */
+function restoreFailed(report: SessionReport): boolean {
+  return (
+    report.failure instanceof BootError &&
+    !report.timeline.some((entry) => entry.name === "invocationReceived")
+  );
+}
+
+async function startAndRun(
+  host: HostSetup,
+  prepared: PreparedInvocation,
+  options: InvokeOptions,
+): Promise<{ report: SessionReport; startMode: "boot" | "snapshot" }> {
+  const start = options.start ?? "auto";
+  const unsuitable = snapshotUnsuitable(host, prepared);
+  if (start === "snapshot" && unsuitable) throw new UsageError(`--start snapshot: ${unsuitable}`);
+  if (start === "boot" || unsuitable)
+    return { report: await bootAndRun(host, prepared, options), startMode: "boot" };
+
+  const env = process.env;
+  const snapshot = await ensureSnapshot(host, prepared.limits.memoryMB, {
+    ...(options.onProgress ? { progress: options.onProgress } : {}),
+    env,
+    bootTimeoutMs: bootTimeoutMs(host),
+  });
+  const report = await restoreAndRun(host, snapshot, prepared, options);
+  if (!restoreFailed(report)) return { report, startMode: "snapshot" };
+  // The snapshot cannot be restored (say, QEMU changed in place): never use it again.
+  await discardSnapshot(snapshot, env);
+  if (start === "snapshot") return { report, startMode: "snapshot" };
+  options.onNotice?.("fnrun: the snapshot could not be restored; it was removed and this VM booted instead");
+  return { report: await bootAndRun(host, prepared, options), startMode: "boot" };
+}
+
 export function decoderLimitsFor(limits: SessionLimits) {
   return {
     maxLineBytes: 64 * 1024 + 256,
@@ -409,14 +501,15 @@ export async function invoke(file: string, options: InvokeOptions = {}): Promise
   if (notice) options.onNotice?.(notice);
   prepared.limits.bootTimeoutMs = bootTimeoutMs(host);
   try {
-    const report = await vmSlots
-      .run(() => bootAndRun(host, prepared, options), options.signal)
+    const { report, startMode } = await vmSlots
+      .run(() => startAndRun(host, prepared, options), options.signal)
       .catch((error: unknown) => {
-        if (options.signal?.aborted)
+        if (options.signal?.aborted && !(error instanceof FnrunError)) {
           throw new InterruptedError("interrupted while waiting for a free VM slot");
+        }
         throw error;
       });
-    return finishReport(prepared, report, host, "boot", startedAt);
+    return finishReport(prepared, report, host, startMode, startedAt);
   } catch (error) {
     if (error instanceof FnrunError) throw error;
     throw new InternalError(`fnrun failed unexpectedly: ${(error as Error).stack ?? error}`, {

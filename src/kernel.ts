@@ -8,9 +8,8 @@
  *      It has virtio as modules only, so VMs on it use the serial console for the
  *      protocol and carry Node in the initramfs: slower, but it works.
  */
-import { open, readdir, readFile, stat } from "node:fs/promises";
+import { copyFile, open, readdir, readFile, rm, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
-import { execa } from "execa";
 import { type CacheEntry, cacheRoot, ensureEntry, findEntry, sha256 } from "./cache.ts";
 import { SetupError } from "./errors.ts";
 import { withLock } from "./lock.ts";
@@ -133,6 +132,7 @@ async function buildKernel(tarball: string, key: string, env: NodeJS.ProcessEnv,
       "kernel",
       key,
       async (directory) => {
+        const { execa } = await import("execa");
         const script = join(runtimeSourceDir, "build-kernel.sh");
         const tail: string[] = [];
         const child = execa("bash", [script, tarball, join(runtimeSourceDir, "kernel.config"), directory], {
@@ -189,6 +189,7 @@ async function findCloudKernel(env: NodeJS.ProcessEnv): Promise<Kernel | undefin
 
 /** Downloads Debian's cloud kernel package and extracts its vmlinuz (never installs it). */
 export async function fetchCloudKernel(env: NodeJS.ProcessEnv, progress: Progress): Promise<Kernel> {
+  const { execa } = await import("execa");
   const depends = await execa("apt-cache", ["depends", "linux-image-cloud-amd64"], { timeout: 30_000 });
   const packageName = depends.stdout.match(/Depends: (linux-image-[^\s]+-cloud-amd64)/)?.[1];
   if (!packageName) throw new Error("apt-cache knows no linux-image-cloud-amd64 package");
@@ -204,8 +205,9 @@ export async function fetchCloudKernel(env: NodeJS.ProcessEnv, progress: Progres
       const boot = join(directory, "extracted", "boot");
       const image = (await readdir(boot)).find((name) => name.startsWith("vmlinuz-"));
       if (!image) throw new Error(`${deb} has no /boot/vmlinuz-*`);
-      await execa("cp", [join(boot, image), join(directory, "vmlinuz")]);
-      await execa("rm", ["-rf", join(directory, "extracted"), join(directory, deb)]);
+      await copyFile(join(boot, image), join(directory, "vmlinuz"));
+      await rm(join(directory, "extracted"), { recursive: true, force: true });
+      await rm(join(directory, deb), { force: true });
       return ["vmlinuz"];
     },
     {},

@@ -157,7 +157,9 @@ export function buildQemuArgs(spec: VmSpec): string[] {
   if (spec.network) {
     args.push("-netdev", "user,id=net0", "-device", "virtio-net-device,netdev=net0");
   }
-  if (spec.qmpSocket) args.push("-qmp", `unix:${spec.qmpSocket},server=on,wait=off`);
+  // QMP on a socket fnrun listens on: QEMU connects at start-up, so nothing races.
+  if (spec.qmpSocket)
+    args.push("-chardev", `socket,id=qmp,path=${spec.qmpSocket}`, "-mon", "chardev=qmp,mode=control");
   if (spec.incoming) args.push("-incoming", "defer");
   if (spec.sandbox) {
     args.push("-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=allow,resourcecontrol=deny");

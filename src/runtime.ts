@@ -14,10 +14,9 @@
  * In both, the guest sees Node at /runtime/bin/node and its libraries at their
  * host paths (through symlinks into /runtime).
  */
-import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import * as esbuild from "esbuild";
-import { execa } from "execa";
+import { loadEsbuild } from "./bundle.ts";
 import { cacheRoot, ensureEntry, fileIdentity, findEntry, sha256 } from "./cache.ts";
 import { type CpioEntry, cpioChunks } from "./cpio.ts";
 import { SetupError } from "./errors.ts";
@@ -102,6 +101,7 @@ export async function resolveRuntime(options: RuntimeOptions): Promise<RuntimeIm
 
 /** The files Node needs: itself and each library ldd names, at the path ldd gives. */
 async function nodeFiles(nodePath: string): Promise<Array<{ source: string; guestPath: string }>> {
+  const { execa } = await import("execa");
   const { stdout } = await execa("ldd", [nodePath], { timeout: 30_000 }).catch((error: unknown) => {
     throw new SetupError(`cannot list the libraries of ${nodePath} with ldd: ${(error as Error).message}`);
   });
@@ -117,6 +117,7 @@ async function nodeFiles(nodePath: string): Promise<Array<{ source: string; gues
 async function compileInit(output: string): Promise<void> {
   const compiler = (await which("gcc")) ?? (await which("cc"));
   if (!compiler) throw new SetupError("gcc not found (needed once, for the guest's init): run `make setup`");
+  const { execa } = await import("execa");
   const result = await execa(compiler, ["-static", "-Os", "-s", "-Wall", "-o", output, INIT_SOURCE], {
     reject: false,
     all: true,
@@ -130,6 +131,7 @@ async function compileInit(output: string): Promise<void> {
 }
 
 export async function bundleGuestRuntime(): Promise<string> {
+  const esbuild = await loadEsbuild();
   const result = await esbuild.build({
     entryPoints: [join(runtimeSourceDir, "guest.ts")],
     bundle: true,
@@ -180,10 +182,11 @@ async function buildRuntime(layout: RuntimeLayout, nodePath: string, directory: 
     const mkfs = await which("mkfs.erofs");
     if (!mkfs)
       throw new SetupError("mkfs.erofs not found: run `make setup` (or apt-get install erofs-utils)");
+    const { execa } = await import("execa");
     await execa(mkfs, ["--quiet", "--all-root", "-T0", join(directory, "runtime.erofs"), staging], {
       timeout: 300_000,
     });
-    await execa("rm", ["-rf", staging]);
+    await rm(staging, { recursive: true, force: true });
     names.push("runtime.erofs");
   } else {
     const directories = new Set<string>();
@@ -202,6 +205,6 @@ async function buildRuntime(layout: RuntimeLayout, nodePath: string, directory: 
     }
   }
   await writeFile(join(directory, "boot.cpio"), cpioChunks(entries));
-  await execa("rm", ["-f", initPath]);
+  await rm(initPath, { force: true });
   return names;
 }

@@ -114,6 +114,8 @@ function buildTimeline(
     ["qemuSpawn", hostMarks.spawn],
     ["firstConsoleOutput", hostMarks.firstConsoleOutput],
     ["ready", hostMarks.ready],
+    ["restoreStarted", hostMarks.restoreStarted],
+    ["vmResumed", hostMarks.resumed],
     ["invocationSent", hostMarks.invocationSent],
     ["resultReceived", hostMarks.resultReceived],
     ["vmGone", hostMarks.exited],

@@ -3,20 +3,23 @@
  * stdout) and its protocol channel, and killed on every path.
  *
  * - QEMU runs under `setpriv --pdeathsig KILL`, so it dies with fnrun even when
- *   fnrun is SIGKILLed; execa's cleanup and an exit hook kill it on normal exits
- *   and signals; `kill()` kills it when an invocation ends.
+ *   fnrun is SIGKILLed; an exit hook kills it on normal exits; `kill()` kills it
+ *   when an invocation ends. (Spawned with node:child_process rather than execa:
+ *   this is the one spawn on the hot path, and loading execa costs ~30 ms of
+ *   every CLI run. Same discipline: an argv array, no shell, killed on every path.)
  * - Each VM has a private runtime directory (0700) for its sockets and its
  *   per-invocation initramfs, removed when the VM is gone.
  * - Everything the guest sends is parsed by the bounded FrameDecoder and
  *   validated; console text is kept as a bounded tail for error messages.
  */
+
+import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { execa, type ResultPromise } from "execa";
 import { BootError } from "./errors.ts";
 import {
   DEFAULT_DECODER_LIMITS,
@@ -28,12 +31,17 @@ import {
   parseGuestMessage,
 } from "./protocol.ts";
 import { buildQemuArgs, type VmSpec, which } from "./qemu.ts";
+import { QmpClient } from "./qmp.ts";
 
 /** Host-side timeline points, in ms since the VM's spawn. */
 export interface HostMarks {
   spawn: number;
   firstConsoleOutput?: number;
   ready?: number;
+  /** A snapshot's state began loading (restores only). */
+  restoreStarted?: number;
+  /** QEMU started the restored VM's CPU (restores only). */
+  resumed?: number;
   invocationSent?: number;
   resultReceived?: number;
   exited?: number;
@@ -100,6 +108,24 @@ export async function makeRunDirectory(): Promise<string> {
   return mkdtemp(join(parent, "fnrun-"));
 }
 
+async function listen(path: string): Promise<Server> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(path, resolve);
+  });
+  return server;
+}
+
+function acceptOne(server: Server): Promise<Socket> {
+  return new Promise((resolve) => {
+    server.once("connection", (socket) => {
+      server.close();
+      resolve(socket);
+    });
+  });
+}
+
 export interface LaunchOptions {
   qemuPath: string;
   /** The spec; channel socket and QMP socket paths are filled in here. */
@@ -118,12 +144,14 @@ export class Vm {
   readonly runDirectory: string;
   readonly marks: HostMarks;
   readonly consoleTail = new TextTail(16 * 1024);
-  readonly qmpSocket: string | undefined;
+  /** The QMP client, when the VM was launched with `qmp` (snapshots). */
+  readonly qmp: Promise<QmpClient> | undefined;
   readonly exited: Promise<VmExit>;
   readonly args: string[];
   #startedAt: number;
-  #child: ResultPromise;
+  #child: ChildProcess;
   #server: Server | undefined;
+  #qmpServer: Server | undefined;
   #socket: Socket | undefined;
   #decoder: FrameDecoder;
   #messageListeners = new Set<Listener>();
@@ -132,11 +160,26 @@ export class Vm {
   #hasExited = false;
   #pendingWrites: string[] = [];
 
-  private constructor(options: LaunchOptions, args: string[], server: Server | undefined, wrapper: string[]) {
+  private constructor(
+    options: LaunchOptions,
+    args: string[],
+    server: Server | undefined,
+    qmpServer: Server | undefined,
+    wrapper: string[],
+  ) {
     this.runDirectory = options.runDirectory;
     this.args = args;
-    this.qmpSocket = options.spec.qmp ? join(options.runDirectory, "qmp.sock") : undefined;
     this.#server = server;
+    this.#qmpServer = qmpServer;
+    this.qmp = qmpServer
+      ? acceptOne(qmpServer).then(async (socket) => {
+          const client = new QmpClient(socket);
+          await client.start();
+          return client;
+        })
+      : undefined;
+    // Unobserved failures (QEMU died first) surface through `exited`.
+    this.qmp?.catch(() => {});
     this.#startedAt = performance.now();
     this.marks = { spawn: 0 };
     this.#decoder = new FrameDecoder(
@@ -150,15 +193,9 @@ export class Vm {
     );
 
     const [command, ...rest] = [...wrapper, options.qemuPath, ...args] as [string, ...string[]];
-    this.#child = execa(command, rest, {
-      stdin: "ignore",
-      stdout: "pipe",
-      stderr: "pipe",
-      buffer: false,
-      reject: false,
-      cleanup: true,
-      killSignal: "SIGKILL",
-      env: options.env,
+    this.#child = spawn(command, rest, {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: options.env ?? process.env,
     });
     const serialCarriesFrames = options.spec.channel === "serial";
     this.#child.stdout?.on("data", (chunk: Buffer) => {
@@ -170,27 +207,34 @@ export class Vm {
     this.#child.stderr?.on("data", (chunk: Buffer) => stderr.push(chunk.toString("utf8")));
 
     if (server) {
-      server.once("connection", (socket) => {
+      acceptOne(server).then((socket) => {
         this.#socket = socket;
-        server.close();
         socket.on("data", (chunk) => this.#decoder.push(chunk));
         socket.on("error", () => {});
         for (const text of this.#pendingWrites.splice(0)) socket.write(text);
       });
     }
 
-    this.exited = this.#child.then((result) => {
-      this.#hasExited = true;
-      this.marks.exited = this.elapsed();
-      live.delete(this);
-      this.#decoder.end();
-      this.#socket?.destroy();
-      this.#server?.close();
-      return {
-        code: result.exitCode ?? null,
-        signal: result.signal ?? null,
-        stderr: stderr.toString().trim(),
+    this.exited = new Promise<VmExit>((resolve) => {
+      let spawnError = "";
+      this.#child.once("error", (error) => {
+        spawnError = `cannot start ${command}: ${error.message}`;
+        // A failed spawn emits "error" and possibly no "close".
+        if (this.#child.pid === undefined) finish(null, null);
+      });
+      const finish = (code: number | null, signal: NodeJS.Signals | null) => {
+        if (this.#hasExited) return;
+        this.#hasExited = true;
+        this.marks.exited = this.elapsed();
+        live.delete(this);
+        this.#decoder.end();
+        this.#socket?.destroy();
+        this.#server?.close();
+        this.#qmpServer?.close();
+        this.qmp?.then((client) => client.close()).catch(() => {});
+        resolve({ code: spawnError ? 1 : code, signal, stderr: spawnError || stderr.toString().trim() });
       };
+      this.#child.once("close", finish);
     });
     live.add(this);
     installExitHook();
@@ -202,22 +246,16 @@ export class Vm {
     if (options.spec.channel === "virtio") {
       const socketPath = join(options.runDirectory, "channel.sock");
       // QEMU connects to us at start-up: listening first means nothing is lost.
-      server = createServer();
-      await new Promise<void>((resolve, reject) => {
-        server?.once("error", reject);
-        server?.listen(socketPath, resolve);
-      });
+      server = await listen(socketPath);
       channel = { kind: "virtio", socketPath };
     } else {
       channel = { kind: "serial" };
     }
+    const qmpSocket = join(options.runDirectory, "qmp.sock");
+    const qmpServer = options.spec.qmp ? await listen(qmpSocket) : undefined;
     const { channel: _kind, qmp: _qmp, ...rest } = options.spec;
-    const spec: VmSpec = {
-      ...rest,
-      channel,
-      ...(options.spec.qmp ? { qmpSocket: join(options.runDirectory, "qmp.sock") } : {}),
-    };
-    return new Vm(options, buildQemuArgs(spec), server, await deathSignalWrapper());
+    const spec: VmSpec = { ...rest, channel, ...(qmpServer ? { qmpSocket } : {}) };
+    return new Vm(options, buildQemuArgs(spec), server, qmpServer, await deathSignalWrapper());
   }
 
   elapsed(): number {
@@ -265,6 +303,7 @@ export class Vm {
   /** Sends a message to the guest (virtio channel only). */
   send(message: HostMessage, nonce: string, nextNonce?: string): void {
     const text = encodeMessage(nonce, 0, message);
+    this.marks.invocationSent ??= this.elapsed();
     if (nextNonce) this.#decoder.setNonce(nextNonce);
     if (this.#socket) this.#socket.write(text);
     else this.#pendingWrites.push(text);

@@ -1,6 +1,6 @@
 // The function contract (docs/functions.md), each part in a real VM.
 
-import { writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -8,14 +8,12 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { ExitCode, invoke } from "../../src/index.ts";
 import { TRUNCATION_MARKER } from "../../src/session.ts";
-import { qemuProcesses, runCli } from "./helpers.ts";
+import { expectNothingLeftBehind, runCli } from "./helpers.ts";
 
 const FORMS = "test/fixtures/contract/forms.ts";
 const FAILURES = "test/fixtures/contract/failures.ts";
 
-afterAll(() => {
-  expect(qemuProcesses()).toEqual([]);
-});
+afterAll(() => expectNothingLeftBehind(expect));
 
 function failure(promise: Promise<unknown>) {
   return promise.then(
@@ -78,7 +76,7 @@ describe.concurrent("context and environment", () => {
       "--env",
       "OVERRIDDEN=flag",
       "--json",
-    ]);
+    ]).finally(() => rmSync(envFile, { force: true }));
     expect(run.code).toBe(ExitCode.ok);
     const { result, requestId } = JSON.parse(run.stdout);
     expect(result.awsRequestId).toBe(requestId);

@@ -4,11 +4,9 @@
 import { afterAll, expect, it } from "vitest";
 import { resolveHost } from "../../src/host.ts";
 import { invoke } from "../../src/index.ts";
-import { qemuProcesses } from "./helpers.ts";
+import { expectNothingLeftBehind } from "./helpers.ts";
 
-afterAll(() => {
-  expect(qemuProcesses()).toEqual([]);
-});
+afterAll(() => expectNothingLeftBehind(expect));
 
 it("runs hello on Debian's cloud kernel, over the serial console", async () => {
   const host = await resolveHost({ env: { ...process.env, FNRUN_KERNEL_SOURCE: "debian-cloud" } });

@@ -1,4 +1,6 @@
 import { execFileSync } from "node:child_process";
+import { readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { Readable } from "node:stream";
 import { main } from "../../src/cli.ts";
 
@@ -34,4 +36,17 @@ export function qemuProcesses(): string[] {
   } catch {
     return []; // pgrep exits 1 when nothing matches
   }
+}
+
+/** Per-VM run directories (sockets, initramfs) still on disk: none should outlive its VM. */
+export function leftoverRunDirectories(): string[] {
+  return readdirSync(tmpdir()).filter((name) => /^fnrun-[A-Za-z0-9]{6}$/.test(name));
+}
+
+/** What every VM test file checks at its end. */
+export function expectNothingLeftBehind(
+  expect: (value: unknown) => { toEqual(expected: unknown): void },
+): void {
+  expect(qemuProcesses()).toEqual([]);
+  expect(leftoverRunDirectories()).toEqual([]);
 }

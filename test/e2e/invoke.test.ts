@@ -1,11 +1,9 @@
 // The vertical slice, end to end: real microvms under QEMU (TCG here).
 import { afterAll, describe, expect, it } from "vitest";
 import { ExitCode, invoke, TimeoutError } from "../../src/index.ts";
-import { qemuProcesses, runCli } from "./helpers.ts";
+import { expectNothingLeftBehind, runCli } from "./helpers.ts";
 
-afterAll(() => {
-  expect(qemuProcesses()).toEqual([]);
-});
+afterAll(() => expectNothingLeftBehind(expect));
 
 describe.concurrent("fnrun invoke", () => {
   it("runs hello with an event and prints only the result on stdout", async () => {

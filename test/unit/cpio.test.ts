@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -69,6 +69,7 @@ describe("encodeCpio", () => {
     );
     expect(readFileSync(join(directory, "fnrun/guest.mjs"), "utf8")).toBe("console.log(1)\n");
     expect(readFileSync(join(directory, "odd-length-name"), "utf8")).toBe("abc");
+    rmSync(directory, { recursive: true, force: true });
   });
 
   it("rejects paths that would escape the archive root", () => {

@@ -110,7 +110,12 @@ describe("buildQemuArgs", () => {
       "-object",
       "memory-backend-file,id=mem,size=256M,mem-path=/cache/ram,share=on",
     ]);
-    expect(save.slice(-2)).toEqual(["-qmp", "unix:/r/qmp.sock,server=on,wait=off"]);
+    expect(save.slice(-4)).toEqual([
+      "-chardev",
+      "socket,id=qmp,path=/r/qmp.sock",
+      "-mon",
+      "chardev=qmp,mode=control",
+    ]);
     const restore = buildQemuArgs({
       ...base,
       memoryFile: { path: "/cache/ram", shared: false },

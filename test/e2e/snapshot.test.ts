@@ -1,0 +1,126 @@
+// Snapshot starts: one saved VM, many clones, fresh randomness in every one.
+import { truncateSync, writeFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type HostSetup, resolveHost } from "../../src/host.ts";
+import { invoke } from "../../src/index.ts";
+import { ensureSnapshot, findSnapshot, snapshotKey } from "../../src/snapshot.ts";
+import { expectNothingLeftBehind, runCli } from "./helpers.ts";
+
+let host: HostSetup;
+const MEMORY = 256;
+
+beforeAll(async () => {
+  host = await resolveHost();
+  await ensureSnapshot(host, MEMORY);
+});
+
+afterAll(() => expectNothingLeftBehind(expect));
+
+describe("snapshot starts", () => {
+  it("gives 20 clones of one snapshot 20 different values from every random source, and the true time", async () => {
+    const snapshot = await findSnapshot(host, MEMORY);
+    expect(snapshot).toBeDefined();
+    const before = Date.now();
+    const runs = await Promise.all(
+      Array.from({ length: 20 }, () => invoke("test/fixtures/randomness.ts", { start: "snapshot", host })),
+    );
+    expect(runs.every((run) => run.startMode === "snapshot")).toBe(true);
+    // All from the same snapshot: nothing was rebuilt meanwhile.
+    expect((await findSnapshot(host, MEMORY))?.directory).toBe(snapshot?.directory);
+    const results = runs.map((run) => run.result as Record<string, string | number>);
+    for (const source of [
+      "mathRandom",
+      "randomBytes",
+      "randomUUID",
+      "getRandomValues",
+      "webcrypto",
+      "urandom",
+    ]) {
+      const values = new Set(results.map((result) => result[source]));
+      expect(values.size, `${source} repeated across clones`).toBe(20);
+    }
+    for (const result of results) {
+      // The restored clock was set to the host's time, not the snapshot's.
+      expect(result.now as number).toBeGreaterThanOrEqual(before - 1000);
+      expect(result.now as number).toBeLessThanOrEqual(Date.now() + 1000);
+    }
+  });
+
+  it("starts every clone from the pristine snapshot: no state from one invocation reaches the next", async () => {
+    const first = await invoke("test/fixtures/leaves-traces.ts", {
+      start: "snapshot",
+      host,
+      event: { secret: "one" },
+    });
+    const second = await invoke("test/fixtures/leaves-traces.ts", {
+      start: "snapshot",
+      host,
+      event: { secret: "two" },
+    });
+    expect(first.result).toEqual({ file: null, global: 0, env: null });
+    expect(second.result).toEqual({ file: null, global: 0, env: null });
+  });
+
+  it("is the CLI's default, with the restore in the timeline", async () => {
+    const run = await runCli(["invoke", "functions/hello.ts", "--event", '{"name":"Clone"}', "--json"]);
+    const output = JSON.parse(run.stdout);
+    expect(output.result.message).toBe("Hello, Clone!");
+    expect(output.startMode).toBe("snapshot");
+    const names = output.timeline.map((entry: { name: string }) => entry.name);
+    expect(names).toEqual(
+      expect.arrayContaining(["qemuSpawn", "restoreStarted", "invocationReceived", "handlerStart", "vmGone"]),
+    );
+    expect(names).not.toContain("kernelStart");
+  });
+
+  it("boots instead when the invocation needs what a clone cannot have", async () => {
+    const withNet = await invoke("functions/hello.ts", { host, net: true });
+    expect(withNet.startMode).toBe("boot");
+    const run = await runCli(["invoke", "functions/hello.ts", "--start", "snapshot", "--net"]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain("--start snapshot: --net needs a network device the snapshot does not have");
+  });
+});
+
+describe("snapshot integrity", () => {
+  it("keys a snapshot by everything that shapes it", async () => {
+    const base = await snapshotKey(host, MEMORY);
+    expect(await snapshotKey(host, MEMORY)).toBe(base);
+    expect(await snapshotKey(host, 512)).not.toBe(base);
+    expect(await snapshotKey({ ...host, runtime: { ...host.runtime, key: "other" } }, MEMORY)).not.toBe(base);
+    expect(await snapshotKey({ ...host, accel: { accel: "kvm", fallbackReason: null } }, MEMORY)).not.toBe(
+      base,
+    );
+    expect(await snapshotKey({ ...host, qemuPath: "/bin/true" }, MEMORY)).not.toBe(base);
+    expect(
+      await snapshotKey(
+        { ...host, kernel: { ...host.kernel, path: host.kernel.path.replace("vmlinux", "bzImage") } },
+        MEMORY,
+      ),
+    ).not.toBe(base);
+  });
+
+  it("detects a corrupted device state and a truncated RAM file, and rebuilds instead of restoring", async () => {
+    const memory = 192; // a snapshot of its own, so the other tests' one is left alone
+    const original = await ensureSnapshot(host, memory);
+    const createdAt = JSON.parse(await readFile(`${original.directory}/snapshot.json`, "utf8")).createdAt;
+
+    const state = await readFile(original.state);
+    const middle = Math.floor(state.length / 2);
+    state[middle] = (state[middle] ?? 0) ^ 0xff; // same size, other content
+    writeFileSync(original.state, state);
+    expect(await findSnapshot(host, memory)).toBeUndefined();
+
+    const rebuilt = await ensureSnapshot(host, memory);
+    expect(JSON.parse(await readFile(`${rebuilt.directory}/snapshot.json`, "utf8")).createdAt).not.toBe(
+      createdAt,
+    );
+    truncateSync(rebuilt.ram, 4096);
+    expect(await findSnapshot(host, memory)).toBeUndefined();
+
+    const run = await invoke("functions/hello.ts", { host, memory, start: "snapshot" });
+    expect(run.result).toMatchObject({ message: "Hello, world!" });
+    expect(run.startMode).toBe("snapshot");
+  });
+});
