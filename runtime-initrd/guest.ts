@@ -7,9 +7,10 @@
  *   warm   - nothing is in the initramfs: load what functions tend to need,
  *            say "ready", and wait for the invocation and the function on the
  *            channel. A VM snapshotted in this state serves every function.
- *   bound  - the function (and its settings, /fnrun/function.json) is in the
- *            initramfs, the invocation is not: import the function ahead (its
- *            init phase, as Lambda's), say "ready", wait for the event. For pools.
+ *   bound  - the function is imported ahead (its init phase, as Lambda's), then
+ *            the VM says "ready" again and waits for the event. The function
+ *            comes in the initramfs (/fnrun/function.mjs and function.json), or
+ *            in a "load" message to a warm VM (a pooled snapshot clone).
  *
  * After a snapshot restore, every random generator is reseeded before user code
  * runs. Logs, timeline marks and the outcome go to the host framed with the
@@ -25,6 +26,7 @@ import { format } from "node:util";
 import {
   encodeMessage,
   FrameDecoder,
+  type FunctionSettings,
   type GuestMark,
   type GuestMessage,
   type HostMessage,
@@ -354,10 +356,6 @@ function installProcessHooks(): void {
 
 type Callback = (error?: unknown, result?: unknown) => void;
 type Handler = (event: unknown, context: unknown, callback: Callback) => unknown;
-type FunctionSettings = Pick<
-  Invocation,
-  "functionName" | "functionVersion" | "memoryLimitInMB" | "handler" | "env" | "mounts"
->;
 
 /** Lambda's variables, then the function's own; mounts its shared folders. */
 function applySettings(settings: FunctionSettings, requestId: string): void {
@@ -426,7 +424,7 @@ async function runHandler(current: Invocation, loaded: Loaded): Promise<void> {
   }
   const event = JSON.parse(current.event) as unknown;
   mark("handlerStart");
-  const deadline = performance.now() + current.timeoutMs;
+  const deadline = now() + current.timeoutMs;
   let settle: Callback = () => {};
   const settled = new Promise<unknown>((resolve, reject) => {
     settle = (error, result) => (error !== undefined && error !== null ? reject(error) : resolve(result));
@@ -441,7 +439,7 @@ async function runHandler(current: Invocation, loaded: Loaded): Promise<void> {
     logGroupName: `/aws/lambda/${current.functionName}`,
     logStreamName: current.requestId,
     callbackWaitsForEmptyEventLoop: true,
-    getRemainingTimeInMillis: () => Math.max(0, Math.round(deadline - performance.now())),
+    getRemainingTimeInMillis: () => Math.max(0, Math.round(deadline - now())),
     // Lambda's legacy completion methods.
     done: (error?: unknown, result?: unknown) => settle(error, result),
     succeed: (result?: unknown) => settle(undefined, result),
@@ -485,7 +483,29 @@ async function warmUp(): Promise<void> {
   new FrameDecoder(bootNonce, { message: () => {}, text: () => {} }).push(Buffer.from(frames));
   Object.assign(process.env, { FNRUN_WARM_UP: "1" });
   delete process.env.FNRUN_WARM_UP;
+  // Globals Node sets up on first use (performance loads perf_hooks, for one).
+  void [
+    performance.now(),
+    structuredClone({}),
+    new TextEncoder(),
+    new TextDecoder(),
+    new URL("file:///"),
+    AbortSignal.timeout,
+  ];
   fs.rmSync(path);
+}
+
+/**
+ * In a VM that waits with its function loaded (a pooled one), runs the runtime's
+ * own per-invocation code once with nothing sent: under TCG, the first run of
+ * any code in a VM is slow (it is translated), and this VM's first run should
+ * not be the invocation's.
+ */
+function warmInvocationPath(): void {
+  const line = `${format("%s %d %j", "warm", 1, { up: true })}\n`;
+  const frames = encodeMessage(bootNonce, 0, { type: "log", stream: "stdout", text: line });
+  const mark = encodeMessage(bootNonce, 0, { type: "mark", name: "handlerStart", at: now() });
+  fs.writeFileSync("/dev/null", frames + mark + JSON.stringify({ result: [line] }));
 }
 
 // ---------------------------------------------------------------- main
@@ -508,32 +528,51 @@ async function main(): Promise<void> {
   await Promise.all(PRELOADED_MODULES.map((name) => import(name)));
   await warmUp();
   let loaded: Loaded | undefined;
+  let reseeded = false;
+  const reseedOnce = (entropy?: string, epochMs?: number) => {
+    if (!snapshotBoot || reseeded || !entropy || !epochMs) return;
+    reseedAfterRestore(entropy, epochMs);
+    reseeded = true;
+  };
   if (fs.existsSync(FUNCTION_SETTINGS_PATH)) {
     applySettings(JSON.parse(fs.readFileSync(FUNCTION_SETTINGS_PATH, "utf8")) as FunctionSettings, "");
     loaded = await importFunction();
   }
   send({ type: "ready", marks });
 
-  const message = receive();
-  if (message.type !== "invoke") throw new Error(`fnrun: unexpected message ${String(message.type)}`);
-  const current = message.invocation;
-  if (snapshotBoot && current.entropy && current.epochMs)
-    reseedAfterRestore(current.entropy, current.epochMs);
-  begin(current);
-  mark("invocationReceived");
-  process.env.AWS_LAMBDA_LOG_STREAM_NAME = current.requestId;
-  if (outcome) {
-    // The init phase failed before the invocation came (a bound VM).
-    sendOutcome(current);
+  for (;;) {
+    const message = receive();
+    if (message.type === "load" && !loaded) {
+      // A pooled clone: import the function now (after reseeding: its top-level
+      // code may draw randomness), then wait for the event.
+      reseedOnce(message.entropy, message.epochMs);
+      fs.writeFileSync(FUNCTION_PATH, message.bundle);
+      applySettings(message.settings, "");
+      loaded = await importFunction();
+      warmInvocationPath();
+      send({ type: "ready", marks });
+      continue;
+    }
+    if (message.type !== "invoke") throw new Error(`fnrun: unexpected message ${String(message.type)}`);
+    const current = message.invocation;
+    reseedOnce(current.entropy, current.epochMs);
+    begin(current);
+    mark("invocationReceived");
+    process.env.AWS_LAMBDA_LOG_STREAM_NAME = current.requestId;
+    if (outcome) {
+      // The init phase failed before the invocation came (a pooled VM).
+      sendOutcome(current);
+      return;
+    }
+    flushLogs();
+    if (!loaded) {
+      if (message.bundle !== undefined) fs.writeFileSync(FUNCTION_PATH, message.bundle);
+      applySettings(current, current.requestId);
+      loaded = await importFunction();
+    }
+    await runHandler(current, loaded);
     return;
   }
-  flushLogs();
-  if (!loaded) {
-    if (message.bundle !== undefined) fs.writeFileSync(FUNCTION_PATH, message.bundle);
-    applySettings(current, current.requestId);
-    loaded = await importFunction();
-  }
-  await runHandler(current, loaded);
 }
 
 main().catch((error: unknown) => {

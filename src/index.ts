@@ -21,5 +21,6 @@ export {
   UsageError,
 } from "./errors.ts";
 export { type InvokeOptions, type InvokeResult, invoke, type StartMode } from "./invoke.ts";
+export { createPool, Pool, type PoolOptions, type PoolStats } from "./pool.ts";
 export type { LogEntry, TimelineEntry } from "./session.ts";
 export type { Callback, Context, Handler } from "./types.ts";

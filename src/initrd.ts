@@ -6,7 +6,7 @@
 import { appendFile, copyFile } from "node:fs/promises";
 import { join } from "node:path";
 import { encodeCpio } from "./cpio.ts";
-import type { Invocation } from "./protocol.ts";
+import type { FunctionSettings, Invocation } from "./protocol.ts";
 
 /** Inodes of the appended archive start here, clear of the base archive's. */
 const INVOCATION_FIRST_INODE = 1_000_000;
@@ -36,5 +36,28 @@ export async function writeInvocationInitrd(
   const path = join(runDirectory, "initrd.cpio");
   await copyFile(baseArchive, path);
   await appendFile(path, invocationArchive(invocation, bundleCode), { mode: 0o600 });
+  return path;
+}
+
+/**
+ * For a pooled VM booted with its function: base + the function and its
+ * settings, no invocation. The runtime imports the function and waits for events.
+ */
+export async function boundArchive(
+  runDirectory: string,
+  baseArchive: string,
+  settings: FunctionSettings,
+  bundleCode: string,
+): Promise<string> {
+  const path = join(runDirectory, "initrd.cpio");
+  await copyFile(baseArchive, path);
+  const archive = encodeCpio(
+    [
+      { type: "file", path: "fnrun/function.json", data: Buffer.from(JSON.stringify(settings)), mode: 0o600 },
+      { type: "file", path: "fnrun/function.mjs", data: Buffer.from(bundleCode), mode: 0o644 },
+    ],
+    INVOCATION_FIRST_INODE,
+  );
+  await appendFile(path, archive, { mode: 0o600 });
   return path;
 }

@@ -69,7 +69,17 @@ export interface Invocation {
   epochMs?: number;
 }
 
-export type HostMessage = { type: "invoke"; invocation: Invocation; bundle?: string };
+/** What a VM needs to import a function before its event is known (a pooled VM). */
+export type FunctionSettings = Pick<
+  Invocation,
+  "functionName" | "functionVersion" | "memoryLimitInMB" | "handler" | "env" | "mounts"
+>;
+
+export type HostMessage =
+  /** Run this invocation (with the bundle, unless one is loaded already). */
+  | { type: "invoke"; invocation: Invocation; bundle?: string }
+  /** Import this function now (its init phase) and say "ready" again; the event follows. */
+  | { type: "load"; settings: FunctionSettings; bundle: string; entropy?: string; epochMs?: number };
 
 export function isValidNonce(nonce: string): boolean {
   return NONCE_PATTERN.test(nonce);

@@ -141,8 +141,11 @@ export interface SessionOptions {
   limits: SessionLimits;
   onLog?: (entry: LogEntry) => void;
   signal?: AbortSignal;
-  /** Marks reported by a VM before this session began (a pooled VM's boot). */
-  earlierMarks?: Partial<Record<GuestMark, number>>;
+  /**
+   * The VM's clock reading (vm.elapsed()) that becomes 0 on the timeline: a pooled
+   * VM started long before its invocation, so its timeline starts at the invocation.
+   */
+  timeOrigin?: number;
   /** The VM is already past "ready" (pool, snapshot): only the init and handler limits apply. */
   alreadyReady?: boolean;
 }
@@ -156,9 +159,6 @@ export async function runSession(vm: Vm, options: SessionOptions): Promise<Sessi
   const { limits } = options;
   const logs = new LogCollector(limits.maxLogBytes, options.onLog);
   const guestMarks: Array<{ name: GuestMark; at: number; receivedAt: number }> = [];
-  for (const [name, at] of Object.entries(options.earlierMarks ?? {})) {
-    if (at !== undefined) guestMarks.push({ name: name as GuestMark, at, receivedAt: Number.NaN });
-  }
   let outcome: Outcome | undefined;
   let failure: FnrunError | undefined;
   let handlerStarted = false;
@@ -253,10 +253,10 @@ export async function runSession(vm: Vm, options: SessionOptions): Promise<Sessi
   }
   if (outcome?.kind === "error") failure = new FunctionError(outcome.error);
 
-  const timeline = buildTimeline(
-    vm.marks,
-    guestMarks.filter((mark) => !Number.isNaN(mark.receivedAt)),
-  );
+  const origin = options.timeOrigin ?? 0;
+  const timeline = buildTimeline(vm.marks, guestMarks)
+    .map((entry) => ({ ...entry, atMs: entry.atMs - origin }))
+    .filter((entry) => entry.atMs >= 0);
   return { ...(outcome ? { outcome } : {}), ...(failure ? { failure } : {}), logs, timeline };
 }
 

@@ -303,7 +303,7 @@ export class Vm {
   /** Sends a message to the guest (virtio channel only). */
   send(message: HostMessage, nonce: string, nextNonce?: string): void {
     const text = encodeMessage(nonce, 0, message);
-    this.marks.invocationSent ??= this.elapsed();
+    if (message.type === "invoke") this.marks.invocationSent = this.elapsed();
     if (nextNonce) this.#decoder.setNonce(nextNonce);
     if (this.#socket) this.#socket.write(text);
     else this.#pendingWrites.push(text);
