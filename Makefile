@@ -15,7 +15,7 @@ PACKAGES := qemu-system-x86 qemu-system-data qemu-system-common cpio erofs-utils
 	gcc libc6-dev make flex bison bc libelf-dev xz-utils util-linux
 KERNEL_SOURCE_PACKAGE := linux-source-6.1
 
-TS_SOURCES := $(shell find src runtime-initrd -name '*.ts' 2>/dev/null)
+TS_SOURCES := $(shell find src runtime-initrd bench -name '*.ts' 2>/dev/null)
 
 .PHONY: all setup system-packages demo test test-unit test-e2e check format build kernel bench clean
 
@@ -80,7 +80,7 @@ format: node_modules/.package-lock.json
 
 ## bench: cold and warm start benchmarks (not part of `make test`)
 bench: setup
-	$(NODE) --experimental-strip-types --no-warnings bench/run.ts
+	$(NODE) dist/bench.mjs
 
 clean:
 	rm -rf dist

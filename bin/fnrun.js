@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// The fnrun command. The CLI is src/cli.ts, bundled into dist/fnrun.mjs by `make build`.
-import { main } from "../dist/fnrun.mjs";
+// The fnrun command. The CLI is src/cli.ts, bundled into dist/cli/ by `make build`.
+import { main } from "../dist/cli/fnrun.mjs";
 
 const controller = new AbortController();
 let stopSignal;

@@ -100,7 +100,7 @@ function toBundleError(error: unknown, entry: string): BundleError {
 }
 
 async function readConfig(entry: string): Promise<FunctionConfig> {
-  const { extractConfig } = await import("./config.ts");
+  const { extractConfig } = await import("./config-extract.ts");
   const source = await readFile(entry, "utf8");
   const loader = LOADERS[extname(entry)] ?? "js";
   if (loader === "js") return extractConfig(source, displayPath(entry));

@@ -68,6 +68,8 @@ export interface PoolStats {
   served: number;
   bypassed: number;
   functions: Array<{ file: string; ready: number; starting: number }>;
+  /** Process ids of the idle VMs' QEMUs (for measuring their memory). */
+  idlePids: number[];
 }
 
 interface PooledVm {
@@ -168,6 +170,9 @@ export class Pool {
         ready: slot.ready.length,
         starting: slot.starting,
       })),
+      idlePids: slots
+        .flatMap((slot) => slot.ready.map((pooled) => pooled.vm.pid ?? 0))
+        .filter((pid) => pid > 0),
     };
   }
 

@@ -36,6 +36,7 @@ describe("warm pool", () => {
       expect(new Set(results.map((result) => result.loadId)).size).toBe(4);
       expect(results.every((result) => result.pid === 1)).toBe(true);
       expect(pool.stats()).toMatchObject({ served: 4, bypassed: 0, idleVms: 2, idleMemoryMB: 512 });
+      expect(pool.stats().idlePids).toHaveLength(2);
       // The function's init ran ahead of the event: its timeline starts at the invocation.
       const traced = await pool.invoke("test/fixtures/load-id.ts", { event: { n: 9 } });
       expect(traced.timeline[0]?.name).toBe("invocationSent");

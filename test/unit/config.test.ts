@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { extractConfig, parseMount } from "../../src/config.ts";
+import { parseMount } from "../../src/config.ts";
+import { extractConfig } from "../../src/config-extract.ts";
 import { BundleError } from "../../src/errors.ts";
 
 describe("extractConfig", () => {

@@ -1,0 +1,453 @@
+/**
+ * `make bench`: fnrun's start-up against its floor and its seed's baseline,
+ * interleaved in one run (these machines are noisy: compare ratios, not times).
+ *
+ *   (a)  floor: fnrun's microvm and kernel with a tiny static init (bench/floor-init.c)
+ *   (a') the floor through qboot with the LZ4 bzImage instead of PVH entry
+ *   (b)  the seed's baseline: `-M pc` (SeaBIOS, default devices), Debian's cloud
+ *        kernel, Node in the initramfs, hello over the serial console
+ *   (c)  `fnrun invoke functions/hello.ts --start boot`, the whole CLI process
+ *   (c') `fnrun invoke functions/hello.ts --start snapshot`, the whole CLI process
+ *   (d)  hello on a warm pool VM (library API, in this process)
+ *   (e)  `node` running hello's handler on the host (bench/direct.mjs)
+ * then sustained throughput (pool; snapshot starts vs boots) and QEMU memory.
+ *
+ * Environment: BENCH_RUNS (default 10), BENCH_THROUGHPUT_SECONDS (default 60).
+ * Writes bench/results/latest.json and the charts in docs/.
+ */
+import { execFileSync, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, tmpdir } from "node:os";
+import { join } from "node:path";
+import { bundleFunction } from "../src/bundle.ts";
+import { renderCharts } from "../src/charts.ts";
+import { encodeCpio } from "../src/cpio.ts";
+import { resolveHost } from "../src/host.ts";
+import { writeInvocationInitrd } from "../src/initrd.ts";
+import { invoke, prepareInvocation } from "../src/invoke.ts";
+import { packageRoot } from "../src/paths.ts";
+import { createPool, type Pool } from "../src/pool.ts";
+import { FrameDecoder } from "../src/protocol.ts";
+import { buildKernelCmdline, QBOOT_BIOS } from "../src/qemu.ts";
+import { ensureSnapshot } from "../src/snapshot.ts";
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 10);
+const THROUGHPUT_SECONDS = Number(process.env.BENCH_THROUGHPUT_SECONDS ?? 60);
+const HELLO = join(packageRoot, "functions/hello.ts");
+const EVENT = '{"name":"Ada"}';
+const CLI = join(packageRoot, "bin/fnrun.js");
+
+interface Row {
+  id: string;
+  label: string;
+  samples: number[];
+}
+
+function log(message: string): void {
+  process.stderr.write(`bench: ${message}\n`);
+}
+
+/** Spawns a process and resolves with the ms until `done` matches its stdout (or it exits); kills it. */
+function timeUntil(command: string, args: string[], done?: (output: string) => boolean): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    let errors = "";
+    let finished = false;
+    const finish = (error?: Error) => {
+      if (finished) return;
+      finished = true;
+      const elapsed = performance.now() - started;
+      child.kill("SIGKILL");
+      if (error) reject(error);
+      else resolve(elapsed);
+    };
+    child.stdout.on("data", (chunk: Buffer) => {
+      output += chunk.toString("latin1");
+      if (done?.(output)) finish();
+    });
+    child.stderr.on("data", (chunk: Buffer) => {
+      errors = (errors + chunk.toString()).slice(-2000);
+    });
+    child.on("close", (code) => {
+      if (done && !finished)
+        finish(new Error(`${command} ended without its result (exit ${code}): ${errors}`));
+      else if (code !== 0 && !finished) finish(new Error(`${command} failed (exit ${code}): ${errors}`));
+      else finish();
+    });
+  });
+}
+
+function percentile(values: number[], fraction: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil(fraction * sorted.length) - 1));
+  return sorted[index] ?? Number.NaN;
+}
+
+const median = (values: number[]) => percentile(values, 0.5);
+const p90 = (values: number[]) => percentile(values, 0.9);
+
+/** Resident memory of a process in MB (VmRSS). */
+function rssMB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = Number(status.match(/^VmRSS:\s+(\d+) kB/m)?.[1] ?? Number.NaN);
+  return kb / 1024;
+}
+
+/** QEMU processes that are children of this process. */
+function ourQemuPids(): number[] {
+  const out = execFileSync("pgrep", ["-P", String(process.pid), "-f", "qemu-system"], {
+    encoding: "utf8",
+  }).trim();
+  return out ? out.split("\n").map(Number) : [];
+}
+
+async function waitForIdle(pool: Pool, count: number): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  while (pool.stats().idleVms < count || pool.stats().startingVms > 0) {
+    if (Date.now() > deadline) throw new Error("the pool did not refill");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+async function main(): Promise<void> {
+  const work = mkdtempSync(join(tmpdir(), "fnrun-bench-"));
+  try {
+    await run(work);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+async function run(work: string): Promise<void> {
+  log(`preparing (${cpus().length} cores, ${RUNS} interleaved runs per row)`);
+  const host = await resolveHost({ progress: log });
+  if (!host.runtime.disk) throw new Error("the benchmark expects fnrun's kernel and the disk layout");
+  const cloudHost = await resolveHost({
+    env: { ...process.env, FNRUN_KERNEL_SOURCE: "debian-cloud" },
+    progress: log,
+  });
+  const bzImageHost = await resolveHost({ kernelEntry: "bios", progress: log });
+  await ensureSnapshot(host, 256, { progress: log });
+
+  // (a) the floor's initramfs
+  execFileSync("gcc", [
+    "-static",
+    "-Os",
+    "-s",
+    "-o",
+    join(work, "floor-init"),
+    join(packageRoot, "bench/floor-init.c"),
+  ]);
+  const floorInitrd = join(work, "floor.cpio");
+  writeFileSync(
+    floorInitrd,
+    encodeCpio([
+      { type: "directory", path: "dev" },
+      { type: "characterDevice", path: "dev/console", major: 5, minor: 1 },
+      { type: "file", path: "init", data: readFileSync(join(work, "floor-init")), mode: 0o755 },
+    ]),
+  );
+  const floorCmdline = "console=ttyS0 loglevel=1 panic=-1 reboot=t rdinit=/init 8250.nr_uarts=1";
+  const floorArgs = (kernel: string, bios: boolean) => [
+    "-M",
+    "microvm,acpi=off",
+    "-accel",
+    "tcg",
+    "-m",
+    "256",
+    "-smp",
+    "1",
+    "-nodefaults",
+    "-no-user-config",
+    "-no-reboot",
+    "-display",
+    "none",
+    "-serial",
+    "stdio",
+    ...(bios ? ["-bios", QBOOT_BIOS] : []),
+    "-kernel",
+    kernel,
+    "-initrd",
+    floorInitrd,
+    "-append",
+    floorCmdline,
+  ];
+
+  // (b) the seed's baseline: hello, cold, on -M pc with the cloud kernel and Node in the initramfs
+  const bundle = await bundleFunction(HELLO);
+  const baselineRuns: Array<{ initrd: string; nonce: string }> = [];
+  for (let i = 0; i < RUNS; i++) {
+    const prepared = prepareInvocation(bundle, { event: JSON.parse(EVENT), memory: 256 });
+    const directory = join(work, `baseline-${i}`);
+    mkdirSync(directory);
+    const initrd = await writeInvocationInitrd(
+      directory,
+      cloudHost.runtime.bootArchive,
+      prepared.invocation,
+      bundle.code,
+    );
+    baselineRuns.push({ initrd, nonce: prepared.invocation.nonce });
+  }
+  const baselineArgs = (initrd: string) => [
+    "-M",
+    "pc",
+    "-accel",
+    "tcg",
+    "-m",
+    "512",
+    "-display",
+    "none",
+    "-serial",
+    "stdio",
+    "-no-reboot",
+    "-kernel",
+    cloudHost.kernel.path,
+    "-initrd",
+    initrd,
+    "-append",
+    buildKernelCmdline({
+      channel: "serial",
+      runtime: "initrd",
+      bootNonce: "baseline",
+      snapshot: false,
+      nodeOptions: ["--max-old-space-size=204"],
+      network: false,
+      verbose: false,
+    }),
+  ];
+  const sawResult = (nonce: string) => {
+    let seen = false;
+    const decoder = new FrameDecoder(nonce, {
+      message: (value) => {
+        if ((value as { type?: string }).type === "result") seen = true;
+      },
+      text: () => {},
+    });
+    let fed = 0;
+    return (output: string) => {
+      decoder.push(Buffer.from(output.slice(fed), "latin1"));
+      fed = output.length;
+      return seen;
+    };
+  };
+
+  // (e) the handler run directly on the host
+  const directBundle = join(work, "hello.mjs");
+  writeFileSync(directBundle, bundle.code);
+
+  // (d) a warm pool
+  const pool = await createPool({ size: 1, host, functions: [HELLO] });
+  await waitForIdle(pool, 1);
+
+  const rows: Row[] = [
+    { id: "a", label: "(a) floor: microvm + fnrun kernel (PVH) + static init", samples: [] },
+    { id: "a-qboot", label: "(a') floor through qboot + LZ4 bzImage", samples: [] },
+    { id: "b", label: "(b) seed baseline: -M pc + cloud kernel + Node initrd", samples: [] },
+    { id: "c", label: "(c) fnrun invoke hello --start boot (whole CLI)", samples: [] },
+    { id: "c-snapshot", label: "(c') fnrun invoke hello --start snapshot (whole CLI)", samples: [] },
+    { id: "d", label: "(d) hello on a warm pool VM (library)", samples: [] },
+    { id: "e", label: "(e) node runs hello's handler on the host", samples: [] },
+  ];
+  const byId = (id: string) => rows.find((row) => row.id === id) as Row;
+  const qemu = host.qemuPath;
+
+  for (let i = 0; i < RUNS; i++) {
+    log(`run ${i + 1}/${RUNS}`);
+    byId("a").samples.push(
+      await timeUntil(qemu, floorArgs(host.kernel.path, false), (out) => out.includes("FLOOR-RESULT")),
+    );
+    byId("a-qboot").samples.push(
+      await timeUntil(qemu, floorArgs(bzImageHost.kernel.path, true), (out) => out.includes("FLOOR-RESULT")),
+    );
+    const baseline = baselineRuns[i] as { initrd: string; nonce: string };
+    byId("b").samples.push(await timeUntil(qemu, baselineArgs(baseline.initrd), sawResult(baseline.nonce)));
+    byId("c").samples.push(
+      await timeUntil(process.execPath, [
+        CLI,
+        "invoke",
+        HELLO,
+        "--start",
+        "boot",
+        "--event",
+        EVENT,
+        "--quiet",
+      ]),
+    );
+    byId("c-snapshot").samples.push(
+      await timeUntil(process.execPath, [
+        CLI,
+        "invoke",
+        HELLO,
+        "--start",
+        "snapshot",
+        "--event",
+        EVENT,
+        "--quiet",
+      ]),
+    );
+    const started = performance.now();
+    const pooled = await pool.invoke(HELLO, { event: JSON.parse(EVENT) });
+    if (pooled.startMode !== "pool") throw new Error("the pooled row did not run on a pooled VM");
+    byId("d").samples.push(performance.now() - started);
+    await waitForIdle(pool, 1);
+    byId("e").samples.push(
+      await timeUntil(process.execPath, [join(packageRoot, "bench/direct.mjs"), directBundle, EVENT]),
+    );
+  }
+
+  // Memory: idle pooled VMs, and VMs during an invocation.
+  const idleRss = pool.stats().idlePids.map(rssMB);
+  const sleeper = join(work, "sleeper.mjs");
+  writeFileSync(
+    sleeper,
+    "export const handler = async () => { await new Promise((r) => setTimeout(r, 1500)); return 1; };\n",
+  );
+  const duringRss: Record<string, number> = {};
+  for (const start of ["boot", "snapshot"] as const) {
+    const running = invoke(sleeper, { start, host });
+    let peak = 0;
+    const sampler = setInterval(() => {
+      for (const pid of ourQemuPids()) {
+        try {
+          const rss = rssMB(pid);
+          // A process that is exiting has no VmRSS line any more.
+          if (Number.isFinite(rss)) peak = Math.max(peak, rss);
+        } catch {}
+      }
+    }, 100);
+    await running;
+    clearInterval(sampler);
+    duringRss[start] = peak;
+  }
+  await pool.close();
+
+  // Throughput: back-to-back invocations from as many clients as cores, for a fixed time.
+  const clients = cpus().length;
+  const throughput = async (label: string, once: () => Promise<unknown>) => {
+    log(`throughput: ${label}, ${clients} clients, ${THROUGHPUT_SECONDS} s`);
+    const deadline = performance.now() + THROUGHPUT_SECONDS * 1000;
+    let completed = 0;
+    const started = performance.now();
+    await Promise.all(
+      Array.from({ length: clients }, async () => {
+        while (performance.now() < deadline) {
+          await once();
+          completed++;
+        }
+      }),
+    );
+    return completed / ((performance.now() - started) / 1000);
+  };
+  const throughputPool = await createPool({ size: clients, host, functions: [HELLO] });
+  await waitForIdle(throughputPool, clients);
+  const poolRate = await throughput("warm pool", () =>
+    throughputPool.invoke(HELLO, { event: JSON.parse(EVENT) }),
+  );
+  await throughputPool.close();
+  const snapshotRate = await throughput("snapshot starts", () =>
+    invoke(HELLO, { start: "snapshot", host, event: JSON.parse(EVENT) }),
+  );
+  const bootRate = await throughput("boots", () =>
+    invoke(HELLO, { start: "boot", host, event: JSON.parse(EVENT) }),
+  );
+
+  report(rows, { idleRss, duringRss, poolRate, snapshotRate, bootRate, clients });
+}
+
+interface Extras {
+  idleRss: number[];
+  duringRss: Record<string, number>;
+  poolRate: number;
+  snapshotRate: number;
+  bootRate: number;
+  clients: number;
+}
+
+function report(rows: Row[], extras: Extras): void {
+  const floor = median(rows.find((row) => row.id === "a")?.samples ?? []);
+  const ms = (value: number) => `${value.toFixed(0)} ms`;
+  const lines = [
+    "",
+    `| row | median | p90 | median / floor (a) |`,
+    `|---|---:|---:|---:|`,
+    ...rows.map(
+      (row) =>
+        `| ${row.label} | ${ms(median(row.samples))} | ${ms(p90(row.samples))} | ${(median(row.samples) / floor).toFixed(2)} |`,
+    ),
+  ];
+  const m = (id: string) => median(rows.find((row) => row.id === id)?.samples ?? []);
+  const targets: Array<[string, boolean, string]> = [
+    ["cold (c) / floor (a) <= 2.0", m("c") / m("a") <= 2.0, (m("c") / m("a")).toFixed(2)],
+    ["cold (c) / seed baseline (b) <= 0.35", m("c") / m("b") <= 0.35, (m("c") / m("b")).toFixed(2)],
+    [
+      "snapshot start (c') / floor (a) <= 0.6",
+      m("c-snapshot") / m("a") <= 0.6,
+      (m("c-snapshot") / m("a")).toFixed(2),
+    ],
+    ["pooled (d) <= 3 x (e) + 50 ms", m("d") <= 3 * m("e") + 50, `${ms(m("d"))} vs ${ms(3 * m("e") + 50)}`],
+    [
+      "idle pooled VM <= 150 MB host RSS",
+      extras.idleRss.every((rss) => rss <= 150),
+      extras.idleRss.map((rss) => `${rss.toFixed(0)} MB`).join(", "),
+    ],
+    [
+      "snapshot-start throughput >= 4 x boots",
+      extras.snapshotRate >= 4 * extras.bootRate,
+      `${(extras.snapshotRate / extras.bootRate).toFixed(1)}x`,
+    ],
+  ];
+  lines.push(
+    "",
+    `| throughput (${extras.clients} clients, ${THROUGHPUT_SECONDS} s) | invocations/s |`,
+    "|---|---:|",
+    `| warm pool | ${extras.poolRate.toFixed(2)} |`,
+    `| snapshot starts | ${extras.snapshotRate.toFixed(2)} |`,
+    `| boots | ${extras.bootRate.toFixed(2)} |`,
+    "",
+    "| QEMU memory (host RSS) | MB |",
+    "|---|---:|",
+    `| idle pooled VM (snapshot clone, hello loaded) | ${extras.idleRss.map((rss) => rss.toFixed(0)).join(", ")} |`,
+    `| booted VM during an invocation (peak) | ${(extras.duringRss.boot ?? 0).toFixed(0)} |`,
+    `| snapshot clone during an invocation (peak) | ${(extras.duringRss.snapshot ?? 0).toFixed(0)} |`,
+    "",
+    "| target | met | measured |",
+    "|---|---|---|",
+    ...targets.map(([name, met, value]) => `| ${name} | ${met ? "yes" : "NO"} | ${value} |`),
+  );
+  const text = lines.join("\n");
+  process.stdout.write(`${text}\n`);
+
+  const results = {
+    date: new Date().toISOString(),
+    runs: RUNS,
+    cores: cpus().length,
+    rows: rows.map((row) => ({
+      id: row.id,
+      label: row.label,
+      median: median(row.samples),
+      p90: p90(row.samples),
+      samples: row.samples,
+    })),
+    throughput: {
+      clients: extras.clients,
+      seconds: THROUGHPUT_SECONDS,
+      pool: extras.poolRate,
+      snapshot: extras.snapshotRate,
+      boot: extras.bootRate,
+    },
+    memory: { idlePooledMB: extras.idleRss, duringInvocationMB: extras.duringRss },
+    targets: targets.map(([name, met, value]) => ({ name, met, value })),
+    table: text,
+  };
+  mkdirSync(join(packageRoot, "bench/results"), { recursive: true });
+  writeFileSync(join(packageRoot, "bench/results/latest.json"), `${JSON.stringify(results, null, 2)}\n`);
+  renderCharts(results, join(packageRoot, "docs"));
+  log("wrote bench/results/latest.json, docs/performance-latency.svg and docs/performance-throughput.svg");
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench failed: ${(error as Error).stack ?? error}\n`);
+  process.exitCode = 1;
+});
