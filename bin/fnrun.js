@@ -20,4 +20,6 @@ const code = await main(process.argv.slice(2), {
   env: process.env,
   signal: controller.signal,
 });
-process.exitCode = stopSignal === "SIGTERM" ? 143 : code;
+// An invocation cut short by SIGTERM exits 143, by SIGINT 130 (the shell's convention);
+// a server that shut down cleanly exits 0.
+process.exitCode = code === 130 && stopSignal === "SIGTERM" ? 143 : code;

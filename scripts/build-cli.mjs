@@ -10,7 +10,9 @@ const common = {
   platform: "node",
   format: "esm",
   target: "node20",
-  external: ["esbuild"],
+  // Native code (better-sqlite3) and packages that read their own files at run
+  // time (esbuild's binary, BullMQ's Lua scripts) stay in node_modules.
+  external: ["esbuild", "better-sqlite3", "bullmq"],
   sourcemap: "linked",
   // Bundled CommonJS dependencies call require().
   banner: {

@@ -96,6 +96,119 @@ function defineCommands(parser: Argv): Argv {
         .option("accel", { choices: ["auto", "kvm", "tcg"] as const, default: "auto" })
         .example("$0 snapshot --memory 512", "Prepare snapshot starts for functions with 512 MB"),
     )
+    .command(
+      "serve [directory]",
+      "Serve the functions in a directory: Lambda Invoke API, webhooks, schedules",
+      (command) =>
+        command
+          .positional("directory", {
+            type: "string",
+            default: "functions",
+            describe: "Where the functions are",
+          })
+          .option("port", {
+            alias: "p",
+            type: "number",
+            default: 9000,
+            describe: "TCP port (0: any free one)",
+          })
+          .option("host", { type: "string", default: "127.0.0.1", describe: "Address to listen on" })
+          .option("allow-remote", {
+            type: "boolean",
+            describe: "Allow listening beyond loopback (needs --token)",
+          })
+          .option("token", {
+            type: "string",
+            describe: "Token every request must carry (default: $FNRUN_TOKEN)",
+          })
+          .option("queue", {
+            type: "string",
+            default: "sqlite",
+            describe: "sqlite (.fnrun/state.db) or redis://HOST:PORT",
+          })
+          .option("pool", { type: "number", default: 1, describe: "Warm VMs kept per function (0: none)" })
+          .option("memory", {
+            type: "number",
+            describe: `Guest RAM of pooled VMs in MB (default ${DEFAULTS.memoryMB})`,
+          })
+          .option("max-concurrency", {
+            type: "number",
+            describe: "Invocations running at once (default: 2 per core)",
+          })
+          .option("max-waiting", {
+            type: "number",
+            default: 32,
+            describe: "Requests waiting for a place before 429",
+          })
+          .option("workers", {
+            type: "number",
+            describe: "Queue workers in this server (default: 1 per core)",
+          })
+          .option("schedules", {
+            type: "boolean",
+            default: true,
+            describe: "Run config.schedule (--no-schedules: off)",
+          })
+          .option("state-dir", {
+            type: "string",
+            default: ".fnrun",
+            describe: "Where the queue and schedule state live",
+          })
+          .option("accel", { choices: ["auto", "kvm", "tcg"] as const, default: "auto" })
+          .example("$0 serve", "Serve functions/ on http://127.0.0.1:9000")
+          .example(
+            "$0 serve --queue redis://127.0.0.1:6379 --workers 0",
+            "Enqueue to Redis; let `fnrun worker`s run the jobs",
+          ),
+    )
+    .command("worker", "Run queued invocations from a Redis queue (any number of hosts)", (command) =>
+      command
+        .option("queue", { type: "string", demandOption: true, describe: "redis://HOST:PORT" })
+        .option("concurrency", { type: "number", default: 2, describe: "Jobs at once on this host" })
+        .option("functions", {
+          type: "string",
+          describe: "A functions directory, for jobs that carry no bundle",
+        })
+        .example("$0 worker --queue redis://10.0.0.5:6379", "Work for a server on another host"),
+    )
+    .command("queue <action> [id]", "Inspect the queue: ls, show ID, replay ID, purge", (command) =>
+      command
+        .positional("action", { choices: ["ls", "show", "replay", "purge"] as const })
+        .positional("id", { type: "string", describe: "A job id (show, replay)" })
+        .option("queue", { type: "string", default: "sqlite", describe: "sqlite or redis://HOST:PORT" })
+        .option("state", {
+          choices: ["pending", "running", "done", "dead"] as const,
+          describe: "Only jobs in this state",
+        })
+        .option("all", { type: "boolean", describe: "purge: finished jobs too, not only dead ones" })
+        .option("state-dir", { type: "string", default: ".fnrun", describe: "Where serve keeps its state" })
+        .example("$0 queue ls --state dead", "The dead-letter list")
+        .example("$0 queue replay 42", "Run job 42's event again"),
+    )
+    .command(
+      "hook <action> <name> [file]",
+      "Git hooks that run a function: install, uninstall, run",
+      (command) =>
+        command
+          .positional("action", { choices: ["install", "uninstall", "run"] as const })
+          .positional("name", {
+            type: "string",
+            describe: "The git hook (pre-commit, commit-msg, pre-push, ...)",
+          })
+          .positional("file", { type: "string", describe: "The function (install, run)" })
+          .option("force", {
+            type: "boolean",
+            describe: "install: replace a hook fnrun did not write (kept as a backup)",
+          })
+          .example("$0 hook install pre-commit functions/lint-check.ts", "Check every commit in a microvm"),
+    )
+    .command("build <file>", "Bundle a function into a portable artifact (.tgz)", (command) =>
+      command
+        .positional("file", { type: "string" })
+        .option("output", { alias: "o", type: "string", describe: "Where to write it (default: NAME.tgz)" })
+        .example("$0 build functions/hello.ts && $0 invoke hello.tgz", "Build once, run anywhere fnrun runs"),
+    )
+    .parserConfiguration({ "populate--": true })
     .demandCommand(1, "Say which command to run: fnrun invoke FILE (see fnrun --help)")
     .strict()
     .recommendCommands()
@@ -352,6 +465,196 @@ async function runSnapshot(
   return ExitCode.ok;
 }
 
+interface ServeArgs {
+  directory: string;
+  port: number;
+  host: string;
+  allowRemote?: boolean;
+  token?: string;
+  queue: string;
+  pool: number;
+  memory?: number;
+  maxConcurrency?: number;
+  maxWaiting: number;
+  workers?: number;
+  schedules: boolean;
+  stateDir: string;
+  accel: "auto" | "kvm" | "tcg";
+}
+
+/** Resolves when fnrun is asked to stop (SIGINT/SIGTERM), for long-running commands. */
+function untilStopped(io: CliIo): Promise<void> {
+  return new Promise((resolve) => {
+    if (!io.signal) return;
+    if (io.signal.aborted) resolve();
+    io.signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+}
+
+async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
+  const { serve } = await import("./serve.ts");
+  const notice = (line: string) => io.stderr.write(`${sanitizeForTerminal(line)}\n`);
+  const server = await serve({
+    directory: args.directory,
+    port: args.port,
+    address: args.host,
+    ...(args.allowRemote ? { allowRemote: true } : {}),
+    ...(args.token || io.env.FNRUN_TOKEN ? { token: args.token ?? io.env.FNRUN_TOKEN } : {}),
+    queue: args.queue,
+    pool: args.pool,
+    ...(args.memory !== undefined ? { memory: args.memory } : {}),
+    ...(args.maxConcurrency !== undefined ? { maxConcurrency: args.maxConcurrency } : {}),
+    maxWaiting: args.maxWaiting,
+    ...(args.workers !== undefined ? { workers: args.workers } : {}),
+    schedules: args.schedules,
+    stateDirectory: args.stateDir,
+    accel: args.accel,
+    onNotice: notice,
+  });
+  const names = (await server.functions.list()).map((fn) => fn.name);
+  io.stderr.write(
+    `fnrun serve: ${names.length} function(s) from ${server.directory}: ${names.join(", ") || "none yet"}\n` +
+      `fnrun serve: listening on ${server.url} (dashboard: ${server.url}/_fnrun/)\n`,
+  );
+  await untilStopped(io);
+  io.stderr.write("fnrun serve: stopping; letting invocations in flight finish (again to force)\n");
+  await server.close();
+  return ExitCode.ok;
+}
+
+async function runWorkerCommand(args: { queue: string; concurrency: number; functions?: string }, io: CliIo) {
+  const { startWorker } = await import("./worker.ts");
+  const worker = await startWorker({
+    queue: args.queue,
+    concurrency: args.concurrency,
+    ...(args.functions ? { directory: args.functions } : {}),
+    onNotice: (line) => io.stderr.write(`${sanitizeForTerminal(line)}\n`),
+  });
+  io.stderr.write(`fnrun worker ${worker.name}: working for ${args.queue}\n`);
+  await untilStopped(io);
+  io.stderr.write(`fnrun worker ${worker.name}: stopping after the jobs in hand\n`);
+  await worker.close();
+  return ExitCode.ok;
+}
+
+interface QueueArgs {
+  action: "ls" | "show" | "replay" | "purge";
+  id?: string;
+  queue: string;
+  state?: "pending" | "running" | "done" | "dead";
+  all?: boolean;
+  stateDir: string;
+}
+
+async function runQueue(args: QueueArgs, io: CliIo): Promise<number> {
+  const { openStateDatabase, SqliteQueue } = await import("./queue.ts");
+  const { join, resolve } = await import("node:path");
+  const { existsSync } = await import("node:fs");
+  let queue: import("./queue.ts").JobQueue;
+  let closeDatabase = () => {};
+  if (args.queue === "sqlite") {
+    const path = join(resolve(args.stateDir), "state.db");
+    if (!existsSync(path))
+      throw new UsageError(`no queue at ${path}: run \`fnrun serve\` here first, or pass --state-dir`);
+    const database = await openStateDatabase(path);
+    queue = new SqliteQueue(database);
+    closeDatabase = () => database.close();
+  } else {
+    const { RedisQueue } = await import("./queue-redis.ts");
+    queue = await RedisQueue.connect(args.queue);
+  }
+  try {
+    if ((args.action === "show" || args.action === "replay") && !args.id) {
+      throw new UsageError(`fnrun queue ${args.action} needs a job id (see fnrun queue ls)`);
+    }
+    switch (args.action) {
+      case "ls": {
+        const jobs = await queue.list(args.state ? [args.state] : undefined, 200);
+        if (jobs.length === 0) io.stderr.write("the queue is empty\n");
+        for (const job of jobs) {
+          const when = new Date(job.updatedAt).toISOString();
+          const retry =
+            job.state === "pending" && job.attempts > 0
+              ? ` (retry ${job.attempts + 1}/${job.maxAttempts})`
+              : "";
+          io.stdout.write(`${job.id}\t${job.state}${retry}\t${job.functionName}\t${job.trigger}\t${when}\n`);
+        }
+        return ExitCode.ok;
+      }
+      case "show": {
+        const job = await queue.get(args.id as string);
+        if (!job) throw new UsageError(`no job ${args.id} in the queue`);
+        io.stdout.write(`${JSON.stringify(job, null, 2)}\n`);
+        return ExitCode.ok;
+      }
+      case "replay": {
+        const id = await queue.replay(args.id as string);
+        io.stdout.write(`${id}\n`);
+        io.stderr.write(`queued again as job ${id}\n`);
+        return ExitCode.ok;
+      }
+      case "purge": {
+        const count = await queue.purge(args.all ? "finished" : "dead");
+        io.stderr.write(`removed ${count} ${args.all ? "finished" : "dead-lettered"} job(s)\n`);
+        return ExitCode.ok;
+      }
+    }
+  } finally {
+    await queue.close();
+    closeDatabase();
+  }
+}
+
+interface HookArgs {
+  action: "install" | "uninstall" | "run";
+  name: string;
+  file?: string;
+  force?: boolean;
+  "--"?: string[];
+}
+
+async function runHook(args: HookArgs, io: CliIo): Promise<number> {
+  const hooks = await import("./hooks.ts");
+  if (args.action === "uninstall") {
+    io.stderr.write(`removed ${await hooks.uninstallHook(args.name)}\n`);
+    return ExitCode.ok;
+  }
+  if (!args.file) throw new UsageError(`fnrun hook ${args.action} ${args.name} needs the function's file`);
+  if (args.action === "install") {
+    const path = await hooks.installHook(args.name, args.file, { ...(args.force ? { force: true } : {}) });
+    io.stderr.write(`installed ${path}: each ${args.name} now runs ${args.file} in a microvm\n`);
+    return ExitCode.ok;
+  }
+  // Git gives pre-push its refs on standard input; other hooks get none.
+  const stdin = args.name === "pre-push" ? await readStdin(io.stdin, 1024 * 1024) : "";
+  const event = await hooks.hookEvent(args.name, (args["--"] ?? []).map(String), stdin);
+  try {
+    const { result } = await invoke(args.file, {
+      event,
+      ...(io.signal ? { signal: io.signal } : {}),
+      onLog: (entry) => io.stderr.write(sanitizeForTerminal(entry.text)),
+    });
+    const verdict = hooks.hookVerdict(result);
+    if (verdict.message) io.stderr.write(`${sanitizeForTerminal(verdict.message)}\n`);
+    return verdict.ok ? ExitCode.ok : 1;
+  } catch (error) {
+    if (!(error instanceof FnrunError)) throw error;
+    io.stderr.write(describeFailure(error));
+    io.stderr.write(`fnrun: the ${args.name} hook failed; git stops here\n`);
+    return 1;
+  }
+}
+
+async function runBuild(args: { file: string; output?: string }, io: CliIo): Promise<number> {
+  const { bundleFunction } = await import("./bundle.ts");
+  const { writeArtifact } = await import("./artifact.ts");
+  const bundle = await bundleFunction(args.file, { cache: false });
+  const output = args.output ?? `${bundle.name}.tgz`;
+  await writeArtifact(bundle, output);
+  io.stdout.write(`${output}\n`);
+  return ExitCode.ok;
+}
+
 /** yargs reads a lone "-" as a stray argument: keep `--event -` together. */
 function joinDashValues(argv: string[]): string[] {
   const joined: string[] = [];
@@ -384,6 +687,19 @@ export async function main(rawArgv: string[], io: CliIo): Promise<number> {
         return await runInvoke(args as unknown as InvokeArgs, io);
       case "setup":
         return await runSetup(args as unknown as { accel: "auto" | "kvm" | "tcg" }, io);
+      case "serve":
+        return await runServe(args as unknown as ServeArgs, io);
+      case "worker":
+        return await runWorkerCommand(
+          args as unknown as { queue: string; concurrency: number; functions?: string },
+          io,
+        );
+      case "queue":
+        return await runQueue(args as unknown as QueueArgs, io);
+      case "hook":
+        return await runHook(args as unknown as HookArgs, io);
+      case "build":
+        return await runBuild(args as unknown as { file: string; output?: string }, io);
       case "snapshot":
         return await runSnapshot(
           args as unknown as { memory: number; rebuild?: boolean; accel: "auto" | "kvm" | "tcg" },

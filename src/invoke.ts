@@ -481,11 +481,27 @@ export function accelNotice(host: HostSetup): string | undefined {
     : undefined;
 }
 
-/** Runs a function once in a fresh VM and returns its result, or throws a FnrunError. */
+/**
+ * Runs a function once in a fresh VM and returns its result, or throws a
+ * FnrunError. `file` is a function's source file, or an artifact (.tgz) made
+ * by `fnrun build`.
+ */
 export async function invoke(file: string, options: InvokeOptions = {}): Promise<InvokeResult> {
   validateInvokeOptions(options);
+  let bundle: Bundle;
+  if (file.endsWith(".tgz")) {
+    const { readArtifact } = await import("./artifact.ts");
+    bundle = await readArtifact(file);
+  } else {
+    bundle = await bundleFunction(file);
+  }
+  return invokeBundle(bundle, options);
+}
+
+/** invoke() for a function already bundled (a queue job's artifact, say). */
+export async function invokeBundle(bundle: Bundle, options: InvokeOptions = {}): Promise<InvokeResult> {
+  validateInvokeOptions(options);
   const startedAt = performance.now();
-  const bundle = await bundleFunction(file);
   for (const warning of bundle.warnings) options.onNotice?.(`fnrun: bundle warning: ${warning}`);
   const prepared = prepareInvocation(bundle, options);
   if (prepared.mounts.length > 0) {

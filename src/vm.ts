@@ -16,7 +16,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -97,7 +97,39 @@ async function deathSignalWrapper(): Promise<string[]> {
   return setprivPath ? [setprivPath, "--pdeathsig", "KILL", "--"] : [];
 }
 
-/** A private directory for one VM's sockets and files. */
+let swept = false;
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Removes run directories whose fnrun process died without cleaning up (it was
+ * SIGKILLed, say): each holds the pid of its owner. Once per process.
+ */
+async function sweepStaleRunDirectories(parent: string): Promise<void> {
+  if (swept) return;
+  swept = true;
+  const names = await readdir(parent).catch(() => [] as string[]);
+  await Promise.all(
+    names
+      .filter((name) => /^fnrun-[A-Za-z0-9]{6}$/.test(name))
+      .map(async (name) => {
+        const directory = join(parent, name);
+        const owner = Number.parseInt(await readFile(join(directory, "owner"), "utf8").catch(() => ""), 10);
+        if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && !processAlive(owner)) {
+          await rm(directory, { recursive: true, force: true });
+        }
+      }),
+  );
+}
+
+/** A private directory (0700) for one VM's sockets and files. */
 export async function makeRunDirectory(): Promise<string> {
   const base =
     process.env.XDG_RUNTIME_DIR && process.env.XDG_RUNTIME_DIR.length < 60
@@ -105,7 +137,10 @@ export async function makeRunDirectory(): Promise<string> {
       : tmpdir();
   // Unix socket paths are limited to 107 bytes: keep the directory short.
   const parent = base.length < 60 ? base : "/tmp";
-  return mkdtemp(join(parent, "fnrun-"));
+  await sweepStaleRunDirectories(parent);
+  const directory = await mkdtemp(join(parent, "fnrun-"));
+  await writeFile(join(directory, "owner"), String(process.pid), { mode: 0o600 });
+  return directory;
 }
 
 async function listen(path: string): Promise<Server> {

@@ -1,4 +1,8 @@
 // The vertical slice, end to end: real microvms under QEMU (TCG here).
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { ExitCode, invoke, TimeoutError } from "../../src/index.ts";
 import { expectNothingLeftBehind, runCli } from "./helpers.ts";
@@ -79,6 +83,33 @@ describe.concurrent("fnrun invoke", () => {
   it("reports memory exhaustion as out of memory", async () => {
     const error = await invoke("test/fixtures/memory-bomb.ts", { memory: 128 }).catch((e: unknown) => e);
     expect(error).toMatchObject({ name: "OutOfMemoryError", exitCode: ExitCode.outOfMemory, memoryMB: 128 });
+  });
+});
+
+describe("artifacts", () => {
+  it("builds a portable .tgz that runs as is, and refuses one that was tampered with", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "fnrun-test-artifact-"));
+    try {
+      const output = join(directory, "hello.tgz");
+      const built = await runCli(["build", "functions/hello.ts", "-o", output]);
+      expect(built.code).toBe(ExitCode.ok);
+      const listing = execFileSync("tar", ["-tzf", output], { encoding: "utf8" }).trim().split("\n").sort();
+      expect(listing).toEqual(["config.json", "function.mjs", "function.mjs.map", "manifest.json"]);
+      const run = await runCli(["invoke", output, "--event", '{"name":"Artifact"}']);
+      expect(run.code).toBe(ExitCode.ok);
+      expect(JSON.parse(run.stdout).message).toBe("Hello, Artifact!");
+
+      const unpacked = join(directory, "unpacked");
+      mkdirSync(unpacked);
+      execFileSync("tar", ["-xzf", output, "-C", unpacked]);
+      writeFileSync(join(unpacked, "function.mjs"), "export const handler = async () => 'tampered';\n");
+      execFileSync("tar", ["-czf", join(directory, "tampered.tgz"), "-C", unpacked, "."]);
+      const refused = await runCli(["invoke", join(directory, "tampered.tgz")]);
+      expect(refused.code).toBe(ExitCode.usage);
+      expect(refused.stderr).toContain("function.mjs is missing or does not match the manifest's hash");
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
   });
 });
 

@@ -1,0 +1,154 @@
+/**
+ * Who may call `fnrun serve`, and how webhook deliveries prove who sent them.
+ *
+ * - On loopback (the default), requests from local programs are accepted, but a
+ *   browser cannot be tricked into calling fnrun: the Host header must name a
+ *   loopback address (DNS rebinding) and a cross-site Origin is refused (CSRF).
+ * - Bound elsewhere (only with --allow-remote), every request needs the token:
+ *   `Authorization: Bearer TOKEN`, or an AWS Signature V4 made with TOKEN as the
+ *   secret key (so AWS SDK clients work with credentials { accessKeyId: "fnrun",
+ *   secretAccessKey: TOKEN }), or the dashboard's cookie.
+ * - Webhooks carry GitHub's `X-Hub-Signature-256: sha256=HMAC(secret, body)`,
+ *   compared in constant time.
+ */
+import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import type { IncomingMessage } from "node:http";
+
+export function isLoopbackAddress(host: string): boolean {
+  return host === "127.0.0.1" || host === "::1" || host === "localhost" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/** The host part of a Host header ("localhost:9000", "[::1]:9000"). */
+export function hostOfHeader(header: string): string {
+  const trimmed = header.trim().toLowerCase();
+  if (trimmed.startsWith("[")) return trimmed.slice(1, trimmed.indexOf("]"));
+  return trimmed.split(":")[0] ?? "";
+}
+
+/** Compares secrets without leaking where they differ or how long they are. */
+export function sameSecret(given: string, expected: string): boolean {
+  const a = createHash("sha256").update(given).digest();
+  const b = createHash("sha256").update(expected).digest();
+  return timingSafeEqual(a, b);
+}
+
+export function webhookSignature(secret: string, body: Buffer): string {
+  return `sha256=${createHmac("sha256", secret).update(body).digest("hex")}`;
+}
+
+export function verifyWebhookSignature(secret: string, body: Buffer, header: string | undefined): boolean {
+  if (!header || !/^sha256=[0-9a-f]{64}$/i.test(header.trim())) return false;
+  return sameSecret(header.trim().toLowerCase(), webhookSignature(secret, body));
+}
+
+function hmac(key: Buffer | string, data: string): Buffer {
+  return createHmac("sha256", key).update(data).digest();
+}
+
+/** RFC 3986 encoding as SigV4 wants it (encodeURIComponent leaves !'()* alone). */
+function strictEncode(text: string): string {
+  return encodeURIComponent(text).replace(
+    /[!'()*]/g,
+    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
+  );
+}
+
+function canonicalQuery(search: string): string {
+  const pairs = [...new URLSearchParams(search)].map(([key, value]) => [
+    strictEncode(key),
+    strictEncode(value),
+  ]);
+  pairs.sort(([a = "", b = ""], [c = "", d = ""]) => (a === c ? (b < d ? -1 : 1) : a < c ? -1 : 1));
+  return pairs.map(([key, value]) => `${key}=${value}`).join("&");
+}
+
+const SIGV4 =
+  /^AWS4-HMAC-SHA256\s+Credential=([^/,\s]+)\/(\d{8})\/([^/,\s]+)\/([^/,\s]+)\/aws4_request,\s*SignedHeaders=([a-z0-9;-]+),\s*Signature=([0-9a-f]{64})$/;
+
+/**
+ * Verifies an AWS Signature Version 4 made with `secret`: the signed headers,
+ * the path, the query and the body (the payload hash is recomputed), within
+ * 15 minutes of its date.
+ */
+export function verifySigV4(
+  request: IncomingMessage,
+  body: Buffer,
+  secret: string,
+  now = Date.now(),
+): boolean {
+  const authorization = request.headers.authorization ?? "";
+  const match = authorization.match(SIGV4);
+  if (!match) return false;
+  const [, , date, region, service, signedHeaderList, signature] = match as unknown as string[];
+  const amzDate = String(request.headers["x-amz-date"] ?? "");
+  const parsed = amzDate.match(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/);
+  if (!parsed || amzDate.slice(0, 8) !== date) return false;
+  const [year, month, day, hour, minute, second] = parsed.slice(1).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const signedAt = Date.UTC(year, month - 1, day, hour, minute, second);
+  if (Math.abs(now - signedAt) > 15 * 60 * 1000) return false;
+
+  const signedHeaders = (signedHeaderList as string).split(";");
+  if (!signedHeaders.includes("host")) return false;
+  const canonicalHeaders = signedHeaders
+    .map((name) => {
+      const value = request.headers[name];
+      const text = Array.isArray(value) ? value.join(",") : (value ?? "");
+      return `${name}:${text.trim().replace(/\s+/g, " ")}\n`;
+    })
+    .join("");
+  const url = new URL(request.url ?? "/", "http://fnrun.invalid");
+  const rawPath = (request.url ?? "/").split("?")[0] ?? "/";
+  // Services other than S3 sign the path encoded twice: the wire form, encoded again.
+  const canonicalPath = encodeURIComponent(rawPath).replace(/%2F/g, "/");
+  const payloadHash = createHash("sha256").update(body).digest("hex");
+  const claimed = request.headers["x-amz-content-sha256"];
+  if (typeof claimed === "string" && claimed !== "UNSIGNED-PAYLOAD" && claimed !== payloadHash) return false;
+  const canonicalRequest = [
+    request.method ?? "GET",
+    canonicalPath,
+    canonicalQuery(url.search),
+    canonicalHeaders,
+    signedHeaderList,
+    typeof claimed === "string" ? claimed : payloadHash,
+  ].join("\n");
+  const scope = `${date}/${region}/${service}/aws4_request`;
+  const stringToSign = [
+    "AWS4-HMAC-SHA256",
+    amzDate,
+    scope,
+    createHash("sha256").update(canonicalRequest).digest("hex"),
+  ].join("\n");
+  const key = hmac(
+    hmac(hmac(hmac(`AWS4${secret}`, date as string), region as string), service as string),
+    "aws4_request",
+  );
+  return sameSecret(createHmac("sha256", key).update(stringToSign).digest("hex"), signature as string);
+}
+
+export function cookieValue(request: IncomingMessage, name: string): string | undefined {
+  for (const part of (request.headers.cookie ?? "").split(";")) {
+    const [key, ...rest] = part.trim().split("=");
+    if (key === name) return decodeURIComponent(rest.join("="));
+  }
+  return undefined;
+}
+
+export const TOKEN_COOKIE = "fnrun_token";
+
+/** Whether a request carries the token, in any of the accepted forms. */
+export function hasToken(request: IncomingMessage, body: Buffer, token: string): boolean {
+  const authorization = request.headers.authorization ?? "";
+  if (authorization.startsWith("Bearer ")) return sameSecret(authorization.slice(7).trim(), token);
+  if (authorization.startsWith("AWS4-HMAC-SHA256")) return verifySigV4(request, body, token);
+  const header = request.headers["x-fnrun-token"];
+  if (typeof header === "string") return sameSecret(header, token);
+  const cookie = cookieValue(request, TOKEN_COOKIE);
+  return cookie !== undefined && sameSecret(cookie, token);
+}

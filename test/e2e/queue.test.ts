@@ -1,0 +1,234 @@
+// The durable queue: nothing accepted is lost when the server is SIGKILLed;
+// retries and the dead-letter list; and the same on Redis with two workers.
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { request as httpRequest } from "node:http";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { resolveHost } from "../../src/host.ts";
+import { openStateDatabase, SqliteQueue } from "../../src/queue.ts";
+import { serve } from "../../src/serve.ts";
+import { expectNothingLeftBehind, qemuProcesses, runCli } from "./helpers.ts";
+
+const DIRECTORY = resolve("test/fixtures/served");
+const CLI = resolve("bin/fnrun.js");
+let state: string;
+
+beforeAll(() => {
+  state = mkdtempSync(join(tmpdir(), "fnrun-test-queue-"));
+  process.env.FNRUN_STATE_DIR = join(state, "history");
+});
+
+afterAll(() => {
+  rmSync(state, { recursive: true, force: true });
+  expectNothingLeftBehind(expect);
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolvePort) => {
+    const probe = createServer();
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolvePort(port));
+    });
+  });
+}
+
+function invokeEvent(port: number, name: string, event: unknown): Promise<number> {
+  return new Promise((resolveStatus, reject) => {
+    const request = httpRequest(
+      `http://127.0.0.1:${port}/2015-03-31/functions/${name}/invocations`,
+      { method: "POST", headers: { "x-amz-invocation-type": "Event" } },
+      (response) => {
+        response.resume();
+        response.on("end", () => resolveStatus(response.statusCode ?? 0));
+      },
+    );
+    request.on("error", reject);
+    request.end(JSON.stringify(event));
+  });
+}
+
+function startProcess(args: string[], cwd = process.cwd()): ChildProcess {
+  return spawn(process.execPath, [CLI, ...args], {
+    cwd,
+    stdio: ["ignore", "ignore", "pipe"],
+    env: process.env,
+  });
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolveWait) => setTimeout(resolveWait, 200));
+  }
+}
+
+async function waitForListening(port: number): Promise<void> {
+  await until("the server to listen", async () => {
+    try {
+      const status = await invokeEvent(port, "no-such-function", {});
+      return status === 404 ? true : undefined;
+    } catch {
+      return undefined;
+    }
+  });
+}
+
+describe("the embedded SQLite queue", () => {
+  it("loses no accepted event when the server is SIGKILLed mid-work: they all run after a restart", async () => {
+    const stateDirectory = join(state, "killed");
+    const port = await freePort();
+    const args = [
+      "serve",
+      DIRECTORY,
+      "--port",
+      String(port),
+      "--state-dir",
+      stateDirectory,
+      "--pool",
+      "0",
+      "--no-schedules",
+    ];
+    const first = startProcess(args);
+    await waitForListening(port);
+    const tags = ["one", "two", "three", "four", "five", "six"];
+    for (const tag of tags) expect(await invokeEvent(port, "slow", { ms: 1500, tag })).toBe(202);
+    // Some jobs are running now (their VMs too): kill everything without warning.
+    await new Promise((resolveWait) => setTimeout(resolveWait, 1500));
+    first.kill("SIGKILL");
+    await new Promise((resolveExit) => first.once("exit", resolveExit));
+    // QEMU dies with the process that started it (parent-death signal).
+    await until(
+      "the killed server's VMs to go",
+      async () => (qemuProcesses().length === 0 ? true : undefined),
+      10_000,
+    );
+
+    const second = startProcess(args);
+    try {
+      const database = await openStateDatabase(join(stateDirectory, "state.db"));
+      const queue = new SqliteQueue(database);
+      const done = await until("every accepted event to run", async () => {
+        const finished = await queue.list(["done"], 100);
+        const seen = new Set(finished.map((job) => JSON.parse(job.result ?? "{}").tag));
+        return tags.every((tag) => seen.has(tag)) ? finished : undefined;
+      });
+      expect(done.length).toBeGreaterThanOrEqual(tags.length);
+      expect(await queue.list(["dead"])).toEqual([]);
+      database.close();
+    } finally {
+      second.kill("SIGTERM");
+      await new Promise((resolveExit) => second.once("exit", resolveExit));
+    }
+  });
+
+  it("retries a failing event with backoff, then dead-letters it; the CLI lists, replays and purges", async () => {
+    const stateDirectory = join(state, "retries");
+    const server = await serve({
+      directory: DIRECTORY,
+      port: 0,
+      pool: 0,
+      retryBaseMs: 200,
+      stateDirectory,
+      machine: await resolveHost(),
+      schedules: false,
+    });
+    try {
+      expect(await invokeEvent(server.port, "fails", { reason: "retries" })).toBe(202);
+      const dead = await until(
+        "the job to be dead-lettered",
+        async () => (await server.queue.list(["dead"]))[0],
+      );
+      expect(dead).toMatchObject({ functionName: "fails", attempts: 3, maxAttempts: 3, trigger: "http" });
+      expect(JSON.parse(dead.lastError ?? "{}").errorMessage).toBe("failing on purpose: retries");
+      const failures = server.history.list(20, "fails").filter((record) => record.event.includes("retries"));
+      expect(failures.length).toBe(3);
+
+      const listed = await runCli(["queue", "ls", "--state", "dead", "--state-dir", stateDirectory]);
+      expect(listed.code).toBe(0);
+      expect(listed.stdout).toMatch(new RegExp(`^${dead.id}\\tdead\\tfails\\thttp\\t`, "m"));
+      const shown = await runCli(["queue", "show", dead.id, "--state-dir", stateDirectory]);
+      expect(JSON.parse(shown.stdout)).toMatchObject({ id: dead.id, state: "dead" });
+      const replayed = await runCli(["queue", "replay", dead.id, "--state-dir", stateDirectory]);
+      const newId = replayed.stdout.trim();
+      expect(newId).not.toBe(dead.id);
+      expect((await server.queue.get(newId))?.trigger).toBe("replay");
+      await until("the replay to die too", async () =>
+        (await server.queue.get(newId))?.state === "dead" ? true : undefined,
+      );
+      const purged = await runCli(["queue", "purge", "--state-dir", stateDirectory]);
+      expect(purged.stderr).toContain("removed 2 dead-lettered job(s)");
+      expect(await server.queue.list(["dead"])).toEqual([]);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe("BullMQ on Redis", () => {
+  it("shares the jobs of one server between two workers", async () => {
+    const redisPort = await freePort();
+    const redis = spawn(
+      "redis-server",
+      ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+      {
+        stdio: "ignore",
+      },
+    );
+    const url = `redis://127.0.0.1:${redisPort}`;
+    const workers: ChildProcess[] = [];
+    try {
+      await new Promise((resolveWait) => setTimeout(resolveWait, 500));
+      const server = await serve({
+        directory: DIRECTORY,
+        port: 0,
+        pool: 0,
+        queue: url,
+        workers: 0,
+        stateDirectory: join(state, "redis"),
+        machine: await resolveHost(),
+        schedules: false,
+      });
+      try {
+        // The workers get no functions directory: they run the bundles the jobs carry.
+        for (let i = 0; i < 2; i++)
+          workers.push(startProcess(["worker", "--queue", url, "--concurrency", "1"], tmpdir()));
+        const tags = ["a", "b", "c", "d", "e", "f"];
+        for (const tag of tags) expect(await invokeEvent(server.port, "slow", { ms: 800, tag })).toBe(202);
+        const done = await until("all jobs to be done", async () => {
+          const finished = await server.queue.list(["done"], 100);
+          return finished.length >= tags.length ? finished : undefined;
+        });
+        const details = done.map(
+          (job) => JSON.parse(job.result ?? "{}") as { result: { tag: string }; worker: string },
+        );
+        expect(new Set(details.map((detail) => detail.result.tag))).toEqual(new Set(tags));
+        expect(new Set(details.map((detail) => detail.worker)).size).toBe(2);
+
+        // A failing job is retried by the workers and lands in BullMQ's failed set.
+        expect(await invokeEvent(server.port, "fails", { reason: "redis" })).toBe(202);
+        const dead = await until(
+          "the failing job to be dead-lettered",
+          async () => (await server.queue.list(["dead"]))[0],
+        );
+        expect(dead).toMatchObject({ functionName: "fails", attempts: 3 });
+        const listed = await runCli(["queue", "ls", "--state", "dead", "--queue", url]);
+        expect(listed.stdout).toContain(`${dead.id}\tdead\tfails`);
+      } finally {
+        await server.close();
+      }
+    } finally {
+      for (const worker of workers) worker.kill("SIGTERM");
+      await Promise.all(
+        workers.map((worker) => new Promise((resolveExit) => worker.once("exit", resolveExit))),
+      );
+      redis.kill("SIGTERM");
+    }
+  });
+});

@@ -1,0 +1,284 @@
+// fnrun serve: the Lambda Invoke API (with the real AWS SDK), the plain API,
+// webhooks, access control, concurrency limits and a draining shutdown.
+import { createHmac } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { request as httpRequest } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { InvokeCommand, LambdaClient } from "@aws-sdk/client-lambda";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { resolveHost } from "../../src/host.ts";
+import { type FnrunServer, serve } from "../../src/serve.ts";
+import { expectNothingLeftBehind } from "./helpers.ts";
+
+const DIRECTORY = "test/fixtures/served";
+let state: string;
+let server: FnrunServer;
+
+function lambdaClient(endpoint: string, secretAccessKey = "anything") {
+  return new LambdaClient({
+    endpoint,
+    region: "us-east-1",
+    credentials: { accessKeyId: "fnrun", secretAccessKey },
+    maxAttempts: 1,
+  });
+}
+
+interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+function post(url: string, body: string, headers: Record<string, string> = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const request = httpRequest(url, { method: "POST", headers }, (response) => {
+      let text = "";
+      response.on("data", (chunk) => (text += chunk));
+      response.on("end", () =>
+        resolve({ status: response.statusCode ?? 0, headers: response.headers, body: text }),
+      );
+    });
+    request.on("error", reject);
+    request.end(body);
+  });
+}
+
+async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 60_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+beforeAll(async () => {
+  state = mkdtempSync(join(tmpdir(), "fnrun-test-serve-"));
+  process.env.FNRUN_STATE_DIR = join(state, "history");
+  process.env.TEST_WEBHOOK_SECRET = "webhook-secret-for-tests";
+  server = await serve({
+    directory: DIRECTORY,
+    port: 0,
+    stateDirectory: join(state, "server"),
+    pool: 1,
+    machine: await resolveHost(),
+    schedules: false,
+  });
+});
+
+afterAll(async () => {
+  await server?.close();
+  rmSync(state, { recursive: true, force: true });
+  expectNothingLeftBehind(expect);
+});
+
+describe("the Lambda Invoke API, through the AWS SDK", () => {
+  it("returns hello's result to InvokeCommand, with the log tail", async () => {
+    const client = lambdaClient(server.url);
+    const output = await client.send(
+      new InvokeCommand({ FunctionName: "echo", Payload: JSON.stringify({ hi: "sdk" }), LogType: "Tail" }),
+    );
+    expect(output.StatusCode).toBe(200);
+    expect(output.FunctionError).toBeUndefined();
+    expect(output.ExecutedVersion).toBe("$LATEST");
+    const result = JSON.parse(Buffer.from(output.Payload ?? []).toString());
+    expect(result.event).toEqual({ hi: "sdk" });
+    expect(Buffer.from(output.LogResult ?? "", "base64").toString()).toContain("echo got an event");
+  });
+
+  it("marks function errors, runs Event invocations from the queue, answers DryRun, and names unknown functions", async () => {
+    const client = lambdaClient(server.url);
+    const failed = await client.send(
+      new InvokeCommand({ FunctionName: "fails", Payload: '{"reason":"sdk"}' }),
+    );
+    expect(failed.FunctionError).toBe("Unhandled");
+    const error = JSON.parse(Buffer.from(failed.Payload ?? []).toString());
+    expect(error).toMatchObject({ errorType: "Error", errorMessage: "failing on purpose: sdk" });
+
+    const queued = await client.send(
+      new InvokeCommand({ FunctionName: "echo", InvocationType: "Event", Payload: '{"async":true}' }),
+    );
+    expect(queued.StatusCode).toBe(202);
+    await waitFor("the Event invocation to run", () =>
+      server.history
+        .list(50)
+        .find((record) => record.trigger === "http" && record.event === '{"async":true}'),
+    );
+
+    const dry = await client.send(new InvokeCommand({ FunctionName: "echo", InvocationType: "DryRun" }));
+    expect(dry.StatusCode).toBe(204);
+
+    // A full ARN names the function too.
+    const byArn = await client.send(
+      new InvokeCommand({
+        FunctionName: "arn:aws:lambda:us-east-1:123456789012:function:echo",
+        Payload: "{}",
+      }),
+    );
+    expect(byArn.StatusCode).toBe(200);
+
+    await expect(client.send(new InvokeCommand({ FunctionName: "missing" }))).rejects.toMatchObject({
+      name: "ResourceNotFoundException",
+    });
+  });
+});
+
+describe("the plain API", () => {
+  it("takes the event as the body and gives the result back", async () => {
+    const reply = await post(`${server.url}/invoke/echo`, '{"plain":1}');
+    expect(reply.status).toBe(200);
+    expect(JSON.parse(reply.body).event).toEqual({ plain: 1 });
+    const bad = await post(`${server.url}/invoke/echo`, "{not json");
+    expect(bad.status).toBe(400);
+    expect(bad.headers["x-amzn-errortype"]).toBe("InvalidRequestContentException");
+    const failed = await post(`${server.url}/invoke/fails`, "{}");
+    expect(failed.status).toBe(500);
+    expect(JSON.parse(failed.body).errorMessage).toBe("failing on purpose: no reason");
+  });
+});
+
+describe("webhooks", () => {
+  it("runs a function for a correctly signed delivery and refuses others without booting anything", async () => {
+    const body = JSON.stringify({ action: "opened" });
+    const signature = `sha256=${createHmac("sha256", "webhook-secret-for-tests").update(body).digest("hex")}`;
+    const before = server.history.list(1000).length;
+    const jobsBefore = (await server.queue.list(undefined, 1000)).length;
+
+    const wrong: Array<Record<string, string>> = [
+      {},
+      { "x-hub-signature-256": "sha256=00" },
+      { "x-hub-signature-256": `${signature.slice(0, -2)}00` },
+    ];
+    for (const headers of wrong) {
+      const refused = await post(`${server.url}/webhooks/github`, body, headers);
+      expect(refused.status).toBe(401);
+    }
+    expect((await server.queue.list(undefined, 1000)).length).toBe(jobsBefore);
+    expect(server.history.list(1000).length).toBe(before);
+
+    const accepted = await post(`${server.url}/webhooks/github`, body, {
+      "x-hub-signature-256": signature,
+      "x-github-delivery": "delivery-1",
+      "content-type": "application/json",
+    });
+    expect(accepted.status).toBe(202);
+    const record = await waitFor("the webhook's invocation", () =>
+      server.history.list(50).find((entry) => entry.trigger === "webhook"),
+    );
+    expect(JSON.parse(record.result ?? "null")).toEqual({ action: "opened", delivery: "delivery-1" });
+    expect(
+      (await post(`${server.url}/webhooks/echo`, body, { "x-hub-signature-256": signature })).status,
+    ).toBe(404);
+  });
+});
+
+describe("access", () => {
+  it("refuses requests a web page could make through the browser", async () => {
+    const rebinding = await post(`${server.url}/invoke/echo`, "{}", { host: "attacker.example:9000" });
+    expect(rebinding.status).toBe(403);
+    const crossSite = await post(`${server.url}/invoke/echo`, "{}", { origin: "https://attacker.example" });
+    expect(crossSite.status).toBe(403);
+  });
+
+  it("needs --allow-remote and a token beyond loopback, and then checks the token, SigV4 included", async () => {
+    const machine = await resolveHost();
+    await expect(serve({ directory: DIRECTORY, address: "0.0.0.0", port: 0, machine })).rejects.toThrow(
+      /--allow-remote/,
+    );
+    await expect(
+      serve({ directory: DIRECTORY, address: "0.0.0.0", allowRemote: true, port: 0, machine }),
+    ).rejects.toThrow(/needs a token/);
+    const remote = await serve({
+      directory: DIRECTORY,
+      address: "0.0.0.0",
+      allowRemote: true,
+      token: "s3cret-token",
+      port: 0,
+      pool: 0,
+      stateDirectory: join(state, "remote"),
+      machine,
+      schedules: false,
+    });
+    try {
+      const url = `http://127.0.0.1:${remote.port}`;
+      expect((await post(`${url}/invoke/echo`, "{}")).status).toBe(401);
+      expect((await post(`${url}/invoke/echo`, "{}", { authorization: "Bearer wrong" })).status).toBe(401);
+      expect((await post(`${url}/invoke/echo`, "{}", { authorization: "Bearer s3cret-token" })).status).toBe(
+        200,
+      );
+      const signed = await lambdaClient(url, "s3cret-token").send(
+        new InvokeCommand({ FunctionName: "echo", Payload: "{}" }),
+      );
+      expect(signed.StatusCode).toBe(200);
+      await expect(
+        lambdaClient(url, "wrong-secret").send(new InvokeCommand({ FunctionName: "echo", Payload: "{}" })),
+      ).rejects.toMatchObject({ $metadata: { httpStatusCode: 401 } });
+    } finally {
+      await remote.close();
+    }
+  });
+});
+
+describe("concurrency", () => {
+  it("lets a bounded number wait and answers 429 beyond, and keeps a function to its own limit", async () => {
+    const machine = await resolveHost();
+    const tight = await serve({
+      directory: DIRECTORY,
+      port: 0,
+      pool: 0,
+      maxConcurrency: 1,
+      maxWaiting: 1,
+      stateDirectory: join(state, "tight"),
+      machine,
+      schedules: false,
+    });
+    try {
+      const replies = await Promise.all(
+        ["a", "b", "c"].map((tag, index) =>
+          new Promise((resolve) => setTimeout(resolve, index * 150)).then(() =>
+            post(`${tight.url}/invoke/slow`, JSON.stringify({ ms: 2500, tag })),
+          ),
+        ),
+      );
+      expect(replies.map((reply) => reply.status).sort()).toEqual([200, 200, 429]);
+      const refused = replies.find((reply) => reply.status === 429);
+      expect(refused?.headers["x-amzn-errortype"]).toBe("TooManyRequestsException");
+    } finally {
+      await tight.close();
+    }
+
+    // config.concurrency = 1: two at once run one after the other.
+    const started = Date.now();
+    const both = await Promise.all([
+      post(`${server.url}/invoke/limited`, "{}"),
+      post(`${server.url}/invoke/limited`, "{}"),
+    ]);
+    expect(both.map((reply) => reply.status)).toEqual([200, 200]);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(3000);
+  });
+
+  it("drains on close: an invocation in flight still gets its result", async () => {
+    const machine = await resolveHost();
+    const draining = await serve({
+      directory: DIRECTORY,
+      port: 0,
+      pool: 0,
+      stateDirectory: join(state, "draining"),
+      machine,
+      schedules: false,
+    });
+    const pending = post(`${draining.url}/invoke/slow`, JSON.stringify({ ms: 3000, tag: "in flight" }));
+    // Close while the handler runs (a snapshot start takes ~0.5 s, the handler 3 s).
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await draining.close();
+    const reply = await pending;
+    expect(reply.status).toBe(200);
+    expect(JSON.parse(reply.body)).toEqual({ done: true, tag: "in flight" });
+  });
+});
