@@ -10,13 +10,14 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian packages fnrun needs: QEMU with the microvm machine and qboot, a
 # compiler for the guest's tiny static init, the kernel source and what building
-# it takes, erofs-utils for the read-only runtime disk; cpio, git and
-# redis-server for the tests (a real Redis for the BullMQ queue).
+# it takes, erofs-utils for the read-only runtime disk; cpio, git, redis-server
+# and chromium for the tests (a real Redis for BullMQ, a real browser for the
+# dashboard).
 PACKAGES := qemu-system-x86 qemu-system-data qemu-system-common cpio erofs-utils \
-	gcc libc6-dev make flex bison bc libelf-dev xz-utils util-linux git redis-server
+	gcc libc6-dev make flex bison bc libelf-dev xz-utils util-linux git redis-server chromium
 KERNEL_SOURCE_PACKAGE := linux-source-6.1
 
-TS_SOURCES := $(shell find src runtime-initrd bench -name '*.ts' 2>/dev/null)
+TS_SOURCES := $(shell find src runtime-initrd bench -name '*.ts' -not -path 'src/dashboard/*' 2>/dev/null)
 
 .PHONY: all setup system-packages demo test test-unit test-e2e check format build kernel bench clean
 
@@ -74,6 +75,7 @@ test-e2e: setup
 
 check: node_modules/.package-lock.json functions/node_modules/.package-lock.json
 	npx tsc -p tsconfig.json --noEmit
+	npx tsc -p tsconfig.dashboard.json
 	npx biome check .
 
 format: node_modules/.package-lock.json

@@ -6,6 +6,7 @@
 import { readFile } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { join } from "node:path";
+import type { BenchResults } from "./charts.ts";
 import type { InvocationRecord } from "./history.ts";
 import { packageRoot } from "./paths.ts";
 import type { FnrunServer } from "./serve.ts";
@@ -42,6 +43,7 @@ async function functionsView(server: FnrunServer) {
     timeout: fn.config.timeout ?? null,
     memory: fn.config.memory ?? null,
     net: fn.config.net ?? false,
+    concurrency: fn.config.concurrency ?? null,
     // Names only: a secret's value never leaves the server.
     env: Object.keys(fn.config.env ?? {}),
     mounts: (fn.config.mounts ?? []).map(
@@ -76,6 +78,16 @@ function streamInvocations(server: FnrunServer, request: IncomingMessage, respon
     clearInterval(keepAlive);
     server.history.off("record", send);
   });
+}
+
+async function readBenchResults(): Promise<(BenchResults & { table: string }) | undefined> {
+  try {
+    return JSON.parse(
+      await readFile(join(packageRoot, "bench/results/latest.json"), "utf8"),
+    ) as BenchResults & { table: string };
+  } catch {
+    return undefined;
+  }
 }
 
 export async function handleDashboard(
@@ -153,6 +165,20 @@ export async function handleDashboard(
   }
   if (method === "POST" && path === "/_fnrun/api/queue/purge") {
     return json(response, 200, { purged: await server.queue.purge("dead") });
+  }
+  const chart = path.match(/^\/_fnrun\/api\/performance\/(latency|throughput)\.svg$/);
+  if (method === "GET" && chart) {
+    const results = await readBenchResults();
+    if (!results) return json(response, 404, { message: "no benchmark results yet: run `make bench`" });
+    const { latencyChart, throughputChart } = await import("./charts.ts");
+    const body = chart[1] === "latency" ? latencyChart(results) : throughputChart(results);
+    response.writeHead(200, {
+      "content-type": "image/svg+xml",
+      "cache-control": "no-store",
+      "x-content-type-options": "nosniff",
+    });
+    response.end(body);
+    return;
   }
   if (method === "GET" && path === "/_fnrun/api/performance") {
     try {
