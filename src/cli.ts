@@ -51,6 +51,12 @@ function defineCommands(parser: Argv): Argv {
         })
         .option("env-file", { type: "string", describe: "Read KEY=VALUE lines from this file (.env format)" })
         .option("net", { type: "boolean", describe: "Give the VM a network device (off by default)" })
+        .option("mount", {
+          type: "string",
+          array: true,
+          describe:
+            "HOST_DIR:GUEST_DIR[:ro|rw], shared with the VM through virtio-fs (repeatable; read-only by default)",
+        })
         .option("accel", {
           choices: ["auto", "kvm", "tcg"] as const,
           default: "auto",
@@ -75,6 +81,10 @@ function defineCommands(parser: Argv): Argv {
         .option("verbose", { alias: "v", type: "boolean", describe: "Show kernel messages and progress" })
         .example('$0 invoke functions/hello.ts --event \'{"name":"Ada"}\'', "Run hello with an event")
         .example("echo '{}' | $0 invoke functions/hello.ts --event -", "Read the event from standard input")
+        .example(
+          "$0 invoke f.ts --mount ./data:/mnt/data --mount ./out:/mnt/out:rw",
+          "Share folders with the VM",
+        )
         .example(
           "$0 invoke functions/hello.ts --json --trace",
           "Machine-readable output with the boot timeline",
@@ -302,6 +312,7 @@ interface InvokeArgs {
   env?: string[];
   envFile?: string;
   net?: boolean;
+  mount?: string[];
   accel: "auto" | "kvm" | "tcg";
   start: "auto" | "boot" | "snapshot";
   maxResultSize?: number;
@@ -372,6 +383,7 @@ async function runInvoke(args: InvokeArgs, io: CliIo): Promise<number> {
     ...(args.timeout !== undefined ? { timeout: args.timeout } : {}),
     ...(args.memory !== undefined ? { memory: args.memory } : {}),
     ...(args.net !== undefined ? { net: args.net } : {}),
+    ...(args.mount ? { mounts: args.mount } : {}),
     ...(args.maxResultSize !== undefined ? { maxResultBytes: args.maxResultSize } : {}),
     ...(args.maxLogSize !== undefined ? { maxLogBytes: args.maxLogSize } : {}),
     ...(args.verbose ? { verbose: true } : {}),

@@ -23,6 +23,7 @@ import {
 import { type HostSetup, resolveHost } from "./host.ts";
 import { writeInvocationInitrd } from "./initrd.ts";
 import { vmSlots } from "./limiter.ts";
+import { checkMounts, type ResolvedMount, SharedFolders } from "./mounts.ts";
 import type { Progress } from "./paths.ts";
 import type { Invocation } from "./protocol.ts";
 import { buildKernelCmdline, type VmSpec } from "./qemu.ts";
@@ -110,7 +111,8 @@ export interface PreparedInvocation {
   invocation: Invocation;
   limits: SessionLimits;
   network: boolean;
-  mounts: MountConfig[];
+  /** Shared folders, checked (the folders exist) and tagged. */
+  mounts: ResolvedMount[];
 }
 
 const KNOWN_OPTIONS = new Set([
@@ -254,7 +256,13 @@ export function prepareInvocation(bundle: Bundle, options: InvokeOptions): Prepa
     maxLogBytes: options.maxLogBytes ?? DEFAULTS.maxLogBytes,
     memoryMB,
   };
-  return { bundle, invocation, limits, network: options.net ?? config.net ?? false, mounts };
+  return {
+    bundle,
+    invocation,
+    limits,
+    network: options.net ?? config.net ?? false,
+    mounts: checkMounts(mounts),
+  };
 }
 
 /** Node's heap limit inside a guest of `memoryMB`, leaving room for the runtime itself. */
@@ -345,9 +353,12 @@ export async function bootAndRun(
   prepared: PreparedInvocation,
   options: Pick<InvokeOptions, "signal" | "onLog" | "verbose">,
 ): Promise<SessionReport> {
-  const { invocation, bundle, limits } = prepared;
+  const { bundle, limits } = prepared;
   const runDirectory = await makeRunDirectory();
+  let folders: SharedFolders | undefined;
   try {
+    folders = await SharedFolders.start(runDirectory, prepared.mounts);
+    const invocation = { ...prepared.invocation, mounts: folders.requests };
     const initrd = await writeInvocationInitrd(
       runDirectory,
       host.runtime.bootArchive,
@@ -361,6 +372,7 @@ export async function bootAndRun(
       decoderLimits: decoderLimitsFor(limits),
       spec: {
         ...baseVmSpec(host, limits.memoryMB, prepared.network),
+        sharedFolders: folders.devices,
         initrd,
         channel: host.channel,
         cmdline: buildKernelCmdline({
@@ -381,6 +393,7 @@ export async function bootAndRun(
       ...(options.signal ? { signal: options.signal } : {}),
     });
   } finally {
+    await folders?.stop();
     await rm(runDirectory, { recursive: true, force: true });
   }
 }
@@ -504,9 +517,7 @@ export async function invokeBundle(bundle: Bundle, options: InvokeOptions = {}):
   const startedAt = performance.now();
   for (const warning of bundle.warnings) options.onNotice?.(`fnrun: bundle warning: ${warning}`);
   const prepared = prepareInvocation(bundle, options);
-  if (prepared.mounts.length > 0) {
-    throw new UsageError("shared folders (--mount) are not available yet in this version");
-  }
+
   const host =
     options.host ??
     (await resolveHost({

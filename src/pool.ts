@@ -36,6 +36,7 @@ import {
   validateInvokeOptions,
 } from "./invoke.ts";
 import { Limiter } from "./limiter.ts";
+import { type ResolvedMount, SharedFolders } from "./mounts.ts";
 import type { Progress } from "./paths.ts";
 import type { FunctionSettings } from "./protocol.ts";
 import { buildKernelCmdline } from "./qemu.ts";
@@ -77,6 +78,8 @@ interface PooledVm {
   runDirectory: string;
   /** The nonce the VM's runtime reads frames with. */
   bootNonce: string;
+  /** The virtiofsd daemons of a VM whose function has shared folders. */
+  folders: SharedFolders | undefined;
   stopWatching: () => void;
 }
 
@@ -85,6 +88,8 @@ interface Slot {
   file: string;
   bundle: Bundle;
   settings: FunctionSettings;
+  /** The function's own shared folders (config.mounts): its VMs boot, with their daemons ready. */
+  mounts: ResolvedMount[];
   ready: PooledVm[];
   starting: number;
 }
@@ -97,7 +102,11 @@ function settingsOf(prepared: PreparedInvocation): FunctionSettings {
     memoryLimitInMB: invocation.memoryLimitInMB,
     handler: invocation.handler,
     env: invocation.env,
-    mounts: [],
+    mounts: prepared.mounts.map((mount) => ({
+      tag: mount.tag,
+      guestPath: mount.target,
+      readOnly: mount.readOnly,
+    })),
   };
 }
 
@@ -224,8 +233,10 @@ export class Pool {
     if (prepared.limits.memoryMB !== this.options.memory) return "another memory size";
     if (options.env && Object.keys(options.env).length > 0) return "an environment of its own";
     if (prepared.limits.maxResultBytes > DEFAULTS.maxResultBytes) return "a larger result limit";
-    if (this.startMode === "snapshot") return snapshotUnsuitable(this.host, prepared);
-    return prepared.network || prepared.mounts.length > 0 ? "network or shared folders" : null;
+    if (options.mounts && options.mounts.length > 0) return "shared folders of its own";
+    if (prepared.network) return "a network device";
+    // A function's configured folders are fine: its pooled VMs boot with their daemons ready.
+    return null;
   }
 
   #slotFor(bundle: Bundle, prepared: PreparedInvocation): Slot {
@@ -239,7 +250,7 @@ export class Pool {
         for (const pooled of other.ready.splice(0)) void this.#discard(pooled);
         this.#slots.delete(otherKey);
       }
-      slot = { key, file: bundle.entry, bundle, settings, ready: [], starting: 0 };
+      slot = { key, file: bundle.entry, bundle, settings, mounts: prepared.mounts, ready: [], starting: 0 };
       this.#slots.set(key, slot);
       this.#replenish(slot);
     }
@@ -284,9 +295,10 @@ export class Pool {
     if (this.#closed) throw new InternalError("the pool is closed");
     const runDirectory = await makeRunDirectory();
     try {
-      const { vm, bootNonce } =
-        this.startMode === "snapshot"
-          ? await this.#restoreAndLoad(slot, runDirectory)
+      // Clones cannot share folders (virtio-fs needs shared guest memory): such functions' VMs boot.
+      const { vm, bootNonce, folders } =
+        this.startMode === "snapshot" && slot.mounts.length === 0
+          ? { ...(await this.#restoreAndLoad(slot, runDirectory)), folders: undefined }
           : await this.#bootBound(slot, runDirectory);
       const timer = setTimeout(() => vm.killNow(), bootTimeoutMs(this.host));
       try {
@@ -295,11 +307,12 @@ export class Pool {
         );
       } catch (error) {
         await vm.kill();
+        await folders?.stop();
         throw error;
       } finally {
         clearTimeout(timer);
       }
-      const pooled: PooledVm = { vm, runDirectory, bootNonce, stopWatching: () => {} };
+      const pooled: PooledVm = { vm, runDirectory, bootNonce, folders, stopWatching: () => {} };
       // A VM that dies while idle leaves the pool, and is replaced.
       let watching = true;
       pooled.stopWatching = () => {
@@ -309,7 +322,7 @@ export class Pool {
         if (!watching) return;
         const index = slot.ready.indexOf(pooled);
         if (index >= 0) slot.ready.splice(index, 1);
-        void rm(runDirectory, { recursive: true, force: true });
+        void folders?.stop().then(() => rm(runDirectory, { recursive: true, force: true }));
         this.#replenish(slot);
       });
       return pooled;
@@ -342,8 +355,12 @@ export class Pool {
     return { vm, bootNonce: snapshot.bootNonce };
   }
 
-  async #bootBound(slot: Slot, runDirectory: string): Promise<{ vm: Vm; bootNonce: string }> {
+  async #bootBound(
+    slot: Slot,
+    runDirectory: string,
+  ): Promise<{ vm: Vm; bootNonce: string; folders: SharedFolders }> {
     const bootNonce = randomBytes(16).toString("hex");
+    const folders = await SharedFolders.start(runDirectory, slot.mounts);
     const limits = prepareLimits(this.options.memory);
     const initrd = await boundArchive(
       runDirectory,
@@ -358,6 +375,7 @@ export class Pool {
       decoderLimits: decoderLimitsFor(limits),
       spec: {
         ...baseVmSpec(this.host, this.options.memory, false),
+        sharedFolders: folders.devices,
         initrd,
         channel: this.host.channel,
         cmdline: buildKernelCmdline({
@@ -372,7 +390,7 @@ export class Pool {
         }),
       },
     });
-    return { vm, bootNonce };
+    return { vm, bootNonce, folders };
   }
 
   async #runOn(
@@ -406,6 +424,7 @@ export class Pool {
       });
     } finally {
       await vm.kill();
+      await pooled.folders?.stop();
       await rm(pooled.runDirectory, { recursive: true, force: true });
     }
   }
@@ -413,6 +432,7 @@ export class Pool {
   async #discard(pooled: PooledVm): Promise<void> {
     pooled.stopWatching();
     await pooled.vm.kill();
+    await pooled.folders?.stop();
     await rm(pooled.runDirectory, { recursive: true, force: true });
   }
 }

@@ -1,0 +1,68 @@
+/*
+ * fnrun-virtiofsd: starts virtiofsd for one shared folder, so that
+ *   - it dies with the fnrun process that started it (parent-death signal), and
+ *   - a read-only folder is read-only on the host too: virtiofsd has no read-only
+ *     mode, so it runs in a private mount namespace where the folder is a
+ *     read-only bind mount. Whatever the guest does (even root in the guest
+ *     mounting it read-write), writes fail with EROFS on the host side.
+ * When not run as root, a user namespace maps the caller to root first (virtiofsd
+ * needs root, or the appearance of it, for its own sandbox).
+ *
+ * Usage: fnrun-virtiofsd SOURCE ro|rw VIRTIOFSD [VIRTIOFSD-ARGUMENTS...]
+ * Host-side helper, compiled by fnrun on first use (src/mounts.ts).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+static void fail(const char *what) {
+  fprintf(stderr, "fnrun-virtiofsd: %s: %s\n", what, strerror(errno));
+  exit(125);
+}
+
+static void write_file(const char *path, const char *text) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) fail(path);
+  if (write(fd, text, strlen(text)) < 0) fail(path);
+  close(fd);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 4 || (strcmp(argv[2], "ro") != 0 && strcmp(argv[2], "rw") != 0)) {
+    fprintf(stderr, "usage: fnrun-virtiofsd SOURCE ro|rw VIRTIOFSD [ARGS...]\n");
+    return 2;
+  }
+  const char *source = argv[1];
+  int read_only = strcmp(argv[2], "ro") == 0;
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) fail("prctl");
+  if (getppid() == 1) return 125; /* fnrun is already gone */
+
+  uid_t uid = geteuid();
+  gid_t gid = getegid();
+  if (uid != 0) {
+    if (unshare(CLONE_NEWUSER) < 0) fail("unshare(CLONE_NEWUSER) (are unprivileged user namespaces off?)");
+    char map[64];
+    write_file("/proc/self/setgroups", "deny");
+    snprintf(map, sizeof map, "0 %u 1\n", (unsigned)uid);
+    write_file("/proc/self/uid_map", map);
+    snprintf(map, sizeof map, "0 %u 1\n", (unsigned)gid);
+    write_file("/proc/self/gid_map", map);
+  }
+  if (unshare(CLONE_NEWNS) < 0) fail("unshare(CLONE_NEWNS)");
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) fail("making mounts private");
+  if (read_only) {
+    if (mount(source, source, NULL, MS_BIND | MS_REC, NULL) < 0) fail("bind-mounting the folder");
+    if (mount(NULL, source, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0) fail("making the folder read-only");
+  }
+  execv(argv[3], argv + 3);
+  fail(argv[3]);
+  return 125;
+}

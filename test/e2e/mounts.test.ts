@@ -1,0 +1,127 @@
+// Shared folders with virtio-fs, in real VMs: reading, writing, read-only
+// enforced in the guest and on the host, no way out of the folder, no daemon left.
+import { execFileSync } from "node:child_process";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { resolveHost } from "../../src/host.ts";
+import { createPool, invoke } from "../../src/index.ts";
+import { expectNothingLeftBehind, runCli } from "./helpers.ts";
+
+let root: string;
+let data: string;
+let out: string;
+
+/**
+ * virtiofsd processes still alive. (In its namespace sandbox, virtiofsd forks a
+ * child that dies with it; that child is reaped by PID 1, which on some hosts
+ * takes a moment: a dead "<defunct>" entry is not a survivor.)
+ */
+function virtiofsdProcesses(): string[] {
+  try {
+    return execFileSync("pgrep", ["-a", "-f", "virtiofsd"], { encoding: "utf8" })
+      .split("\n")
+      .filter((line) => line.trim() && !line.includes("pgrep") && !line.includes("<defunct>"));
+  } catch {
+    return [];
+  }
+}
+
+beforeAll(() => {
+  root = mkdtempSync(join(tmpdir(), "fnrun-test-mounts-"));
+  data = join(root, "data");
+  out = join(root, "out");
+  mkdirSync(data);
+  mkdirSync(out);
+  writeFileSync(join(data, "greeting.txt"), "hello from the host\n");
+  mkdirSync(join(data, "nested"));
+  // A file next to the shared folder, which the guest must never reach.
+  writeFileSync(join(root, "outside-secret.txt"), "host secret\n");
+  symlinkSync(join(root, "outside-secret.txt"), join(data, "absolute-link"));
+  symlinkSync("../outside-secret.txt", join(data, "relative-link"));
+});
+
+afterAll(() => {
+  rmSync(root, { recursive: true, force: true });
+  expectNothingLeftBehind(expect);
+  expect(virtiofsdProcesses()).toEqual([]);
+});
+
+describe("shared folders", () => {
+  it("reads, lists and writes through virtio-fs; read-only holds in the guest and on the host; nothing outside is reachable", async () => {
+    const run = await runCli([
+      "invoke",
+      "test/fixtures/mounts/shared-folders.ts",
+      "--mount",
+      `${data}:/mnt/data`,
+      "--mount",
+      `${out}:/mnt/out:rw`,
+      "--json",
+    ]);
+    expect(run.code).toBe(0);
+    const output = JSON.parse(run.stdout);
+    expect(output.startMode).toBe("boot");
+    const result = output.result;
+    expect(result.read).toBe("hello from the host\n");
+    expect(result.listing).toEqual(["absolute-link", "greeting.txt", "nested", "relative-link"]);
+    expect(result.writeReadWrite).toBe("ok");
+    expect(readFileSync(join(out, "from-guest.txt"), "utf8")).toBe("written in the VM\n");
+    expect(result.writeReadOnly).toBe("error EROFS");
+    expect(result.dotDot).toBe("error ENOENT");
+    // The guest sees the link's text, but resolving it happens in the guest: the host file stays out of reach.
+    expect(result.absoluteLinkTarget).toBe(join(root, "outside-secret.txt"));
+    expect(result.absoluteLink).toBe("error ENOENT");
+    expect(result.relativeLink).toBe("error ENOENT");
+    expect(JSON.stringify(result)).not.toContain("host secret");
+    // Even root in the guest, mounting the read-only folder read-write, cannot write to it.
+    expect(result.remountReadWrite.write).toMatch(/^error (EROFS|EACCES|EPERM)$/);
+    expect(existsSync(join(data, "should-not-exist.txt"))).toBe(false);
+    expect(virtiofsdProcesses()).toEqual([]);
+  });
+
+  it("refuses mounts that cannot work, before any VM starts", async () => {
+    const cases: Array<[string, RegExp]> = [
+      [`${join(root, "missing")}:/mnt/x`, /the host folder does not exist/],
+      [`${join(data, "greeting.txt")}:/mnt/x`, /not a folder/],
+      [`${data}:relative/path`, /must be absolute/],
+      [`${data}:/proc/x`, /\/proc belongs to the runtime/],
+      [`${data}:/mnt/x:rx`, /HOST_DIR:GUEST_DIR\[:ro\|rw\]/],
+    ];
+    for (const [mount, message] of cases) {
+      const run = await runCli(["invoke", "functions/hello.ts", "--mount", mount]);
+      expect(run.code, mount).toBe(2);
+      expect(run.stderr).toMatch(message);
+    }
+  });
+
+  it("uses a function's configured folders, also from a warm pool with its daemons ready", async () => {
+    const direct = await invoke("test/fixtures/mounts/configured.ts");
+    expect(direct.result).toBe("from the config's folder");
+    const pool = await createPool({
+      size: 1,
+      host: await resolveHost(),
+      functions: ["test/fixtures/mounts/configured.ts"],
+    });
+    try {
+      const deadline = Date.now() + 120_000;
+      while (pool.stats().idleVms < 1 && Date.now() < deadline)
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      // The idle pooled VM has its virtiofsd running already.
+      expect(virtiofsdProcesses().length).toBeGreaterThanOrEqual(1);
+      const pooled = await pool.invoke("test/fixtures/mounts/configured.ts");
+      expect(pooled).toMatchObject({ startMode: "pool", result: "from the config's folder" });
+    } finally {
+      await pool.close();
+    }
+    expect(virtiofsdProcesses()).toEqual([]);
+  });
+});
