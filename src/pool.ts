@@ -32,7 +32,6 @@ import {
   nodeOptionsFor,
   type PreparedInvocation,
   prepareInvocation,
-  snapshotUnsuitable,
   validateInvokeOptions,
 } from "./invoke.ts";
 import { Limiter } from "./limiter.ts";
