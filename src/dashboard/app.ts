@@ -115,6 +115,12 @@ function statusBadge(status: string): HTMLElement {
 }
 
 const main = document.getElementById("main") as HTMLElement;
+/** Counts navigations; a page whose data arrives after the user moved on is not drawn. */
+let navigation = 0;
+
+function render(view: number, ...children: (Node | string)[]): void {
+  if (view === navigation) main.replaceChildren(...children);
+}
 let invocations: Summary[] = [];
 let events: EventSource | undefined;
 
@@ -150,9 +156,11 @@ function renderInvocationList(): void {
 }
 
 async function showInvocations(): Promise<void> {
+  const view = navigation;
   setActiveTab("invocations");
   invocations = await api<Summary[]>("invocations?limit=200");
-  main.replaceChildren(
+  render(
+    view,
     el("h1", {}, "Invocations"),
     el("p", { class: "hint" }, "Newest first; new ones appear as they end."),
     el(
@@ -219,6 +227,7 @@ function section(title: string, ...children: Child[]): HTMLElement {
 }
 
 async function showInvocation(requestId: string): Promise<void> {
+  const view = navigation;
   setActiveTab("invocations");
   const record = await api<InvocationRecord>(`invocations/${encodeURIComponent(requestId)}`);
   const replay = el("button", { id: "replay", type: "button" }, "Replay with the same event");
@@ -236,7 +245,8 @@ async function showInvocation(requestId: string): Promise<void> {
     }
   });
   const error = record.error;
-  main.replaceChildren(
+  render(
+    view,
     el("p", {}, el("a", { href: "#/" }, "← Invocations")),
     el("h1", {}, record.functionName, " ", statusBadge(record.status)),
     el(
@@ -285,6 +295,7 @@ async function showInvocation(requestId: string): Promise<void> {
 }
 
 async function showFunctions(): Promise<void> {
+  const view = navigation;
   setActiveTab("functions");
   const functions = await api<FunctionView[]>("functions");
   const cards = functions.map((fn) =>
@@ -335,13 +346,15 @@ async function showFunctions(): Promise<void> {
       ),
     ),
   );
-  main.replaceChildren(
+  render(
+    view,
     el("h1", {}, "Functions"),
     ...(cards.length > 0 ? cards : [el("p", { class: "hint" }, "No functions.")]),
   );
 }
 
 async function showQueue(): Promise<void> {
+  const view = navigation;
   setActiveTab("queue");
   const jobs = await api<Job[]>("queue");
   const dead = jobs.filter((job) => job.state === "dead");
@@ -380,7 +393,8 @@ async function showQueue(): Promise<void> {
       actions,
     );
   });
-  main.replaceChildren(
+  render(
+    view,
     el("h1", {}, "Queue"),
     el("p", { class: "hint" }, "Pending, retrying and dead-lettered asynchronous invocations."),
     el("p", {}, purge),
@@ -409,10 +423,12 @@ async function showQueue(): Promise<void> {
 }
 
 async function showPerformance(): Promise<void> {
+  const view = navigation;
   setActiveTab("performance");
   try {
     const results = await api<{ date: string; table: string }>("performance");
-    main.replaceChildren(
+    render(
+      view,
       el("h1", {}, "Performance"),
       el("p", { class: "hint" }, `The latest \`make bench\`, ${new Date(results.date).toLocaleString()}.`),
       el("img", { src: "/_fnrun/api/performance/latency.svg", alt: "time to a result", class: "chart" }),
@@ -420,7 +436,7 @@ async function showPerformance(): Promise<void> {
       el("pre", { class: "table" }, results.table),
     );
   } catch (error) {
-    main.replaceChildren(el("h1", {}, "Performance"), el("p", { class: "hint" }, (error as Error).message));
+    render(view, el("h1", {}, "Performance"), el("p", { class: "hint" }, (error as Error).message));
   }
 }
 
@@ -438,6 +454,8 @@ function listenForInvocations(): void {
 }
 
 async function route(): Promise<void> {
+  navigation += 1;
+  const view = navigation;
   const hash = location.hash.replace(/^#/, "") || "/";
   try {
     const invocation = hash.match(/^\/invocation\/(.+)$/);
@@ -447,9 +465,7 @@ async function route(): Promise<void> {
     else if (hash === "/performance") await showPerformance();
     else await showInvocations();
   } catch (error) {
-    main.replaceChildren(
-      el("p", { class: "error" }, `Could not load this page: ${(error as Error).message}`),
-    );
+    render(view, el("p", { class: "error" }, `Could not load this page: ${(error as Error).message}`));
   }
 }
 

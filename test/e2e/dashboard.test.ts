@@ -159,7 +159,7 @@ describe("the dashboard", () => {
 
     await dead.first().locator("button.replay-job").click();
     // The replay is a new job of its own, which fails in turn and is dead-lettered too.
-    await page.waitForFunction('document.querySelectorAll("tr.job").length >= 2');
+    await expect.poll(() => page.locator("tr.job").count(), { timeout: 30_000 }).toBeGreaterThanOrEqual(2);
     while ((await server.queue.list(["dead"])).length < 2 && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
@@ -176,9 +176,17 @@ describe("the dashboard", () => {
     await page.waitForSelector("h1:has-text('Performance')");
     const charts = page.locator("img.chart");
     if ((await charts.count()) > 0) {
-      await page.waitForFunction(
-        '[...document.querySelectorAll("img.chart")].every((image) => image.complete && image.naturalWidth > 0)',
-      );
+      const loaded = () =>
+        charts.evaluateAll((images) =>
+          images.every((image) => {
+            const { complete, naturalWidth } = image as unknown as {
+              complete: boolean;
+              naturalWidth: number;
+            };
+            return complete && naturalWidth > 0;
+          }),
+        );
+      await expect.poll(loaded, { timeout: 30_000 }).toBe(true);
       expect(await page.locator("pre.table").textContent()).toContain("floor");
     } else {
       expect(await page.locator("main").textContent()).toContain("make bench");
