@@ -11,10 +11,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages fnrun needs: QEMU with the microvm machine and qboot, a
 # compiler for the guest's tiny static init, the kernel source and what building
 # it takes, erofs-utils for the read-only runtime disk; cpio, git, redis-server
-# and chromium for the tests (a real Redis for BullMQ, a real browser for the
-# dashboard).
+# chromium and tmux for the tests (a real Redis for BullMQ, a real browser for
+# the dashboard, a real terminal for `fnrun dev`).
 PACKAGES := qemu-system-x86 qemu-system-data qemu-system-common cpio erofs-utils \
-	gcc libc6-dev make flex bison bc libelf-dev xz-utils util-linux git redis-server chromium
+	gcc libc6-dev make flex bison bc libelf-dev xz-utils util-linux git redis-server chromium tmux
 KERNEL_SOURCE_PACKAGE := linux-source-6.1
 
 TS_SOURCES := $(shell find src runtime-initrd bench -name '*.ts' -not -path 'src/dashboard/*' 2>/dev/null)

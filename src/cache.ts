@@ -11,9 +11,9 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 
 export function cacheRoot(env: NodeJS.ProcessEnv = process.env): string {
   if (env.FNRUN_CACHE_DIR) return env.FNRUN_CACHE_DIR;
@@ -137,7 +137,10 @@ export async function findEntry(
   root = cacheRoot(),
 ): Promise<CacheEntry | undefined> {
   const directory = join(root, kind, key);
-  if (await verifyEntry(directory, key, options.deepVerify ?? false)) return entry(directory);
+  if (await verifyEntry(directory, key, options.deepVerify ?? false)) {
+    await markUsed(directory);
+    return entry(directory);
+  }
   await rm(directory, { recursive: true, force: true }).catch(() => {});
   return undefined;
 }
@@ -184,9 +187,56 @@ export async function ensureEntry(
       }
       throw error;
     }
+    await pruneOldEntries(parent, key);
     return entry(directory);
   } catch (error) {
     await rm(building, { recursive: true, force: true });
     throw error;
+  }
+}
+
+/**
+ * An entry's directory mtime says when it was last used (at most an hour off,
+ * to spare a write per invocation), so pruning removes the least recently used.
+ */
+async function markUsed(directory: string): Promise<void> {
+  try {
+    const info = await stat(directory);
+    if (Date.now() - info.mtimeMs < 3_600_000) return;
+    const now = new Date();
+    await utimes(directory, now, now);
+  } catch {
+    // Only pruning order depends on it.
+  }
+}
+
+/**
+ * How many entries of each kind to keep. Older ones (a kernel from a previous
+ * fragment, snapshots of a runtime image since rebuilt) are dead weight: a
+ * snapshot is ~75 MB.
+ */
+const KEEP: Record<string, number> = { kernel: 2, "kernel-debian-cloud": 2, snapshot: 8 };
+const KEEP_DEFAULT = 3;
+
+/** Removes all but the most recently used entries of a kind (never `justBuilt`). */
+export async function pruneOldEntries(parent: string, justBuilt: string): Promise<void> {
+  const keep = KEEP[basename(parent)] ?? KEEP_DEFAULT;
+  const names = (await readdir(parent).catch(() => [] as string[])).filter(
+    (name) => !name.startsWith(".") && !name.endsWith(".lock") && name !== justBuilt,
+  );
+  const dated = await Promise.all(
+    names.map(async (name) => ({
+      name,
+      mtime: await stat(join(parent, name)).then(
+        (info) => info.mtimeMs,
+        () => 0,
+      ),
+    })),
+  );
+  dated.sort((a, b) => b.mtime - a.mtime);
+  // The one just built counts as one of the kept.
+  for (const old of dated.slice(Math.max(0, keep - 1))) {
+    // A process may still use an old entry: its open files stay readable after removal.
+    await rm(join(parent, old.name), { recursive: true, force: true }).catch(() => {});
   }
 }

@@ -2,21 +2,19 @@
  * The command line: a thin layer over the library API. `main(argv, io)` returns
  * the exit code, so tests run it in-process with their own streams.
  */
-import { readFile, stat } from "node:fs/promises";
 import yargs, { type Argv } from "yargs";
-import { ExitCode, FnrunError, FunctionError, InternalError, UsageError } from "./errors.ts";
+import {
+  type CliIo,
+  createProgress,
+  describeFailure,
+  parseJson,
+  readLimitedFile,
+  readStdin,
+} from "./cli-support.ts";
+import { ExitCode, FnrunError, InternalError, UsageError } from "./errors.ts";
 import { DEFAULTS, type InvokeOptions, type InvokeResult, invoke } from "./invoke.ts";
 import type { LogEntry, TimelineEntry } from "./session.ts";
 import { sanitizeForTerminal } from "./terminal.ts";
-
-export interface CliIo {
-  stdout: { write(text: string): unknown; isTTY?: boolean };
-  stderr: { write(text: string): unknown; isTTY?: boolean };
-  stdin: AsyncIterable<Buffer | string>;
-  env: NodeJS.ProcessEnv;
-  /** Aborted when fnrun is asked to stop (SIGINT/SIGTERM). */
-  signal?: AbortSignal;
-}
 
 const VERSION = "0.1.0";
 
@@ -93,7 +91,10 @@ function defineCommands(parser: Argv): Argv {
     .command(
       "setup",
       "Build the guest kernel, the runtime image and the default snapshot now (otherwise done on first use)",
-      (command) => command.option("accel", { choices: ["auto", "kvm", "tcg"] as const, default: "auto" }),
+      (command) =>
+        command
+          .option("accel", { choices: ["auto", "kvm", "tcg"] as const, default: "auto" })
+          .example("$0 setup", "Prepare everything once, e.g. in a CI image, so the first invoke is fast"),
     )
     .command("snapshot", "Make (or show) the snapshot VMs are restored from", (command) =>
       command
@@ -218,6 +219,58 @@ function defineCommands(parser: Argv): Argv {
         .option("output", { alias: "o", type: "string", describe: "Where to write it (default: NAME.tgz)" })
         .example("$0 build functions/hello.ts && $0 invoke hello.tgz", "Build once, run anywhere fnrun runs"),
     )
+    .command(
+      "dev <file>",
+      "Run a function on every save, with the last event (r: run again, q: quit)",
+      (command) =>
+        command
+          .positional("file", { type: "string" })
+          .option("event", { alias: "e", type: "string", describe: "The event as JSON (default {})" })
+          .option("event-file", { type: "string", describe: "Read the event from this JSON file" })
+          .example(
+            "$0 dev functions/hello.ts --event-file events/hello.json",
+            "Edit, save, see the new result",
+          ),
+    )
+    .command("init [name]", "Create a typed function to start from, and an example event", (command) =>
+      command
+        .positional("name", { type: "string", describe: "The function's name (default: after the template)" })
+        .option("template", {
+          alias: "t",
+          choices: ["plain", "http", "cron", "webhook"] as const,
+          default: "plain",
+          describe: "What kind of function",
+        })
+        .option("directory", { type: "string", default: "functions", describe: "Where functions live" })
+        .option("force", { type: "boolean", describe: "Replace existing files" })
+        .example("$0 init orders --template http", "functions/orders.ts and events/orders.json"),
+    )
+    .command("doctor", "Check what fnrun needs on this machine, and how to fix what is missing", (command) =>
+      command.example("$0 doctor", "QEMU, qboot, kernel, accelerator (and why), cache"),
+    )
+    .command(
+      "history [id]",
+      "Recent invocations (from the CLI and serve), or one of them in full",
+      (command) =>
+        command
+          .positional("id", { type: "string", describe: "A request id, or its first characters" })
+          .option("limit", { type: "number", default: 20 })
+          .option("function", { type: "string", describe: "Only this function's" })
+          .option("json", { type: "boolean" })
+          .example("$0 history", "The last 20 invocations")
+          .example("$0 history 3f2a", "One invocation: event, result or error, logs, timeline"),
+    )
+    .command("replay <id>", "Run an invocation from the history again, with the same event", (command) =>
+      command
+        .positional("id", { type: "string" })
+        .option("start", { choices: ["auto", "boot", "snapshot"] as const, default: "auto" })
+        .option("accel", { choices: ["auto", "kvm", "tcg"] as const, default: "auto" })
+        .option("json", { type: "boolean" })
+        .option("trace", { type: "boolean" })
+        .option("quiet", { alias: "q", type: "boolean" })
+        .example("$0 replay 3f2a", "The same function with the same event, in a new VM"),
+    )
+    .completion("completion", "Print a shell completion script (bash, zsh): fnrun completion >> ~/.bashrc")
     .parserConfiguration({ "populate--": true })
     .demandCommand(1, "Say which command to run: fnrun invoke FILE (see fnrun --help)")
     .strict()
@@ -230,43 +283,6 @@ function defineCommands(parser: Argv): Argv {
     .fail((message, error) => {
       throw new UsageError(message ?? error?.message ?? "invalid command line");
     });
-}
-
-async function readStdin(stdin: AsyncIterable<Buffer | string>, limit: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of stdin) {
-    const buffer = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
-    size += buffer.length;
-    if (size > limit)
-      throw new UsageError(`the event on standard input is over ${limit / 1024 / 1024} MB (the limit)`);
-    chunks.push(buffer);
-  }
-  return Buffer.concat(chunks).toString("utf8");
-}
-
-async function readLimitedFile(path: string, what: string, limit: number): Promise<string> {
-  let info: Awaited<ReturnType<typeof stat>>;
-  try {
-    info = await stat(path);
-  } catch {
-    throw new UsageError(`${what} not found: ${path}`);
-  }
-  if (info.isDirectory()) throw new UsageError(`${what} ${path} is a directory, not a file`);
-  if (info.size > limit) {
-    throw new UsageError(
-      `${what} ${path} is ${(info.size / 1024 / 1024).toFixed(1)} MB; the limit is ${limit / 1024 / 1024} MB`,
-    );
-  }
-  return readFile(path, "utf8");
-}
-
-function parseJson(text: string, source: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch (error) {
-    throw new UsageError(`${source} is not valid JSON: ${(error as Error).message}`);
-  }
 }
 
 /** Parses .env text: KEY=VALUE lines, `export ` prefixes, # comments, quoted values. */
@@ -364,7 +380,7 @@ function errorJson(error: FnrunError): Record<string, unknown> {
   return error.toJSON();
 }
 
-async function runInvoke(args: InvokeArgs, io: CliIo): Promise<number> {
+async function runInvoke(args: InvokeArgs, io: CliIo, trigger: "cli" | "replay" = "cli"): Promise<number> {
   const event = await readEvent(args, io);
   const env = {
     ...(args.envFile
@@ -372,8 +388,8 @@ async function runInvoke(args: InvokeArgs, io: CliIo): Promise<number> {
       : {}),
     ...parseEnvPairs(args.env ?? []),
   };
-  const interactive = Boolean(io.stderr.isTTY) && !args.json;
   const showLogs = !args.json && !args.quiet;
+  const progress = createProgress(io, { quiet: Boolean(args.quiet), json: Boolean(args.json) });
   const options: InvokeOptions = {
     event,
     env,
@@ -388,283 +404,93 @@ async function runInvoke(args: InvokeArgs, io: CliIo): Promise<number> {
     ...(args.maxLogSize !== undefined ? { maxLogBytes: args.maxLogSize } : {}),
     ...(args.verbose ? { verbose: true } : {}),
     ...(io.signal ? { signal: io.signal } : {}),
+    ...(progress.step ? { onProgress: progress.step } : {}),
     onLog: (entry: LogEntry) => {
+      progress.done();
       if (showLogs) io.stderr.write(sanitizeForTerminal(entry.text));
     },
     onNotice: (message) => {
       if (!args.json && !args.quiet) io.stderr.write(`${message}\n`);
     },
   };
-  // Progress: one line per slow step on a terminal (or with --verbose), nothing in --json.
-  if ((interactive || args.verbose) && !args.json)
-    options.onProgress = (line) => io.stderr.write(`fnrun: ${line}\n`);
 
-  let result: InvokeResult;
+  const startedAt = Date.now();
+  let outcome: InvokeResult | FnrunError;
   try {
-    result = await invoke(args.file, options);
+    outcome = await invoke(args.file, options);
   } catch (error) {
-    const failure =
+    outcome =
       error instanceof FnrunError ? error : new InternalError(String((error as Error)?.stack ?? error));
+  } finally {
+    progress.done();
+  }
+  if (outcome instanceof FnrunError) {
     if (args.json) {
       io.stdout.write(
-        `${JSON.stringify({ ok: false, error: errorJson(failure), ...(failure.report ?? {}) })}\n`,
+        `${JSON.stringify({ ok: false, error: errorJson(outcome), ...(outcome.report ?? {}) })}\n`,
       );
     } else {
-      if (args.trace && failure.report) io.stderr.write(formatTimeline(failure.report.timeline));
-      io.stderr.write(describeFailure(failure));
+      if (args.trace && outcome.report) io.stderr.write(formatTimeline(outcome.report.timeline));
+      io.stderr.write(describeFailure(outcome));
     }
-    return failure.exitCode;
-  }
-  if (args.json) {
-    const { logEntries: _entries, resultJson: _json, ...rest } = result;
+  } else if (args.json) {
+    const { logEntries: _entries, resultJson: _json, ...rest } = outcome;
     io.stdout.write(`${JSON.stringify({ ok: true, ...rest })}\n`);
   } else {
-    if (args.trace) io.stderr.write(formatTimeline(result.timeline));
-    io.stdout.write(`${result.resultJson}\n`);
+    if (args.trace) io.stderr.write(formatTimeline(outcome.timeline));
+    io.stdout.write(`${outcome.resultJson}\n`);
   }
-  return ExitCode.ok;
+  // After the output: the history is a convenience and must never cost the answer.
+  if (!(outcome instanceof FnrunError) || outcome.report) {
+    await recordInHistory(args.file, JSON.stringify(event ?? {}), trigger, startedAt, outcome, io);
+  }
+  return outcome instanceof FnrunError ? outcome.exitCode : ExitCode.ok;
 }
 
-function describeFailure(error: FnrunError): string {
-  if (error instanceof FunctionError) {
-    const stack = error.trace.filter((line) => line.trimStart().startsWith("at ")).join("\n");
-    return sanitizeForTerminal(
-      `fnrun: function error: ${error.errorType}: ${error.errorMessage}\n${stack ? `${stack}\n` : ""}`,
+async function recordInHistory(
+  file: string,
+  event: string,
+  trigger: "cli" | "replay",
+  startedAt: number,
+  outcome: InvokeResult | FnrunError,
+  io: CliIo,
+): Promise<void> {
+  if (io.env.FNRUN_HISTORY === "off") return;
+  try {
+    const [{ History }, { recordOf }, { resolve }] = await Promise.all([
+      import("./history.ts"),
+      import("./records.ts"),
+      import("node:path"),
+    ]);
+    const history = await History.open(io.env);
+    const functionName =
+      "functionName" in outcome ? outcome.functionName : (outcome.report?.functionName ?? file);
+    history.add(recordOf({ file: resolve(file), functionName, trigger, event, startedAt, outcome }));
+    history.close();
+  } catch {
+    // No SQLite here, or a read-only state directory: no history, and no fuss.
+  }
+}
+
+interface ReplayArgs extends Omit<InvokeArgs, "file" | "event"> {
+  id: string;
+}
+
+/** Runs a function from the history again, with the same event. */
+async function runReplay(args: ReplayArgs, io: CliIo): Promise<number> {
+  const { History } = await import("./history.ts");
+  const history = await History.open(io.env);
+  const record = history.get(args.id);
+  history.close();
+  if (!record) throw new UsageError(`no invocation ${args.id} in the history (see fnrun history)`);
+  if (record.eventTruncated)
+    throw new UsageError(`invocation ${args.id}'s event was too large to keep; it cannot be replayed`);
+  if (!io.env.FNRUN_QUIET_REPLAY && !args.json) {
+    io.stderr.write(
+      `fnrun: replaying ${record.requestId} (${record.functionName}, ${new Date(record.startedAt).toLocaleString()})\n`,
     );
   }
-  return sanitizeForTerminal(`fnrun: ${error.name}: ${error.message}\n`);
-}
-
-async function runSetup(args: { accel: "auto" | "kvm" | "tcg" }, io: CliIo): Promise<number> {
-  const { resolveHost } = await import("./host.ts");
-  const { ensureSnapshot, snapshotProblem } = await import("./snapshot.ts");
-  const progress = (line: string) => io.stderr.write(`fnrun: ${line}\n`);
-  const host = await resolveHost({ accel: args.accel, progress });
-  const snapshot = snapshotProblem(host)
-    ? undefined
-    : await ensureSnapshot(host, DEFAULTS.memoryMB, { progress });
-  io.stdout.write(
-    `kernel:   ${host.kernel.path} (${host.kernel.origin}, ${host.kernel.entry})\n` +
-      `runtime:  ${host.runtime.bootArchive}${host.runtime.disk ? ` + ${host.runtime.disk}` : ""} (${host.runtime.layout})\n` +
-      `qemu:     ${host.qemuPath} (${host.accel.accel}${host.accel.fallbackReason ? `: ${host.accel.fallbackReason}` : ""})\n` +
-      `snapshot: ${snapshot ? snapshot.directory : `none (${snapshotProblem(host)})`}\n`,
-  );
-  return ExitCode.ok;
-}
-
-async function runSnapshot(
-  args: { memory: number; rebuild?: boolean; accel: "auto" | "kvm" | "tcg" },
-  io: CliIo,
-) {
-  const { resolveHost } = await import("./host.ts");
-  const { discardSnapshot, ensureSnapshot, findSnapshot } = await import("./snapshot.ts");
-  const { LIMITS } = await import("./config.ts");
-  if (
-    !Number.isFinite(args.memory) ||
-    args.memory < LIMITS.memoryMB.min ||
-    args.memory > LIMITS.memoryMB.max
-  ) {
-    throw new UsageError(`--memory must be from ${LIMITS.memoryMB.min} to ${LIMITS.memoryMB.max}`);
-  }
-  const progress = (line: string) => io.stderr.write(`fnrun: ${line}\n`);
-  const host = await resolveHost({ accel: args.accel, progress });
-  if (args.rebuild) {
-    const existing = await findSnapshot(host, args.memory);
-    if (existing) await discardSnapshot(existing);
-  }
-  const snapshot = await ensureSnapshot(host, args.memory, { progress });
-  io.stdout.write(`${snapshot.directory}\n`);
-  return ExitCode.ok;
-}
-
-interface ServeArgs {
-  directory: string;
-  port: number;
-  host: string;
-  allowRemote?: boolean;
-  token?: string;
-  queue: string;
-  pool: number;
-  memory?: number;
-  maxConcurrency?: number;
-  maxWaiting: number;
-  workers?: number;
-  schedules: boolean;
-  stateDir: string;
-  accel: "auto" | "kvm" | "tcg";
-}
-
-/** Resolves when fnrun is asked to stop (SIGINT/SIGTERM), for long-running commands. */
-function untilStopped(io: CliIo): Promise<void> {
-  return new Promise((resolve) => {
-    if (!io.signal) return;
-    if (io.signal.aborted) resolve();
-    io.signal.addEventListener("abort", () => resolve(), { once: true });
-  });
-}
-
-async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
-  const { serve } = await import("./serve.ts");
-  const notice = (line: string) => io.stderr.write(`${sanitizeForTerminal(line)}\n`);
-  const server = await serve({
-    directory: args.directory,
-    port: args.port,
-    address: args.host,
-    ...(args.allowRemote ? { allowRemote: true } : {}),
-    ...(args.token || io.env.FNRUN_TOKEN ? { token: args.token ?? io.env.FNRUN_TOKEN } : {}),
-    queue: args.queue,
-    pool: args.pool,
-    ...(args.memory !== undefined ? { memory: args.memory } : {}),
-    ...(args.maxConcurrency !== undefined ? { maxConcurrency: args.maxConcurrency } : {}),
-    maxWaiting: args.maxWaiting,
-    ...(args.workers !== undefined ? { workers: args.workers } : {}),
-    schedules: args.schedules,
-    stateDirectory: args.stateDir,
-    accel: args.accel,
-    onNotice: notice,
-  });
-  const names = (await server.functions.list()).map((fn) => fn.name);
-  io.stderr.write(
-    `fnrun serve: ${names.length} function(s) from ${server.directory}: ${names.join(", ") || "none yet"}\n` +
-      `fnrun serve: listening on ${server.url} (dashboard: ${server.url}/_fnrun/)\n`,
-  );
-  await untilStopped(io);
-  io.stderr.write("fnrun serve: stopping; letting invocations in flight finish (again to force)\n");
-  await server.close();
-  return ExitCode.ok;
-}
-
-async function runWorkerCommand(args: { queue: string; concurrency: number; functions?: string }, io: CliIo) {
-  const { startWorker } = await import("./worker.ts");
-  const worker = await startWorker({
-    queue: args.queue,
-    concurrency: args.concurrency,
-    ...(args.functions ? { directory: args.functions } : {}),
-    onNotice: (line) => io.stderr.write(`${sanitizeForTerminal(line)}\n`),
-  });
-  io.stderr.write(`fnrun worker ${worker.name}: working for ${args.queue}\n`);
-  await untilStopped(io);
-  io.stderr.write(`fnrun worker ${worker.name}: stopping after the jobs in hand\n`);
-  await worker.close();
-  return ExitCode.ok;
-}
-
-interface QueueArgs {
-  action: "ls" | "show" | "replay" | "purge";
-  id?: string;
-  queue: string;
-  state?: "pending" | "running" | "done" | "dead";
-  all?: boolean;
-  stateDir: string;
-}
-
-async function runQueue(args: QueueArgs, io: CliIo): Promise<number> {
-  const { openStateDatabase, SqliteQueue } = await import("./queue.ts");
-  const { join, resolve } = await import("node:path");
-  const { existsSync } = await import("node:fs");
-  let queue: import("./queue.ts").JobQueue;
-  let closeDatabase = () => {};
-  if (args.queue === "sqlite") {
-    const path = join(resolve(args.stateDir), "state.db");
-    if (!existsSync(path))
-      throw new UsageError(`no queue at ${path}: run \`fnrun serve\` here first, or pass --state-dir`);
-    const database = await openStateDatabase(path);
-    queue = new SqliteQueue(database);
-    closeDatabase = () => database.close();
-  } else {
-    const { RedisQueue } = await import("./queue-redis.ts");
-    queue = await RedisQueue.connect(args.queue);
-  }
-  try {
-    if ((args.action === "show" || args.action === "replay") && !args.id) {
-      throw new UsageError(`fnrun queue ${args.action} needs a job id (see fnrun queue ls)`);
-    }
-    switch (args.action) {
-      case "ls": {
-        const jobs = await queue.list(args.state ? [args.state] : undefined, 200);
-        if (jobs.length === 0) io.stderr.write("the queue is empty\n");
-        for (const job of jobs) {
-          const when = new Date(job.updatedAt).toISOString();
-          const retry =
-            job.state === "pending" && job.attempts > 0
-              ? ` (retry ${job.attempts + 1}/${job.maxAttempts})`
-              : "";
-          io.stdout.write(`${job.id}\t${job.state}${retry}\t${job.functionName}\t${job.trigger}\t${when}\n`);
-        }
-        return ExitCode.ok;
-      }
-      case "show": {
-        const job = await queue.get(args.id as string);
-        if (!job) throw new UsageError(`no job ${args.id} in the queue`);
-        io.stdout.write(`${JSON.stringify(job, null, 2)}\n`);
-        return ExitCode.ok;
-      }
-      case "replay": {
-        const id = await queue.replay(args.id as string);
-        io.stdout.write(`${id}\n`);
-        io.stderr.write(`queued again as job ${id}\n`);
-        return ExitCode.ok;
-      }
-      case "purge": {
-        const count = await queue.purge(args.all ? "finished" : "dead");
-        io.stderr.write(`removed ${count} ${args.all ? "finished" : "dead-lettered"} job(s)\n`);
-        return ExitCode.ok;
-      }
-    }
-  } finally {
-    await queue.close();
-    closeDatabase();
-  }
-}
-
-interface HookArgs {
-  action: "install" | "uninstall" | "run";
-  name: string;
-  file?: string;
-  force?: boolean;
-  "--"?: string[];
-}
-
-async function runHook(args: HookArgs, io: CliIo): Promise<number> {
-  const hooks = await import("./hooks.ts");
-  if (args.action === "uninstall") {
-    io.stderr.write(`removed ${await hooks.uninstallHook(args.name)}\n`);
-    return ExitCode.ok;
-  }
-  if (!args.file) throw new UsageError(`fnrun hook ${args.action} ${args.name} needs the function's file`);
-  if (args.action === "install") {
-    const path = await hooks.installHook(args.name, args.file, { ...(args.force ? { force: true } : {}) });
-    io.stderr.write(`installed ${path}: each ${args.name} now runs ${args.file} in a microvm\n`);
-    return ExitCode.ok;
-  }
-  // Git gives pre-push its refs on standard input; other hooks get none.
-  const stdin = args.name === "pre-push" ? await readStdin(io.stdin, 1024 * 1024) : "";
-  const event = await hooks.hookEvent(args.name, (args["--"] ?? []).map(String), stdin);
-  try {
-    const { result } = await invoke(args.file, {
-      event,
-      ...(io.signal ? { signal: io.signal } : {}),
-      onLog: (entry) => io.stderr.write(sanitizeForTerminal(entry.text)),
-    });
-    const verdict = hooks.hookVerdict(result);
-    if (verdict.message) io.stderr.write(`${sanitizeForTerminal(verdict.message)}\n`);
-    return verdict.ok ? ExitCode.ok : 1;
-  } catch (error) {
-    if (!(error instanceof FnrunError)) throw error;
-    io.stderr.write(describeFailure(error));
-    io.stderr.write(`fnrun: the ${args.name} hook failed; git stops here\n`);
-    return 1;
-  }
-}
-
-async function runBuild(args: { file: string; output?: string }, io: CliIo): Promise<number> {
-  const { bundleFunction } = await import("./bundle.ts");
-  const { writeArtifact } = await import("./artifact.ts");
-  const bundle = await bundleFunction(args.file, { cache: false });
-  const output = args.output ?? `${bundle.name}.tgz`;
-  await writeArtifact(bundle, output);
-  io.stdout.write(`${output}\n`);
-  return ExitCode.ok;
+  return runInvoke({ ...args, file: record.file, event: record.event }, io, "replay");
 }
 
 /** yargs reads a lone "-" as a stray argument: keep `--event -` together. */
@@ -682,6 +508,8 @@ function joinDashValues(argv: string[]): string[] {
   return joined;
 }
 
+export type { CliIo };
+
 export async function main(rawArgv: string[], io: CliIo): Promise<number> {
   const argv = joinDashValues(rawArgv);
   try {
@@ -694,29 +522,34 @@ export async function main(rawArgv: string[], io: CliIo): Promise<number> {
       io.stdout.write(`${helpOutput}\n`);
       return ExitCode.ok;
     }
+    if (args._[0] === "invoke") return await runInvoke(args as unknown as InvokeArgs, io);
+    if (args._[0] === "replay") return await runReplay(args as unknown as ReplayArgs, io);
+    // The other commands load only when used: invoke's start-up stays small.
+    const commands = await import("./cli-commands.ts");
+    const given = args as never;
     switch (args._[0]) {
-      case "invoke":
-        return await runInvoke(args as unknown as InvokeArgs, io);
       case "setup":
-        return await runSetup(args as unknown as { accel: "auto" | "kvm" | "tcg" }, io);
-      case "serve":
-        return await runServe(args as unknown as ServeArgs, io);
-      case "worker":
-        return await runWorkerCommand(
-          args as unknown as { queue: string; concurrency: number; functions?: string },
-          io,
-        );
-      case "queue":
-        return await runQueue(args as unknown as QueueArgs, io);
-      case "hook":
-        return await runHook(args as unknown as HookArgs, io);
-      case "build":
-        return await runBuild(args as unknown as { file: string; output?: string }, io);
+        return await commands.runSetup(given, io);
       case "snapshot":
-        return await runSnapshot(
-          args as unknown as { memory: number; rebuild?: boolean; accel: "auto" | "kvm" | "tcg" },
-          io,
-        );
+        return await commands.runSnapshot(given, io);
+      case "serve":
+        return await commands.runServe(given, io);
+      case "worker":
+        return await commands.runWorkerCommand(given, io);
+      case "queue":
+        return await commands.runQueue(given, io);
+      case "hook":
+        return await commands.runHook(given, io);
+      case "build":
+        return await commands.runBuild(given, io);
+      case "dev":
+        return await commands.runDevCommand(given, io);
+      case "init":
+        return await commands.runInit(given, io);
+      case "doctor":
+        return await commands.runDoctor(io);
+      case "history":
+        return await commands.runHistory(given, io);
       default:
         throw new UsageError(`unknown command: ${String(args._[0])}`);
     }

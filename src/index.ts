@@ -5,6 +5,7 @@
  *     const { result } = await invoke("functions/hello.ts", { event: { name: "Ada" } });
  */
 export type { AccelRequest } from "./accel.ts";
+export { type BuildOptions, type BuildResult, build } from "./build.ts";
 export type { FunctionConfig, MountConfig } from "./config.ts";
 export {
   BootError,
@@ -22,5 +23,14 @@ export {
 } from "./errors.ts";
 export { type InvokeOptions, type InvokeResult, invoke, type StartMode } from "./invoke.ts";
 export { createPool, Pool, type PoolOptions, type PoolStats } from "./pool.ts";
+export { type FnrunServer, type ServeOptions, serve } from "./serve.ts";
 export type { LogEntry, TimelineEntry } from "./session.ts";
-export type { Callback, Context, Handler } from "./types.ts";
+export type {
+  Callback,
+  Context,
+  Handler,
+  HttpEvent,
+  HttpResult,
+  ScheduledEvent,
+  WebhookEvent,
+} from "./types.ts";

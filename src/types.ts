@@ -34,3 +34,41 @@ export type Handler<TEvent = unknown, TResult = unknown> = (
 
 /** `export const config: FunctionConfig = { ... }` in a function's file (a literal). */
 export type { FunctionConfig } from "./config.ts";
+
+/** An HTTP request as a Lambda function URL (or API Gateway HTTP API, payload 2.0) delivers it. */
+export interface HttpEvent {
+  version: "2.0";
+  rawPath: string;
+  rawQueryString: string;
+  headers: Record<string, string>;
+  queryStringParameters?: Record<string, string>;
+  requestContext: {
+    http: { method: string; path: string; protocol?: string; sourceIp?: string; userAgent?: string };
+    requestId?: string;
+    timeEpoch?: number;
+  };
+  body?: string;
+  isBase64Encoded: boolean;
+}
+
+/** What an HTTP handler returns. */
+export interface HttpResult {
+  statusCode: number;
+  headers?: Record<string, string>;
+  body?: string;
+  isBase64Encoded?: boolean;
+}
+
+/** A scheduled run (config.schedule), shaped as EventBridge's "Scheduled Event". */
+export interface ScheduledEvent {
+  version: "0";
+  id: string;
+  "detail-type": "Scheduled Event";
+  source: "aws.events";
+  time: string;
+  resources: string[];
+  detail: { schedule?: string; missed?: number };
+}
+
+/** A webhook delivery (config.webhook): an HttpEvent whose signature fnrun has already checked. */
+export type WebhookEvent = HttpEvent;
