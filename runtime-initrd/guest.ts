@@ -201,7 +201,10 @@ function reseedAfterRestore(entropy: string, epochMs: number): void {
 
 type Stream = "stdout" | "stderr";
 let pendingLogs: Array<{ stream: Stream; text: string }> = [];
+let pendingLogChars = 0;
 let flushScheduled = false;
+/** Logs held back past this are sent at once: a function that never yields still shows its output. */
+const FLUSH_AT_CHARS = 64 * 1024;
 
 /** Sends buffered logs, merged per stream; held back until the invocation is known. */
 function flushLogs(): void {
@@ -209,6 +212,7 @@ function flushLogs(): void {
   if (!invocation) return;
   const logs = pendingLogs;
   pendingLogs = [];
+  pendingLogChars = 0;
   let run: { stream: Stream; text: string } | undefined;
   for (const entry of logs) {
     if (run && run.stream === entry.stream && run.text.length < 64 * 1024) {
@@ -223,6 +227,11 @@ function flushLogs(): void {
 
 function log(stream: Stream, text: string): void {
   pendingLogs.push({ stream, text });
+  pendingLogChars += text.length;
+  if (pendingLogChars >= FLUSH_AT_CHARS && invocation) {
+    flushLogs();
+    return;
+  }
   if (!flushScheduled && invocation) {
     flushScheduled = true;
     setImmediate(flushLogs);
@@ -349,7 +358,16 @@ function installProcessHooks(): void {
     return new Promise<never>(() => {}) as never;
   };
   process.exit = exit as typeof process.exit;
-  process.abort = exit as typeof process.abort;
+  process.abort = (() => {
+    finish({
+      error: {
+        errorType: "Runtime.ExitError",
+        errorMessage: `RequestId: ${invocation?.requestId ?? "none"} Error: Runtime exited with error: signal: aborted (SIGABRT)`,
+        stack: [],
+      },
+    });
+    return new Promise<never>(() => {}) as never;
+  }) as typeof process.abort;
 }
 
 // ---------------------------------------------------------------- the function

@@ -1,6 +1,6 @@
 /**
  * The errors fnrun reports. Each class is one failure a user can act on, with its
- * own exit code (documented in docs/errors.md) and a message that says what to do.
+ * own exit code (documented in the README and docs/functions.md) and a message that says what to do.
  */
 
 export const ExitCode = {

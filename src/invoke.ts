@@ -22,7 +22,7 @@ import {
 } from "./errors.ts";
 import { type HostSetup, resolveHost } from "./host.ts";
 import { writeInvocationInitrd } from "./initrd.ts";
-import { vmSlots } from "./limiter.ts";
+import { hostSlots, vmSlots } from "./limiter.ts";
 import { checkMounts, type ResolvedMount, SharedFolders } from "./mounts.ts";
 import type { Progress } from "./paths.ts";
 import type { Invocation } from "./protocol.ts";
@@ -529,7 +529,18 @@ export async function invokeBundle(bundle: Bundle, options: InvokeOptions = {}):
   prepared.limits.bootTimeoutMs = bootTimeoutMs(host);
   try {
     const { report, startMode } = await vmSlots
-      .run(() => startAndRun(host, prepared, options), options.signal)
+      .run(async () => {
+        const release = await hostSlots.acquire(options.signal, () =>
+          options.onProgress?.(
+            `waiting for a free VM slot (${hostSlots.limit} VMs run at once; FNRUN_MAX_VMS sets it)`,
+          ),
+        );
+        try {
+          return await startAndRun(host, prepared, options);
+        } finally {
+          await release();
+        }
+      }, options.signal)
       .catch((error: unknown) => {
         if (options.signal?.aborted && !(error instanceof FnrunError)) {
           throw new InterruptedError("interrupted while waiting for a free VM slot");

@@ -1,0 +1,173 @@
+// Hostile functions, in real VMs: each ends in its documented outcome within its
+// limit, fnrun's own memory stays bounded, the host stays responsive, and no QEMU
+// survives.
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { ExitCode } from "../../src/errors.ts";
+import { expectNothingLeftBehind, qemuProcesses } from "./helpers.ts";
+
+const CLI = resolve("bin/fnrun.js");
+const fixture = (name: string) => `test/fixtures/hostile/${name}`;
+
+interface Watched {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  seconds: number;
+  /** fnrun's own peak resident memory, sampled (QEMU, the guest's memory, is another process). */
+  peakRssMB: number;
+  /** The longest this test process's event loop was held up while it ran. */
+  worstLagMs: number;
+}
+
+function residentMB(pid: number): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    return Number(status.match(/^VmRSS:\s+(\d+) kB/m)?.[1] ?? 0) / 1024;
+  } catch {
+    return 0;
+  }
+}
+
+/** Runs `fnrun invoke ARGS` as a user would, watching it from outside. */
+function watchInvoke(args: string[]): Promise<Watched> {
+  return new Promise((done) => {
+    const started = performance.now();
+    const child = spawn(process.execPath, [CLI, "invoke", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (text: string) => (stdout += text));
+    child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text));
+    let peakRssMB = 0;
+    let worstLagMs = 0;
+    let expected = performance.now() + 100;
+    const sampler = setInterval(() => {
+      worstLagMs = Math.max(worstLagMs, performance.now() - expected);
+      expected = performance.now() + 100;
+      if (child.pid) peakRssMB = Math.max(peakRssMB, residentMB(child.pid));
+    }, 100);
+    child.on("close", (code) => {
+      clearInterval(sampler);
+      done({
+        code,
+        stdout,
+        stderr,
+        seconds: (performance.now() - started) / 1000,
+        peakRssMB,
+        worstLagMs,
+      });
+    });
+  });
+}
+
+afterEach(() => {
+  expect(qemuProcesses()).toEqual([]);
+});
+
+afterAll(() => expectNothingLeftBehind(expect));
+
+function expectHealthyHost(run: Watched): void {
+  expect(run.peakRssMB).toBeLessThan(400);
+  expect(run.worstLagMs).toBeLessThan(1000);
+  // fnrun's own failures never show a stack trace of fnrun itself.
+  expect(run.stderr).not.toMatch(/\n\s+at .*\/src\//);
+}
+
+describe("hostile functions", () => {
+  it("an infinite loop is killed at its timeout", async () => {
+    const run = await watchInvoke(["test/fixtures/spin.ts", "--timeout", "3"]);
+    expect(run.code).toBe(ExitCode.timeout);
+    expect(run.stderr).toContain("Task timed out after 3.00 seconds");
+    expect(run.seconds).toBeLessThan(3 + 15);
+    expectHealthyHost(run);
+  });
+
+  it("a fork bomb is contained in its VM and ends at its timeout", async () => {
+    const run = await watchInvoke([fixture("fork-bomb.ts"), "--timeout", "5"]);
+    // Its processes fill the guest: it ends either at the deadline or out of memory, never otherwise.
+    expect([ExitCode.timeout, ExitCode.outOfMemory]).toContain(run.code);
+    expect(run.stderr).toMatch(/TimeoutError|OutOfMemoryError/);
+    expect(run.seconds).toBeLessThan(5 + 15);
+    expectHealthyHost(run);
+  });
+
+  it("a memory bomb is reported as out of memory", async () => {
+    const run = await watchInvoke(["test/fixtures/memory-bomb.ts", "--memory", "128", "--timeout", "60"]);
+    expect(run.code).toBe(ExitCode.outOfMemory);
+    expect(run.stderr).toContain("OutOfMemoryError");
+    expectHealthyHost(run);
+  });
+
+  it("an output flood is cut at the log limit, with a marker, and ends at its timeout", async () => {
+    const run = await watchInvoke([fixture("output-flood.ts"), "--timeout", "4"]);
+    expect(run.code).toBe(ExitCode.timeout);
+    expect(run.stderr).toContain("flood flood");
+    expect(run.stderr).toContain("[fnrun: log output truncated at the limit]");
+    expect(run.stderr.length).toBeLessThan(1.1 * 1024 * 1024);
+    expectHealthyHost(run);
+  });
+
+  it("closing stdout and stderr does not cut the function off from fnrun", async () => {
+    const run = await watchInvoke([fixture("closes-stdout.ts")]);
+    expect(run.code).toBe(ExitCode.ok);
+    expect(JSON.parse(run.stdout)).toBe("still answering");
+    expectHealthyHost(run);
+  });
+
+  it("cannot kill PID 1 with signals; crashing it is a function error", async () => {
+    const signals = await watchInvoke([fixture("kills-pid1.ts")]);
+    expect(signals.code).toBe(ExitCode.ok);
+    expect(JSON.parse(signals.stdout)).toMatchObject({ alive: true, pid: 1 });
+
+    const aborted = await watchInvoke([fixture("kills-pid1.ts"), "--handler", "abort"]);
+    expect(aborted.code).toBe(ExitCode.function);
+    expect(aborted.stderr).toContain("Runtime.ExitError");
+    expect(aborted.stderr).toContain("signal: aborted (SIGABRT)");
+    expectHealthyHost(aborted);
+
+    // Past process.exit, PID 1 really exits and the guest kernel panics: still the function's error.
+    const exited = await watchInvoke([fixture("kills-pid1.ts"), "--handler", "reallyExit"]);
+    expect(exited.code).toBe(ExitCode.function);
+    expect(exited.stderr).toContain("Attempted to kill init");
+    expect(exited.stderr).toContain("the function's VM stopped before the handler returned");
+  });
+
+  it("has no /dev/mem, /dev/kmem or /dev/port to write to", async () => {
+    const run = await watchInvoke([fixture("dev-mem.ts")]);
+    expect(run.code).toBe(ExitCode.ok);
+    expect(JSON.parse(run.stdout)).toEqual({
+      "/dev/mem": "ENOENT",
+      "/dev/kmem": "ENOENT",
+      "/dev/port": "ENOENT",
+    });
+  });
+
+  it("flooding the serial port after the result does not delay it", async () => {
+    const run = await watchInvoke([fixture("floods-after-result.ts"), "--timeout", "30"]);
+    expect(run.code).toBe(ExitCode.ok);
+    expect(JSON.parse(run.stdout)).toBe("the real result");
+    expect(run.seconds).toBeLessThan(15);
+    expectHealthyHost(run);
+  });
+
+  it("forged result frames are shown as text, and terminal escapes never reach the terminal raw", async () => {
+    const run = await watchInvoke([fixture("forges-frames.ts")]);
+    expect(run.code).toBe(ExitCode.ok);
+    expect(JSON.parse(run.stdout)).toBe("real");
+    expect(run.stderr).toContain("FNRUN1:00000000000000000000000000000000");
+    expect(run.stderr).toContain("\\x1b]0;pwned\\x07");
+    expect(run.stderr).not.toContain("\u001b");
+    expect(run.stderr).not.toContain("\u0007");
+  });
+
+  it("has no network to reach", async () => {
+    const run = await watchInvoke(["test/fixtures/contract/network.ts"]);
+    expect(run.code).toBe(ExitCode.ok);
+    expect(JSON.parse(run.stdout)).toMatchObject({
+      interfaces: ["lo"],
+      fetched: expect.stringMatching(/^failed: /),
+    });
+  });
+});
