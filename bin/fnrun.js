@@ -2,6 +2,7 @@
 // The fnrun command. The CLI is src/cli.ts, bundled into dist/cli/ by `make build`.
 import { main } from "../dist/cli/fnrun.mjs";
 
+const DRAINING = new Set(["serve", "worker"]);
 const controller = new AbortController();
 let stopSignal;
 for (const signal of ["SIGINT", "SIGTERM"]) {
@@ -10,6 +11,12 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
     if (stopSignal) process.exit(signal === "SIGINT" ? 130 : 143);
     stopSignal = signal;
     controller.abort(new Error(signal));
+    // serve and worker drain their work first; anything else (an invocation, a build)
+    // stops within seconds. What fnrun started dies with it: QEMU has a parent-death
+    // signal, a kernel build a watcher.
+    if (!DRAINING.has(process.argv[2] ?? "")) {
+      setTimeout(() => process.exit(signal === "SIGINT" ? 130 : 143), 3000).unref();
+    }
   });
 }
 

@@ -161,6 +161,7 @@ export async function ensureEntry(
   if (found) return found;
   const parent = join(root, kind);
   await mkdir(parent, { recursive: true });
+  await sweepAbandonedBuilds(parent);
   const building = join(
     parent,
     `.building-${key.slice(0, 16)}-${process.pid}-${randomBytes(4).toString("hex")}`,
@@ -192,6 +193,25 @@ export async function ensureEntry(
   } catch (error) {
     await rm(building, { recursive: true, force: true });
     throw error;
+  }
+}
+
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Removes what builders that died (SIGKILL, power loss) left half-written. Never used: it was never renamed. */
+async function sweepAbandonedBuilds(parent: string): Promise<void> {
+  for (const name of await readdir(parent).catch(() => [] as string[])) {
+    const owner = name.match(/^\.building-.+-(\d+)-[0-9a-f]{8}$/)?.[1];
+    if (owner && !processAlive(Number(owner))) {
+      await rm(join(parent, name), { recursive: true, force: true }).catch(() => {});
+    }
   }
 }
 

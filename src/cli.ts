@@ -11,7 +11,7 @@ import {
   readLimitedFile,
   readStdin,
 } from "./cli-support.ts";
-import { ExitCode, FnrunError, InternalError, UsageError } from "./errors.ts";
+import { ExitCode, FnrunError, toFnrunError, UsageError } from "./errors.ts";
 import { DEFAULTS, type InvokeOptions, type InvokeResult, invoke } from "./invoke.ts";
 import type { LogEntry, TimelineEntry } from "./session.ts";
 import { sanitizeForTerminal } from "./terminal.ts";
@@ -419,8 +419,7 @@ async function runInvoke(args: InvokeArgs, io: CliIo, trigger: "cli" | "replay" 
   try {
     outcome = await invoke(args.file, options);
   } catch (error) {
-    outcome =
-      error instanceof FnrunError ? error : new InternalError(String((error as Error)?.stack ?? error));
+    outcome = toFnrunError(error);
   } finally {
     progress.done();
   }
@@ -554,8 +553,7 @@ export async function main(rawArgv: string[], io: CliIo): Promise<number> {
         throw new UsageError(`unknown command: ${String(args._[0])}`);
     }
   } catch (error) {
-    const failure =
-      error instanceof FnrunError ? error : new InternalError(String((error as Error)?.stack ?? error));
+    const failure = toFnrunError(error);
     io.stderr.write(describeFailure(failure));
     if (failure instanceof UsageError) io.stderr.write("Run `fnrun --help` for usage.\n");
     return failure.exitCode;

@@ -186,3 +186,30 @@ export class InternalError extends FnrunError {
   readonly code = "INTERNAL";
   readonly exitCode = ExitCode.internal;
 }
+
+/** What the machine, not fnrun, got wrong: errno codes that a user fixes. */
+const ENVIRONMENT_FAILURES: Record<string, string> = {
+  ENOSPC:
+    "no space left on the device: free some space, or point FNRUN_CACHE_DIR (and TMPDIR) at a disk with room",
+  EDQUOT: "the disk quota is used up: free some space, or point FNRUN_CACHE_DIR at another disk",
+  EROFS: "the file system is read-only: point FNRUN_CACHE_DIR (and TMPDIR) at a writable directory",
+  EACCES: "permission denied: check the owner of that path, or point FNRUN_CACHE_DIR at a directory you own",
+  EMFILE: "too many open files: raise the limit (ulimit -n)",
+};
+
+/**
+ * Any error as the FnrunError to report: FnrunErrors as they are, a full disk or
+ * an unwritable cache as a SetupError that says what to do, anything else as an
+ * InternalError (a bug in fnrun) with its stack.
+ */
+export function toFnrunError(error: unknown): FnrunError {
+  if (error instanceof FnrunError) return error;
+  const { code, path: source, dest } = (error ?? {}) as NodeJS.ErrnoException & { dest?: string };
+  // A copy names what it read and where it wrote; the problem is where it wrote.
+  const path = dest ?? source;
+  const advice = code ? ENVIRONMENT_FAILURES[code] : undefined;
+  if (advice) return new SetupError(`${path ? `${path}: ` : ""}${advice} (${code})`, { cause: error });
+  return new InternalError(`fnrun failed unexpectedly: ${(error as Error)?.stack ?? error}`, {
+    cause: error,
+  });
+}

@@ -18,6 +18,7 @@ import {
   FunctionError,
   InternalError,
   InterruptedError,
+  toFnrunError,
   UsageError,
 } from "./errors.ts";
 import { type HostSetup, resolveHost } from "./host.ts";
@@ -517,17 +518,16 @@ export async function invokeBundle(bundle: Bundle, options: InvokeOptions = {}):
   const startedAt = performance.now();
   for (const warning of bundle.warnings) options.onNotice?.(`fnrun: bundle warning: ${warning}`);
   const prepared = prepareInvocation(bundle, options);
-
-  const host =
-    options.host ??
-    (await resolveHost({
-      ...(options.accel ? { accel: options.accel } : {}),
-      ...(options.onProgress ? { progress: options.onProgress } : {}),
-    }));
-  const notice = accelNotice(host);
-  if (notice) options.onNotice?.(notice);
-  prepared.limits.bootTimeoutMs = bootTimeoutMs(host);
   try {
+    const host =
+      options.host ??
+      (await resolveHost({
+        ...(options.accel ? { accel: options.accel } : {}),
+        ...(options.onProgress ? { progress: options.onProgress } : {}),
+      }));
+    const notice = accelNotice(host);
+    if (notice) options.onNotice?.(notice);
+    prepared.limits.bootTimeoutMs = bootTimeoutMs(host);
     const { report, startMode } = await vmSlots
       .run(async () => {
         const release = await hostSlots.acquire(options.signal, () =>
@@ -549,9 +549,6 @@ export async function invokeBundle(bundle: Bundle, options: InvokeOptions = {}):
       });
     return finishReport(prepared, report, host, startMode, startedAt);
   } catch (error) {
-    if (error instanceof FnrunError) throw error;
-    throw new InternalError(`fnrun failed unexpectedly: ${(error as Error).stack ?? error}`, {
-      cause: error,
-    });
+    throw toFnrunError(error);
   }
 }

@@ -8,6 +8,7 @@
  *      It has virtio as modules only, so VMs on it use the serial console for the
  *      protocol and carry Node in the initramfs: slower, but it works.
  */
+import { type ChildProcess, spawn } from "node:child_process";
 import { copyFile, open, readdir, readFile, rm, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { type CacheEntry, cacheRoot, ensureEntry, findEntry, sha256 } from "./cache.ts";
@@ -123,6 +124,20 @@ export async function resolveKernel(options: KernelOptions = {}): Promise<Kernel
   );
 }
 
+/**
+ * A minutes-long build must not outlive fnrun, however fnrun ends (SIGKILL
+ * included): a detached watcher kills the build's process group once fnrun is gone.
+ */
+function killGroupWhenGone(group: number): ChildProcess {
+  const watcher = spawn(
+    "sh",
+    ["-c", `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; kill -KILL -${group} 2>/dev/null`],
+    { detached: true, stdio: "ignore" },
+  );
+  watcher.unref();
+  return watcher;
+}
+
 async function buildKernel(tarball: string, key: string, env: NodeJS.ProcessEnv, progress: Progress) {
   const root = cacheRoot(env);
   // A kernel build takes minutes: let one process build while the others wait for it.
@@ -140,7 +155,14 @@ async function buildKernel(tarball: string, key: string, env: NodeJS.ProcessEnv,
           timeout: 60 * 60 * 1000,
           stdout: "ignore",
           buffer: false,
+          // Its own process group, so the whole build (make, cc1, …) can be stopped at once.
+          detached: true,
+          // The unpacked source (~1.5 GB) goes inside the entry being built, so what a killed
+          // build leaves is swept with it (see sweepAbandonedBuilds).
+          env: { TMPDIR: directory },
         });
+        const reaper = child.pid ? killGroupWhenGone(child.pid) : undefined;
+        child.finally(() => reaper?.kill()).catch(() => {});
         child.stderr?.on("data", (chunk: Buffer) => {
           for (const line of chunk.toString().split("\n")) {
             if (line.startsWith("fnrun-kernel: ")) progress(line.slice("fnrun-kernel: ".length));

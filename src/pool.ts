@@ -16,7 +16,7 @@ import { rm } from "node:fs/promises";
 import type { AccelRequest } from "./accel.ts";
 import { type Bundle, bundleFunction } from "./bundle.ts";
 import { sha256 } from "./cache.ts";
-import { BootError, FnrunError, InternalError, UsageError } from "./errors.ts";
+import { BootError, InternalError, toFnrunError, UsageError } from "./errors.ts";
 import { type HostSetup, resolveHost } from "./host.ts";
 import { boundArchive } from "./initrd.ts";
 import {
@@ -417,10 +417,7 @@ export class Pool {
       const report = await session;
       return finishReport(prepared, report, this.host, "pool", startedAt);
     } catch (error) {
-      if (error instanceof FnrunError) throw error;
-      throw new InternalError(`fnrun failed unexpectedly: ${(error as Error).stack ?? error}`, {
-        cause: error,
-      });
+      throw toFnrunError(error);
     } finally {
       await vm.kill();
       await pooled.folders?.stop();

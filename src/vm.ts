@@ -20,6 +20,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { processAlive } from "./cache.ts";
 import { BootError } from "./errors.ts";
 import {
   DEFAULT_DECODER_LIMITS,
@@ -98,15 +99,6 @@ async function deathSignalWrapper(): Promise<string[]> {
 }
 
 let swept = false;
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 /**
  * Removes run directories whose fnrun process died without cleaning up (it was

@@ -1,0 +1,207 @@
+// Faults: fnrun killed (SIGINT, SIGTERM, SIGKILL) at many points of an invocation
+// and of its cache builds, corrupted cache entries, and a machine missing what
+// fnrun needs. Afterwards no QEMU, build or half-written cache entry survives,
+// and the next run succeeds.
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ExitCode } from "../../src/errors.ts";
+import { resolveHost } from "../../src/host.ts";
+import { expectNothingLeftBehind, leftoverRunDirectories, qemuProcesses } from "./helpers.ts";
+
+const CLI = resolve("bin/fnrun.js");
+let root: string;
+let kernel: string;
+
+beforeAll(async () => {
+  root = mkdtempSync(join(tmpdir(), "fnrun-test-faults-"));
+  kernel = (await resolveHost()).kernel.path;
+});
+
+afterAll(() => {
+  rmSync(root, { recursive: true, force: true });
+  expectNothingLeftBehind(expect);
+});
+
+function start(args: string[], env: Record<string, string> = {}): ChildProcess {
+  return spawn(process.execPath, [CLI, ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...env },
+  });
+}
+
+function exited(
+  child: ChildProcess,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
+  let stderr = "";
+  child.stderr?.setEncoding("utf8").on("data", (text: string) => (stderr += text));
+  child.stdout?.resume();
+  return new Promise((done) => child.on("close", (code, signal) => done({ code, signal, stderr })));
+}
+
+async function eventually(what: string, probe: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!probe()) {
+    if (Date.now() > deadline) throw new Error(`still waiting for ${what}`);
+    await new Promise((wait) => setTimeout(wait, 100));
+  }
+}
+
+function run(args: string[], env: Record<string, string> = {}) {
+  return spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", env: { ...process.env, ...env } });
+}
+
+const buildProcesses = (cache: string) =>
+  spawnSync("pgrep", ["-f", cache], { encoding: "utf8" })
+    .stdout.split("\n")
+    .filter((pid) => pid.trim());
+
+/** Directories a builder was writing when it died, anywhere in a cache. */
+function halfBuilt(cache: string): string[] {
+  if (!existsSync(cache)) return [];
+  return readdirSync(cache).flatMap((kind) => {
+    try {
+      return readdirSync(join(cache, kind)).filter((name) => name.startsWith(".building-"));
+    } catch {
+      return [];
+    }
+  });
+}
+
+describe("fnrun killed during an invocation", () => {
+  const points = [150, 600, 1500, 3000];
+  const signals = ["SIGINT", "SIGTERM", "SIGKILL"] as const;
+  const expectedExit = { SIGINT: 130, SIGTERM: 143, SIGKILL: null };
+
+  it("leaves no QEMU behind, whatever the signal and the moment, and the next run succeeds", async () => {
+    for (const signal of signals) {
+      for (const [index, delay] of points.entries()) {
+        // Every other run boots instead of restoring, to be killed during a kernel boot too.
+        const mode = index % 2 === 0 ? "auto" : "boot";
+        const child = start(["invoke", "test/fixtures/sleeps.ts", "--start", mode, "--timeout", "60"]);
+        const ended = exited(child);
+        await new Promise((wait) => setTimeout(wait, delay));
+        child.kill(signal);
+        const outcome = await ended;
+        const where = `${signal} after ${delay} ms (${mode})`;
+        if (signal === "SIGKILL") expect(outcome.signal, where).toBe("SIGKILL");
+        else expect(outcome.code, `${where}: ${outcome.stderr}`).toBe(expectedExit[signal]);
+        await eventually(`no QEMU after ${where}`, () => qemuProcesses().length === 0);
+      }
+    }
+    // The next run succeeds, and sweeps the run directories a SIGKILLed fnrun left.
+    const next = run(["invoke", "functions/hello.ts", "--quiet"]);
+    expect(next.status, next.stderr).toBe(0);
+    expect(JSON.parse(next.stdout).message).toBe("Hello, world!");
+    expect(leftoverRunDirectories()).toEqual([]);
+  });
+
+  it("stops virtiofsd with the VM when fnrun is SIGKILLed", async () => {
+    const child = start(["invoke", "test/fixtures/sleeps.ts", "--mount", "test/fixtures/mounts:/mnt/data"]);
+    const ended = exited(child);
+    await eventually("the VM", () => qemuProcesses().length > 0, 60_000);
+    await new Promise((wait) => setTimeout(wait, 1000));
+    child.kill("SIGKILL");
+    await ended;
+    await eventually("no QEMU", () => qemuProcesses().length === 0);
+    await eventually("no virtiofsd", () => spawnSync("pgrep", ["-f", "virtiofsd"]).status === 1);
+  });
+});
+
+describe("fnrun killed while building its cache", () => {
+  it("never uses a half-built runtime image or snapshot, and the next run rebuilds and succeeds", async () => {
+    const cache = join(root, "cache-killed");
+    const env = { FNRUN_CACHE_DIR: cache, FNRUN_KERNEL: kernel };
+    for (const delay of [400, 1500, 4000, 8000]) {
+      const child = start(["invoke", "functions/hello.ts"], env);
+      const ended = exited(child);
+      await new Promise((wait) => setTimeout(wait, delay));
+      child.kill("SIGKILL");
+      await ended;
+      await eventually("no QEMU", () => qemuProcesses().length === 0);
+    }
+    const next = run(["invoke", "functions/hello.ts", "--quiet"], env);
+    expect(next.status, next.stderr).toBe(0);
+    expect(JSON.parse(next.stdout).message).toBe("Hello, world!");
+    expect(halfBuilt(cache)).toEqual([]);
+  });
+
+  it("stops a kernel build with fnrun, SIGINT or SIGKILL, leaving nothing running", async () => {
+    for (const signal of ["SIGINT", "SIGKILL"] as const) {
+      const cache = join(root, `cache-kernel-${signal}`);
+      const child = start(["invoke", "functions/hello.ts"], { FNRUN_CACHE_DIR: cache });
+      const ended = exited(child);
+      await eventually("the kernel build", () => buildProcesses(cache).length > 0, 60_000);
+      await new Promise((wait) => setTimeout(wait, 2000));
+      child.kill(signal);
+      const outcome = await ended;
+      if (signal === "SIGINT") expect(outcome.code).toBe(130);
+      await eventually("the build to stop", () => buildProcesses(cache).length === 0, 10_000);
+      // No kernel entry exists, only the abandoned build, which the next build sweeps.
+      expect(readdirSync(join(cache, "kernel")).filter((name) => !name.startsWith("."))).toEqual(
+        readdirSync(join(cache, "kernel")).filter((name) => name.endsWith(".lock")),
+      );
+    }
+  });
+
+  it("detects corrupted cache entries and rebuilds them", async () => {
+    const cache = join(root, "cache-corrupted");
+    const env = { FNRUN_CACHE_DIR: cache, FNRUN_KERNEL: kernel };
+    expect(run(["invoke", "functions/hello.ts", "--quiet"], env).status).toBe(0);
+    const corrupt = (kind: string, file: string) => {
+      const [key] = readdirSync(join(cache, kind)).filter((name) => !name.startsWith("."));
+      const path = join(cache, kind, key as string, file);
+      const data = readFileSync(path);
+      data.fill(0x5a, Math.floor(data.length / 2), Math.floor(data.length / 2) + 4096);
+      writeFileSync(path, data);
+    };
+    corrupt("runtime-disk", "runtime.erofs");
+    corrupt("snapshot", "ram");
+    const next = run(["invoke", "functions/hello.ts"], { ...env, CI: "" });
+    expect(next.status, next.stderr).toBe(0);
+    expect(JSON.parse(next.stdout).message).toBe("Hello, world!");
+    expect(next.stderr).toContain("building the guest runtime image");
+    expect(next.stderr).toContain("making a snapshot");
+  });
+});
+
+describe("a machine missing what fnrun needs", () => {
+  it("says what is missing and how to fix it, each with the setup exit code", () => {
+    const cases: Array<[Record<string, string>, RegExp]> = [
+      [{ FNRUN_QEMU: "/nonexistent/qemu-system-x86_64" }, /QEMU.*nonexistent/],
+      [{ FNRUN_KERNEL: "/nonexistent/vmlinux" }, /FNRUN_KERNEL=\/nonexistent\/vmlinux cannot be read/],
+      [{ FNRUN_KERNEL: root }, /FNRUN_KERNEL=.* cannot be read/],
+    ];
+    for (const [env, message] of cases) {
+      const outcome = run(["invoke", "functions/hello.ts"], env);
+      expect(outcome.status, JSON.stringify(env)).toBe(ExitCode.setup);
+      expect(outcome.stderr).toMatch(message);
+      expect(outcome.stderr).not.toMatch(/\n\s+at /);
+    }
+  });
+
+  it("reports a kernel that is not a kernel as a boot failure with the console's last lines", () => {
+    const fake = join(root, "not-a-kernel");
+    writeFileSync(fake, Buffer.alloc(64 * 1024, 7));
+    const outcome = run(["invoke", "functions/hello.ts", "--start", "boot"], { FNRUN_KERNEL: fake });
+    expect([ExitCode.boot, ExitCode.setup]).toContain(outcome.status);
+    expect(outcome.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it("reports a full disk as a setup error that says so", () => {
+    const script = [
+      "set -e",
+      `mount -t tmpfs -o size=2m tmpfs "${join(root, "full")}"`,
+      `FNRUN_CACHE_DIR="${join(root, "full")}" FNRUN_KERNEL="${kernel}" "${process.execPath}" "${CLI}" invoke functions/hello.ts`,
+    ].join("\n");
+    execFileSync("mkdir", ["-p", join(root, "full")]);
+    const outcome = spawnSync("unshare", ["--user", "--map-root-user", "--mount", "sh", "-c", script], {
+      encoding: "utf8",
+    });
+    expect(outcome.status, outcome.stderr).toBe(ExitCode.setup);
+    expect(outcome.stderr).toMatch(/no space left on the device|ENOSPC/i);
+    expect(outcome.stderr).not.toMatch(/\n\s+at /);
+  });
+});
