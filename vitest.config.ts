@@ -1,4 +1,9 @@
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { defineConfig } from "vitest/config";
+
+// Tests keep their invocation history away from the user's own.
+process.env.FNRUN_STATE_DIR ??= join(tmpdir(), `fnrun-test-state-${process.pid}`);
 
 export default defineConfig({
   test: {

@@ -245,6 +245,12 @@ export async function runDevCommand(
   if (args.event !== undefined && args.eventFile !== undefined) {
     throw new UsageError("give the event once: --event or --event-file, not both");
   }
+  // A file that is not there is a mistake in the command, not something to wait for.
+  const { stat } = await import("node:fs/promises");
+  const found = await stat(args.file).catch(() => undefined);
+  if (!found?.isFile()) {
+    throw new UsageError(`function file not found: ${args.file}${found ? " (it is a directory)" : ""}`);
+  }
   const event =
     args.eventFile !== undefined
       ? parseJson(await readLimitedFile(args.eventFile, "event file", DEFAULTS.maxEventBytes), args.eventFile)
@@ -316,7 +322,9 @@ export async function runHistory(
   args: { id?: string; limit: number; function?: string; json?: boolean },
   io: CliIo,
 ) {
-  const { History } = await import("./history.ts");
+  const { History, LIMITS: HISTORY_LIMITS } = await import("./history.ts");
+  const { checkRange } = await import("./validate.ts");
+  checkRange(args.limit, "--limit", { min: 1, max: HISTORY_LIMITS.records }, true);
   const history = await History.open(io.env);
   try {
     if (args.id) {

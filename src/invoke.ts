@@ -43,6 +43,7 @@ import {
   snapshotProblem,
 } from "./snapshot.ts";
 import { createStackMapper } from "./sourcemap.ts";
+import { checkRange, shown } from "./validate.ts";
 import { makeRunDirectory, randomNonce, Vm } from "./vm.ts";
 
 export const DEFAULTS = {
@@ -137,19 +138,9 @@ const KNOWN_OPTIONS = new Set([
   "host",
 ]);
 
-function checkRange(value: unknown, name: string, range: { min: number; max: number }): number | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== "number" || !Number.isFinite(value) || value < range.min || value > range.max) {
-    throw new UsageError(
-      `${name} must be a number from ${range.min} to ${range.max}, not ${JSON.stringify(value)}`,
-    );
-  }
-  return value;
-}
-
 /** Checks the API options once, at the boundary; inner code trusts them. */
 export function validateInvokeOptions(options: InvokeOptions): void {
-  if (typeof options !== "object" || options === null)
+  if (typeof options !== "object" || options === null || Array.isArray(options))
     throw new UsageError("invoke options must be an object");
   const unknown = Object.keys(options).filter((key) => !KNOWN_OPTIONS.has(key));
   if (unknown.length > 0) {
@@ -158,19 +149,35 @@ export function validateInvokeOptions(options: InvokeOptions): void {
     );
   }
   checkRange(options.timeout, "timeout", LIMITS.timeoutSeconds);
-  checkRange(options.memory, "memory", LIMITS.memoryMB);
-  checkRange(options.maxResultBytes, "maxResultBytes", { min: 1, max: 256 * 1024 * 1024 });
-  checkRange(options.maxLogBytes, "maxLogBytes", { min: 1024, max: 256 * 1024 * 1024 });
-  if (options.handler !== undefined && !/^(?:[^/]+\.)?[A-Za-z_$][\w$]*$/.test(String(options.handler))) {
-    throw new UsageError(
-      `handler must be an export name (or FILE.EXPORT), not ${JSON.stringify(options.handler)}`,
-    );
+  checkRange(options.memory, "memory", LIMITS.memoryMB, true);
+  checkRange(options.maxResultBytes, "maxResultBytes", { min: 1, max: 256 * 1024 * 1024 }, true);
+  checkRange(options.maxLogBytes, "maxLogBytes", { min: 1024, max: 256 * 1024 * 1024 }, true);
+  if (
+    options.handler !== undefined &&
+    (typeof options.handler !== "string" || !/^(?:[^/]+\.)?[A-Za-z_$][\w$]*$/.test(options.handler))
+  ) {
+    throw new UsageError(`handler must be an export name (or FILE.EXPORT), not ${shown(options.handler)}`);
   }
   if (options.accel !== undefined && !["auto", "kvm", "tcg"].includes(options.accel)) {
-    throw new UsageError(`accel must be auto, kvm or tcg, not ${JSON.stringify(options.accel)}`);
+    throw new UsageError(`accel must be auto, kvm or tcg, not ${shown(options.accel)}`);
   }
   if (options.start !== undefined && !["auto", "boot", "snapshot"].includes(options.start)) {
-    throw new UsageError(`start must be auto, boot or snapshot, not ${JSON.stringify(options.start)}`);
+    throw new UsageError(`start must be auto, boot or snapshot, not ${shown(options.start)}`);
+  }
+  if (
+    options.requestId !== undefined &&
+    (typeof options.requestId !== "string" || !/^[\w.:-]{1,128}$/.test(options.requestId))
+  ) {
+    throw new UsageError(
+      `requestId must be 1-128 letters, digits, "-", "_", "." or ":", not ${shown(options.requestId)}`,
+    );
+  }
+  for (const name of ["signal", "onLog", "onProgress", "onNotice"] as const) {
+    const value = options[name];
+    const ok = name === "signal" ? value instanceof AbortSignal : typeof value === "function";
+    if (value !== undefined && !ok) {
+      throw new UsageError(`${name} must be ${name === "signal" ? "an AbortSignal" : "a function"}`);
+    }
   }
   if (options.net !== undefined && typeof options.net !== "boolean")
     throw new UsageError("net must be true or false");
@@ -501,6 +508,8 @@ export function accelNotice(host: HostSetup): string | undefined {
  * by `fnrun build`.
  */
 export async function invoke(file: string, options: InvokeOptions = {}): Promise<InvokeResult> {
+  if (typeof file !== "string" || file === "")
+    throw new UsageError(`the function must be a file path, not ${shown(file)}`);
   validateInvokeOptions(options);
   let bundle: Bundle;
   if (file.endsWith(".tgz")) {

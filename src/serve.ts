@@ -15,7 +15,7 @@
  * the history. close() drains: no VM is killed while its result is on the way.
  */
 import { randomUUID } from "node:crypto";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, statSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { availableParallelism } from "node:os";
@@ -25,6 +25,7 @@ import type { AccelRequest } from "./accel.ts";
 import { Admission, TooManyRequests } from "./admission.ts";
 import { toPortable } from "./artifact.ts";
 import { hasToken, hostOfHeader, isLoopbackAddress, TOKEN_COOKIE, verifyWebhookSignature } from "./auth.ts";
+import { LIMITS } from "./config.ts";
 import { FnrunError, FunctionError, UsageError } from "./errors.ts";
 import { FunctionDirectory, type ServedFunction } from "./functions-dir.ts";
 import { History, type InvocationRecord } from "./history.ts";
@@ -34,6 +35,7 @@ import { createPool, type Pool } from "./pool.ts";
 import { type JobOutcome, type JobQueue, openStateDatabase, SqliteQueue, type Trigger } from "./queue.ts";
 import { recordOf } from "./records.ts";
 import { Scheduler } from "./scheduler.ts";
+import { checkRange, shown } from "./validate.ts";
 
 export interface ServeOptions {
   /** The functions' directory (default "functions"). */
@@ -206,7 +208,39 @@ function logTail(logs: string): string {
   return Buffer.from(Buffer.from(logs).subarray(-4096)).toString("base64");
 }
 
+/** Checks the options once, before anything starts. */
+function validateServeOptions(options: ServeOptions): void {
+  if (typeof options !== "object" || options === null || Array.isArray(options))
+    throw new UsageError("serve options must be an object");
+  checkRange(options.port, "port", { min: 0, max: 65535 }, true);
+  checkRange(options.pool, "pool", { min: 0, max: 64 }, true);
+  checkRange(options.memory, "memory", LIMITS.memoryMB, true);
+  checkRange(options.maxConcurrency, "maxConcurrency", { min: 1, max: 1024 }, true);
+  checkRange(options.maxWaiting, "maxWaiting", { min: 0, max: 100_000 }, true);
+  checkRange(options.workers, "workers", { min: 0, max: 256 }, true);
+  checkRange(options.retryBaseMs, "retryBaseMs", { min: 0, max: 3_600_000 });
+  for (const name of ["directory", "address", "token", "queue", "stateDirectory"] as const) {
+    const value = options[name];
+    if (value !== undefined && (typeof value !== "string" || value === ""))
+      throw new UsageError(`${name} must be a non-empty string, not ${shown(value)}`);
+  }
+  if (options.queue !== undefined && options.queue !== "sqlite" && !/^rediss?:\/\//.test(options.queue)) {
+    throw new UsageError(`queue must be "sqlite" or a redis:// URL, not ${shown(options.queue)}`);
+  }
+  const directory = resolve(options.directory ?? "functions");
+  let isDirectory = false;
+  try {
+    isDirectory = statSync(directory).isDirectory();
+  } catch {
+    throw new UsageError(
+      `${directory} does not exist: give the directory of your functions (default functions/)`,
+    );
+  }
+  if (!isDirectory) throw new UsageError(`${directory} is not a directory of functions`);
+}
+
 export async function serve(options: ServeOptions = {}): Promise<FnrunServer> {
+  validateServeOptions(options);
   const address = options.address ?? "127.0.0.1";
   const loopback = isLoopbackAddress(address);
   const token = options.token;
