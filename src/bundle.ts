@@ -202,9 +202,9 @@ async function cachedBundle(entry: string, env: NodeJS.ProcessEnv): Promise<Bund
 async function storeBundle(bundle: Bundle, env: NodeJS.ProcessEnv): Promise<void> {
   const fingerprints = await Promise.all([...bundle.inputs, ...settingsFiles(bundle.entry)].map(fingerprint));
   const path = bundleCachePath(bundle.entry, env);
-  await mkdir(dirname(path), { recursive: true });
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
   const record: CachedBundle = { version: await bundleCacheVersion(), fingerprints, bundle };
-  await writeFileAtomic(path, JSON.stringify(record));
+  await writeFileAtomic(path, JSON.stringify(record), 0o600);
 }
 
 export interface BundleOptions {

@@ -160,7 +160,7 @@ export async function ensureEntry(
   const found = await findEntry(kind, key, options, root);
   if (found) return found;
   const parent = join(root, kind);
-  await mkdir(parent, { recursive: true });
+  await mkdir(parent, { recursive: true, mode: 0o700 });
   await sweepAbandonedBuilds(parent);
   const building = join(
     parent,

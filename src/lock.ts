@@ -18,7 +18,7 @@ function isAlive(pid: number): boolean {
 }
 
 export async function withLock<T>(path: string, work: () => Promise<T>, pollMs = 500): Promise<T> {
-  await mkdir(dirname(path), { recursive: true });
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
   for (;;) {
     try {
       const handle = await open(path, "wx", 0o600);

@@ -48,6 +48,11 @@ export interface VmSpec {
   /** Wait for a migration stream (snapshot restore) instead of booting. */
   incoming?: boolean;
   sandbox: boolean;
+  /**
+   * Let the sandboxed QEMU start processes. Only the VM that saves a snapshot
+   * needs it (`migrate exec:`); no VM that runs a function gets it.
+   */
+  allowSpawn?: boolean;
   sharedFolders: SharedFolderDevice[];
   network: boolean;
 }
@@ -162,7 +167,10 @@ export function buildQemuArgs(spec: VmSpec): string[] {
     args.push("-chardev", `socket,id=qmp,path=${spec.qmpSocket}`, "-mon", "chardev=qmp,mode=control");
   if (spec.incoming) args.push("-incoming", "defer");
   if (spec.sandbox) {
-    args.push("-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=allow,resourcecontrol=deny");
+    args.push(
+      "-sandbox",
+      `on,obsolete=deny,elevateprivileges=deny,spawn=${spec.allowSpawn ? "allow" : "deny"},resourcecontrol=deny`,
+    );
   }
   return args;
 }

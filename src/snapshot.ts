@@ -23,7 +23,7 @@
  * recorded sizes and hashes, and one QEMU fails to restore is removed and rebuilt.
  */
 import { randomBytes } from "node:crypto";
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { open, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
@@ -209,6 +209,8 @@ async function saveBootedVm(
         channel: host.channel,
         memoryFile: { path: join(directory, "ram"), shared: true },
         qmp: true,
+        // It saves itself through `migrate exec:cat > state`; it never runs a function.
+        allowSpawn: true,
       },
     });
     try {
@@ -252,19 +254,28 @@ export async function restoreSnapshot(
   invocationNonce: string,
   decoderLimits?: { maxLineBytes: number; maxMessageBytes: number },
 ): Promise<Vm> {
-  const vm = await Vm.launch({
-    qemuPath: host.qemuPath,
-    runDirectory,
-    nonce: invocationNonce,
-    ...(decoderLimits ? { decoderLimits } : {}),
-    spec: {
-      ...snapshotSpec(host, snapshot.memoryMB, snapshot.cmdline),
-      channel: host.channel,
-      memoryFile: { path: snapshot.ram, shared: false },
-      incoming: true,
-      qmp: true,
-    },
-  });
+  // QEMU reads the device state from an inherited descriptor: a clone, which runs
+  // a function, may not start processes (no `exec:cat`).
+  const state = await open(snapshot.state, "r");
+  let vm: Vm;
+  try {
+    vm = await Vm.launch({
+      qemuPath: host.qemuPath,
+      runDirectory,
+      nonce: invocationNonce,
+      ...(decoderLimits ? { decoderLimits } : {}),
+      inheritFds: [state.fd],
+      spec: {
+        ...snapshotSpec(host, snapshot.memoryMB, snapshot.cmdline),
+        channel: host.channel,
+        memoryFile: { path: snapshot.ram, shared: false },
+        incoming: true,
+        qmp: true,
+      },
+    });
+  } finally {
+    await state.close();
+  }
   try {
     const qmp = await Promise.race([
       vm.qmp,
@@ -280,7 +291,7 @@ export async function restoreSnapshot(
       capabilities: [{ capability: "x-ignore-shared", state: true }],
     });
     vm.marks.restoreStarted = vm.elapsed();
-    await qmp.execute("migrate-incoming", { uri: `exec:cat ${shellQuote(snapshot.state)}` });
+    await qmp.execute("migrate-incoming", { uri: "fd:3" });
     return vm;
   } catch (error) {
     await vm.kill();

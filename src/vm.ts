@@ -163,6 +163,8 @@ export interface LaunchOptions {
   decoderLimits?: DecoderLimits;
   /** Extra environment for QEMU (none needed normally). */
   env?: NodeJS.ProcessEnv;
+  /** Open file descriptors QEMU inherits as fd 3, 4, … (a snapshot's device state). */
+  inheritFds?: number[];
 }
 
 type Listener = (message: GuestMessage) => void;
@@ -221,7 +223,7 @@ export class Vm {
 
     const [command, ...rest] = [...wrapper, options.qemuPath, ...args] as [string, ...string[]];
     this.#child = spawn(command, rest, {
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: ["ignore", "pipe", "pipe", ...(options.inheritFds ?? [])],
       env: options.env ?? process.env,
     });
     const serialCarriesFrames = options.spec.channel === "serial";

@@ -88,6 +88,14 @@ describe("buildQemuArgs", () => {
       "-device",
       "virtserialport,chardev=channel,name=fnrun",
       "-sandbox",
+      "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+    ]);
+  });
+
+  it("lets only the VM that saves a snapshot start processes", () => {
+    const args = buildQemuArgs({ ...base, sandbox: true, allowSpawn: true });
+    expect(args.slice(-2)).toEqual([
+      "-sandbox",
       "on,obsolete=deny,elevateprivileges=deny,spawn=allow,resourcecontrol=deny",
     ]);
   });
