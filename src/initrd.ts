@@ -32,10 +32,13 @@ export async function writeInvocationInitrd(
   baseArchive: string,
   invocation: Invocation,
   bundleCode: string,
+  /** One more archive to append (the benchmark's files placed in the initramfs). */
+  extraArchive?: Buffer,
 ): Promise<string> {
   const path = join(runDirectory, "initrd.cpio");
   await copyFile(baseArchive, path);
   await appendFile(path, invocationArchive(invocation, bundleCode), { mode: 0o600 });
+  if (extraArchive) await appendFile(path, extraArchive);
   return path;
 }
 

@@ -359,7 +359,7 @@ export function finishReport(
 export async function bootAndRun(
   host: HostSetup,
   prepared: PreparedInvocation,
-  options: Pick<InvokeOptions, "signal" | "onLog" | "verbose">,
+  options: Pick<InvokeOptions, "signal" | "onLog" | "verbose"> & { extraArchive?: Buffer },
 ): Promise<SessionReport> {
   const { bundle, limits } = prepared;
   const runDirectory = await makeRunDirectory();
@@ -372,6 +372,7 @@ export async function bootAndRun(
       host.runtime.bootArchive,
       invocation,
       bundle.code,
+      options.extraArchive,
     );
     const vm = await Vm.launch({
       qemuPath: host.qemuPath,
