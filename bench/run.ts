@@ -263,6 +263,9 @@ async function run(work: string): Promise<void> {
     { id: "f", label: "(f) (c) with a shared folder (--mount, virtio-fs)", samples: [] },
   ];
   const byId = (id: string) => rows.find((row) => row.id === id) as Row;
+  /** The whole `fnrun invoke hello` CLI process, with these flags. */
+  const invokeHello = (...flags: string[]) =>
+    timeUntil(process.execPath, [CLI, "invoke", HELLO, ...flags, "--event", EVENT, "--quiet"]);
   const qemu = host.qemuPath;
 
   for (let i = 0; i < RUNS; i++) {
@@ -275,30 +278,8 @@ async function run(work: string): Promise<void> {
     );
     const baseline = baselineRuns[i] as { initrd: string; nonce: string };
     byId("b").samples.push(await timeUntil(qemu, baselineArgs(baseline.initrd), sawResult(baseline.nonce)));
-    byId("c").samples.push(
-      await timeUntil(process.execPath, [
-        CLI,
-        "invoke",
-        HELLO,
-        "--start",
-        "boot",
-        "--event",
-        EVENT,
-        "--quiet",
-      ]),
-    );
-    byId("c-snapshot").samples.push(
-      await timeUntil(process.execPath, [
-        CLI,
-        "invoke",
-        HELLO,
-        "--start",
-        "snapshot",
-        "--event",
-        EVENT,
-        "--quiet",
-      ]),
-    );
+    byId("c").samples.push(await invokeHello("--start", "boot"));
+    byId("c-snapshot").samples.push(await invokeHello("--start", "snapshot"));
     const started = performance.now();
     const pooled = await pool.invoke(HELLO, { event: JSON.parse(EVENT) });
     if (pooled.startMode !== "pool") throw new Error("the pooled row did not run on a pooled VM");
@@ -307,20 +288,7 @@ async function run(work: string): Promise<void> {
     byId("e").samples.push(
       await timeUntil(process.execPath, [join(packageRoot, "bench/direct.mjs"), directBundle, EVENT]),
     );
-    byId("f").samples.push(
-      await timeUntil(process.execPath, [
-        CLI,
-        "invoke",
-        HELLO,
-        "--start",
-        "boot",
-        "--mount",
-        `${sharedDirectory}:/mnt/data`,
-        "--event",
-        EVENT,
-        "--quiet",
-      ]),
-    );
+    byId("f").samples.push(await invokeHello("--start", "boot", "--mount", `${sharedDirectory}:/mnt/data`));
   }
 
   // Memory: idle pooled VMs, and VMs during an invocation.

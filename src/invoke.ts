@@ -523,20 +523,28 @@ export async function invoke(file: string, options: InvokeOptions = {}): Promise
 }
 
 /** invoke() for a function already bundled (a queue job's artifact, say). */
+/** The machine set-up to run on (given, or resolved now), with the accelerator's notice said. */
+export async function hostFor(
+  options: Pick<InvokeOptions, "host" | "accel" | "onProgress" | "onNotice">,
+): Promise<HostSetup> {
+  const host =
+    options.host ??
+    (await resolveHost({
+      ...(options.accel ? { accel: options.accel } : {}),
+      ...(options.onProgress ? { progress: options.onProgress } : {}),
+    }));
+  const notice = accelNotice(host);
+  if (notice) options.onNotice?.(notice);
+  return host;
+}
+
 export async function invokeBundle(bundle: Bundle, options: InvokeOptions = {}): Promise<InvokeResult> {
   validateInvokeOptions(options);
   const startedAt = performance.now();
   for (const warning of bundle.warnings) options.onNotice?.(`fnrun: bundle warning: ${warning}`);
   const prepared = prepareInvocation(bundle, options);
   try {
-    const host =
-      options.host ??
-      (await resolveHost({
-        ...(options.accel ? { accel: options.accel } : {}),
-        ...(options.onProgress ? { progress: options.onProgress } : {}),
-      }));
-    const notice = accelNotice(host);
-    if (notice) options.onNotice?.(notice);
+    const host = await hostFor(options);
     prepared.limits.bootTimeoutMs = bootTimeoutMs(host);
     const { report, startMode } = await vmSlots
       .run(async () => {

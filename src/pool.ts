@@ -17,15 +17,15 @@ import type { AccelRequest } from "./accel.ts";
 import { type Bundle, bundleFunction } from "./bundle.ts";
 import { sha256 } from "./cache.ts";
 import { BootError, InternalError, toFnrunError, UsageError } from "./errors.ts";
-import { type HostSetup, resolveHost } from "./host.ts";
+import type { HostSetup } from "./host.ts";
 import { boundArchive } from "./initrd.ts";
 import {
-  accelNotice,
   baseVmSpec,
   bootTimeoutMs,
   DEFAULTS,
   decoderLimitsFor,
   finishReport,
+  hostFor,
   type InvokeOptions,
   type InvokeResult,
   invoke,
@@ -131,14 +131,7 @@ export class Pool {
     if (!Number.isInteger(size) || size < 0 || size > 64)
       throw new UsageError("pool size must be an integer from 0 to 64");
     if (!Number.isFinite(memory) || memory < 64) throw new UsageError("pool memory must be at least 64 MB");
-    const host =
-      options.host ??
-      (await resolveHost({
-        ...(options.accel ? { accel: options.accel } : {}),
-        ...(options.onProgress ? { progress: options.onProgress } : {}),
-      }));
-    const notice = accelNotice(host);
-    if (notice) options.onNotice?.(notice);
+    const host = await hostFor(options);
     const wanted = options.start ?? "auto";
     const canSnapshot = host.channel === "virtio";
     if (wanted === "snapshot" && !canSnapshot)
