@@ -164,6 +164,14 @@ describe("doctor, completion and help", () => {
     expect(run.stdout).toContain("fnrun is ready.");
   });
 
+  it("sets everything up ahead of time and says where it is", async () => {
+    const run = await runCli(["setup"]);
+    expect(run.code, run.stderr).toBe(0);
+    const lines = run.stdout.trim().split("\n");
+    expect(lines.map((line) => line.split(":")[0])).toEqual(["kernel", "runtime", "qemu", "snapshot"]);
+    expect(run.stdout).toMatch(/^snapshot: \/.+\/snapshot\/[0-9a-f]{64}$/m);
+  });
+
   it("says what is missing, with the fix", async () => {
     const run = spawnSync(process.execPath, [CLI, "doctor"], {
       encoding: "utf8",
