@@ -14,8 +14,15 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # chromium and tmux for the tests (a real Redis for BullMQ, a real browser for
 # the dashboard, a real terminal for `fnrun dev`).
 PACKAGES := qemu-system-x86 qemu-system-data qemu-system-common cpio erofs-utils \
-	gcc libc6-dev make flex bison bc libelf-dev xz-utils util-linux git redis-server chromium tmux
+	gcc libc6-dev make flex bison bc libelf-dev xz-utils util-linux git redis-server chromium tmux \
+	g++ python3
 KERNEL_SOURCE_PACKAGE := linux-source-6.1
+
+# better-sqlite3 is a native addon. Where no prebuilt binary can be fetched,
+# node-gyp builds it, against the installed Node's own headers (offline) when they
+# are there, instead of downloading them.
+NODE_PREFIX := $(shell $(NODE) -p "require('path').resolve(process.execPath, '../..')" 2>/dev/null)
+NPM_ENV := $(if $(wildcard $(NODE_PREFIX)/include/node/node.h),npm_config_nodedir=$(NODE_PREFIX))
 
 TS_SOURCES := $(shell find src runtime-initrd bench -name '*.ts' -not -path 'src/dashboard/*' 2>/dev/null)
 
@@ -42,11 +49,11 @@ system-packages:
 	fi
 
 node_modules/.package-lock.json: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	$(NPM_ENV) npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 functions/node_modules/.package-lock.json: functions/package.json functions/package-lock.json
-	npm ci --prefix functions --no-audit --no-fund --loglevel=error
+	$(NPM_ENV) npm ci --prefix functions --no-audit --no-fund --loglevel=error
 	@touch $@
 
 dist/.built: node_modules/.package-lock.json tsconfig.json tsconfig.build.json scripts/build-cli.mjs $(TS_SOURCES)
