@@ -3,7 +3,11 @@
 // (it ships a native binary); the library API is compiled by tsc as usual.
 // Also bundles the benchmark (dist/bench.mjs): it is TypeScript, which Node 20
 // cannot run directly.
+import { rmSync } from "node:fs";
 import { build } from "esbuild";
+
+// Chunk names change with their content: start clean, or old chunks pile up.
+rmSync("dist/cli", { recursive: true, force: true });
 
 const common = {
   bundle: true,

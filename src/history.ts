@@ -169,7 +169,8 @@ export class History extends EventEmitter<{ record: [InvocationRecord] }> {
       );
     this.database
       .prepare(
-        "DELETE FROM invocations WHERE seq NOT IN (SELECT seq FROM invocations ORDER BY seq DESC LIMIT ?)",
+        // Keeps the newest `records`: one walk down the primary key, not a scan of the table.
+        "DELETE FROM invocations WHERE seq <= (SELECT seq FROM invocations ORDER BY seq DESC LIMIT 1 OFFSET ?)",
       )
       .run(LIMITS.records);
     this.emit("record", stored);
