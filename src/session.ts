@@ -294,8 +294,16 @@ function classifyEarlyExit(
     );
   }
   if (exitCode !== 0 && qemuStderr) {
+    // QEMU's words for a file that is not a kernel it can load.
+    const notAKernel = /linux kernel too old|could not load|error loading|PVH ELF Note|not a valid/i.test(
+      qemuStderr,
+    );
     return new BootError(
-      `QEMU failed: ${qemuStderr.split("\n").slice(-5).join("\n")}`,
+      `QEMU failed: ${qemuStderr.split("\n").slice(-5).join("\n")}${
+        notAKernel
+          ? "\n(the guest kernel is not one QEMU can boot: an x86-64 vmlinux with a PVH note or a bzImage is needed; check FNRUN_KERNEL, or run `fnrun doctor`)"
+          : ""
+      }`,
       vm.consoleTail.lastLines(20),
     );
   }
