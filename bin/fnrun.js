@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The fnrun command. The CLI is src/cli.ts, bundled into dist/cli/ by `make build`.
-import { main } from "../dist/cli/fnrun.mjs";
+// The signal handlers come first and the CLI is loaded after them: a signal that
+// arrives while the bundle loads is an interruption (130/143) like any other.
 
 const DRAINING = new Set(["serve", "worker"]);
 const controller = new AbortController();
@@ -20,6 +21,7 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
   });
 }
 
+const { main } = await import("../dist/cli/fnrun.mjs");
 const code = await main(process.argv.slice(2), {
   stdout: process.stdout,
   stderr: process.stderr,
