@@ -116,13 +116,15 @@ function openChannel(): Channel {
 }
 
 const channel = openChannel();
+/** Where frames go: the channel, or nowhere during the rehearsal. */
+let output: Pick<Channel, "write"> = channel;
 let nonce = bootNonce;
 let messageId = 0;
 /** Set once the invocation (and its nonce) is known: only then may the function's output go out. */
 let invocation: Invocation | undefined;
 
 function send(message: GuestMessage): void {
-  channel.write(encodeMessage(nonce, messageId++, message));
+  output.write(encodeMessage(nonce, messageId++, message));
 }
 
 function mark(name: GuestMark): void {
@@ -131,22 +133,29 @@ function mark(name: GuestMark): void {
   send({ type: "mark", name, at });
 }
 
-/** Blocks until the host sends a message. Only used while nothing else runs. */
-function receive(): HostMessage {
-  let received: unknown;
-  const decoder = new FrameDecoder(
+/** A decoder of the host's frames that queues each message it completes. */
+function hostDecoder(inbox: unknown[]): FrameDecoder {
+  return new FrameDecoder(
     bootNonce,
-    { message: (value) => (received ??= value), text: () => {} },
+    { message: (value) => inbox.push(value), text: () => {} },
     { maxLineBytes: 1024 * 1024, maxMessageBytes: 256 * 1024 * 1024 },
   );
-  const buffer = Buffer.alloc(256 * 1024);
-  while (received === undefined) {
-    const count = channel.read(buffer);
+}
+
+/** Messages from the host, in order: one read may hold more than one. */
+const inbox: unknown[] = [];
+const inboxDecoder = hostDecoder(inbox);
+const readBuffer = Buffer.alloc(256 * 1024);
+
+/** Blocks until the host sends a message. Only used while nothing else runs. */
+function receive(): HostMessage {
+  while (inbox.length === 0) {
+    const count = channel.read(readBuffer);
     // A virtio-serial port reads 0 while the host side is not connected.
     if (count === 0) sleepMs(2);
-    else decoder.push(buffer.subarray(0, count));
+    else inboxDecoder.push(readBuffer.subarray(0, count));
   }
-  return received as HostMessage;
+  return inbox.shift() as HostMessage;
 }
 
 // ---------------------------------------------------------------- privileged help
@@ -173,10 +182,10 @@ function agent(request: string): void {
  * reseeds from the kernel on its next use), and replace V8's Math.random, whose
  * state cannot be reseeded, by one drawing on OpenSSL.
  */
-function reseedAfterRestore(entropy: string, epochMs: number): void {
+function reseedAfterRestore(entropy: string, epochMs: number, ask: (request: string) => void = agent): void {
   const seconds = Math.floor(epochMs / 1000);
   // One round trip to the agent: every one costs two context switches.
-  agent(`reseed ${seconds} ${Math.round((epochMs - seconds * 1000) * 1e6)} ${entropy}`);
+  ask(`reseed ${seconds} ${Math.round((epochMs - seconds * 1000) * 1e6)} ${entropy}`);
   const pool = Buffer.alloc(4096);
   let offset = pool.length;
   Object.defineProperty(Math, "random", {
@@ -195,6 +204,15 @@ function reseedAfterRestore(entropy: string, epochMs: number): void {
       return (high * 67108864 + low) / 9007199254740992;
     },
   });
+}
+
+let reseeded = false;
+
+/** In a VM restored from a snapshot (only there), once, before anything of the function runs. */
+function reseedOnce(entropy?: string, epochMs?: number): void {
+  if (!snapshotBoot || reseeded || !entropy || !epochMs) return;
+  reseedAfterRestore(entropy, epochMs);
+  reseeded = true;
 }
 
 // ---------------------------------------------------------------- logs
@@ -397,9 +415,9 @@ function applySettings(settings: FunctionSettings, requestId: string): void {
 type Loaded = { module: Record<string, unknown> } | { error: LambdaError };
 
 /** The function's init phase: importing it runs its top-level code. */
-async function importFunction(): Promise<Loaded> {
+async function importFunction(path = FUNCTION_PATH): Promise<Loaded> {
   try {
-    return { module: (await import(pathToFileURL(FUNCTION_PATH).href)) as Record<string, unknown> };
+    return { module: (await import(pathToFileURL(path).href)) as Record<string, unknown> };
   } catch (error) {
     const described = describeError(error);
     return {
@@ -483,34 +501,117 @@ function begin(current: Invocation): void {
   nonce = current.nonce;
 }
 
+type InvokeMessage = Extract<HostMessage, { type: "invoke" }>;
+
+/** One invocation, from the moment its message is in: shared by the real thing and the rehearsal. */
+async function runInvocation(
+  message: InvokeMessage,
+  loaded: Loaded | undefined,
+  path: string,
+): Promise<void> {
+  const current = message.invocation;
+  begin(current);
+  mark("invocationReceived");
+  process.env.AWS_LAMBDA_LOG_STREAM_NAME = current.requestId;
+  if (outcome) {
+    // The init phase failed before the invocation came (a pooled VM).
+    sendOutcome(current);
+    return;
+  }
+  flushLogs();
+  let ready = loaded;
+  if (!ready) {
+    if (message.bundle !== undefined) fs.writeFileSync(path, message.bundle);
+    applySettings(current, current.requestId);
+    ready = await importFunction(path);
+  }
+  await runHandler(current, ready);
+}
+
+/** What the rehearsal runs: shaped like what esbuild makes of a typical function. */
+const STAND_IN_FUNCTION = `import { createRequire as __fnrunCreateRequire } from "node:module";
+const require = __fnrunCreateRequire(import.meta.url);
+
+// rehearsal.ts
+import { release } from "node:os";
+var handler = async (event, context) => {
+  const name = typeof event?.name === "string" && event.name.trim() ? event.name.trim() : "world";
+  console.log(\`rehearsing for \${name}\`);
+  return {
+    message: \`Hello, \${name}!\`,
+    requestId: context.awsRequestId,
+    ranIn: \`Linux \${release()}, pid \${process.pid}, Node \${process.version}\`
+  };
+};
+export {
+  handler
+};
+`;
+const REHEARSALS = 3;
+
 /**
- * Runs the path an invocation takes once, on a dummy function, so that the code
- * it needs is compiled and warm in a snapshot rather than compiled after every
- * restore (under TCG every first run of a code path is costly).
+ * Before a snapshot is taken: whole invocations of a stand-in function, from
+ * their frames to their result, with what they send thrown away. Under TCG the
+ * first run of any code in a VM is slow, and after a restore it is slower still
+ * if V8 must first compile the runtime's functions, build object shapes, miss
+ * its inline caches and tier up regular expressions: the rehearsal leaves all of
+ * that done in the snapshot, so that a clone only has machine code to translate.
+ * Nothing of it reaches a function: state is reset, the environment restored.
  */
-async function warmUp(): Promise<void> {
-  const path = "/tmp/fnrun-warm-up.mjs";
-  fs.writeFileSync(
-    path,
-    'import { createRequire } from "node:module";\nconst require = createRequire(import.meta.url);\n' +
-      "export const handler = async (event) => ({ echo: event, os: require('node:os').platform() });\n",
-  );
-  const module = (await import(pathToFileURL(path).href)) as { handler(event: unknown): Promise<unknown> };
-  const result = await module.handler(JSON.parse('{"warm":true}'));
-  const frames = encodeMessage(bootNonce, 0, { type: "result", json: JSON.stringify(result) });
-  new FrameDecoder(bootNonce, { message: () => {}, text: () => {} }).push(Buffer.from(frames));
-  Object.assign(process.env, { FNRUN_WARM_UP: "1" });
-  delete process.env.FNRUN_WARM_UP;
+async function rehearse(): Promise<void> {
+  const environment = { ...process.env };
+  const random = Object.getOwnPropertyDescriptor(Math, "random") as PropertyDescriptor;
+  const devNull = fs.openSync("/dev/null", "w");
+  output = { write: (text) => writeAll(devNull, text) };
+  try {
+    for (let round = 0; round < REHEARSALS; round++) {
+      const stand: Invocation = {
+        // Frames nobody reads: no randomness is drawn before the snapshot for them.
+        nonce: "0".repeat(32),
+        requestId: `rehearsal-${round}`,
+        functionName: "rehearsal",
+        functionVersion: "$LATEST",
+        invokedFunctionArn: "arn:aws:lambda:local:000000000000:function:rehearsal",
+        memoryLimitInMB: 256,
+        timeoutMs: 30_000,
+        handler: "handler",
+        env: { REHEARSAL: "1" },
+        event: JSON.stringify({ name: "rehearsal" }),
+        maxResultBytes: 6 * 1024 * 1024,
+        mounts: [],
+        entropy: "00".repeat(64),
+        epochMs: Date.now(),
+      };
+      const frames = encodeMessage(bootNonce, 0, {
+        type: "invoke",
+        invocation: stand,
+        bundle: STAND_IN_FUNCTION,
+      });
+      const received: unknown[] = [];
+      hostDecoder(received).push(Buffer.from(frames, "latin1"));
+      // The reseed's own code, with the agent asked nothing that matters.
+      reseedOnce();
+      reseedAfterRestore(stand.entropy as string, stand.epochMs as number, () => agent("ping"));
+      Math.random();
+      const path = `/fnrun/rehearsal-${round}.mjs`;
+      await runInvocation(received[0] as InvokeMessage, undefined, path);
+      fs.rmSync(path);
+      invocation = undefined;
+      outcome = undefined;
+      nonce = bootNonce;
+    }
+  } finally {
+    Object.defineProperty(Math, "random", random);
+    output = channel;
+    fs.closeSync(devNull);
+    pendingLogs = [];
+    pendingLogChars = 0;
+    for (const name of ["invocationReceived", "handlerStart", "handlerEnd"] as const) delete marks[name];
+    for (const name of Object.keys(process.env)) if (!(name in environment)) delete process.env[name];
+    Object.assign(process.env, environment);
+  }
   // Globals Node sets up on first use (performance loads perf_hooks, for one).
-  void [
-    performance.now(),
-    structuredClone({}),
-    new TextEncoder(),
-    new TextDecoder(),
-    new URL("file:///"),
-    AbortSignal.timeout,
-  ];
-  fs.rmSync(path);
+  void [structuredClone({}), new TextEncoder(), new TextDecoder(), AbortSignal.timeout];
 }
 
 /**
@@ -544,14 +645,8 @@ async function main(): Promise<void> {
 
   // Booted ahead of demand: do what can be done while nobody waits.
   await Promise.all(PRELOADED_MODULES.map((name) => import(name)));
-  await warmUp();
+  await rehearse();
   let loaded: Loaded | undefined;
-  let reseeded = false;
-  const reseedOnce = (entropy?: string, epochMs?: number) => {
-    if (!snapshotBoot || reseeded || !entropy || !epochMs) return;
-    reseedAfterRestore(entropy, epochMs);
-    reseeded = true;
-  };
   if (fs.existsSync(FUNCTION_SETTINGS_PATH)) {
     applySettings(JSON.parse(fs.readFileSync(FUNCTION_SETTINGS_PATH, "utf8")) as FunctionSettings, "");
     loaded = await importFunction();
@@ -572,23 +667,8 @@ async function main(): Promise<void> {
       continue;
     }
     if (message.type !== "invoke") throw new Error(`fnrun: unexpected message ${String(message.type)}`);
-    const current = message.invocation;
-    reseedOnce(current.entropy, current.epochMs);
-    begin(current);
-    mark("invocationReceived");
-    process.env.AWS_LAMBDA_LOG_STREAM_NAME = current.requestId;
-    if (outcome) {
-      // The init phase failed before the invocation came (a pooled VM).
-      sendOutcome(current);
-      return;
-    }
-    flushLogs();
-    if (!loaded) {
-      if (message.bundle !== undefined) fs.writeFileSync(FUNCTION_PATH, message.bundle);
-      applySettings(current, current.requestId);
-      loaded = await importFunction();
-    }
-    await runHandler(current, loaded);
+    reseedOnce(message.invocation.entropy, message.invocation.epochMs);
+    await runInvocation(message, loaded, FUNCTION_PATH);
     return;
   }
 }

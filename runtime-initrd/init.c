@@ -125,7 +125,8 @@ static int reseed(const char *arguments) {
   return reseed_kernel(hex);
 }
 
-/* One request per line: "reseed SECONDS NANOSECONDS HEX", "mount TAG PATH ro|rw".
+/* One request per line: "reseed SECONDS NANOSECONDS HEX", "mount TAG PATH ro|rw",
+ * "ping" (the runtime's rehearsal before a snapshot).
  * One reply per request: "ok" or "error ERRNO". */
 static void agent_loop(void) {
   char line[2048];
@@ -140,6 +141,7 @@ static void agent_loop(void) {
       int result = -EINVAL;
       if (strncmp(line, "reseed ", 7) == 0) result = reseed(line + 7);
       else if (strncmp(line, "mount ", 6) == 0) result = mount_shared_folder(line + 6);
+      else if (strcmp(line, "ping") == 0) result = 0;
       char reply[32];
       int length = result == 0 ? snprintf(reply, sizeof reply, "ok\n")
                                : snprintf(reply, sizeof reply, "error %d\n", -result);
