@@ -21,6 +21,11 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
   });
 }
 
+// `fnrun invoke` starts restoring a snapshot clone now, while the rest of the CLI
+// loads and the function is bundled (src/prestart.ts).
+const early = process.argv[2] === "invoke" ? await import("../dist/cli/prestart.mjs") : undefined;
+early?.prestart(process.argv.slice(2));
+
 const { main } = await import("../dist/cli/fnrun.mjs");
 const code = await main(process.argv.slice(2), {
   stdout: process.stdout,
@@ -29,6 +34,8 @@ const code = await main(process.argv.slice(2), {
   env: process.env,
   signal: controller.signal,
 });
+// A clone the invocation did not take (it never got that far, say) goes now.
+await early?.abandonPrestart();
 // An invocation cut short by SIGTERM exits 143, by SIGINT 130 (the shell's convention);
 // a server that shut down cleanly exits 0.
 process.exitCode = code === 130 && stopSignal === "SIGTERM" ? 143 : code;

@@ -206,13 +206,15 @@ function reseedAfterRestore(entropy: string, epochMs: number, ask: (request: str
   });
 }
 
+type WakeMessage = Extract<HostMessage, { type: "wake" }>;
 let reseeded = false;
 
-/** In a VM restored from a snapshot (only there), once, before anything of the function runs. */
-function reseedOnce(entropy?: string, epochMs?: number): void {
-  if (!snapshotBoot || reseeded || !entropy || !epochMs) return;
-  reseedAfterRestore(entropy, epochMs);
-  reseeded = true;
+/** A clone's first message: reseed before any function code runs (once, in a VM restored from a snapshot). */
+function wakeUp(message: WakeMessage, rehearsal = false): void {
+  if (!snapshotBoot || reseeded) return;
+  // The rehearsal runs the same code, with the agent asked nothing that matters.
+  reseedAfterRestore(message.entropy, message.epochMs, rehearsal ? () => agent("ping") : agent);
+  reseeded = !rehearsal;
 }
 
 // ---------------------------------------------------------------- logs
@@ -511,6 +513,7 @@ async function runInvocation(
 ): Promise<void> {
   const current = message.invocation;
   begin(current);
+  if (marks.awake !== undefined) send({ type: "mark", name: "awake", at: marks.awake });
   mark("invocationReceived");
   process.env.AWS_LAMBDA_LOG_STREAM_NAME = current.requestId;
   if (outcome) {
@@ -579,22 +582,17 @@ async function rehearse(): Promise<void> {
         event: JSON.stringify({ name: "rehearsal" }),
         maxResultBytes: 6 * 1024 * 1024,
         mounts: [],
-        entropy: "00".repeat(64),
-        epochMs: Date.now(),
       };
-      const frames = encodeMessage(bootNonce, 0, {
-        type: "invoke",
-        invocation: stand,
-        bundle: STAND_IN_FUNCTION,
-      });
+      const frames =
+        encodeMessage(bootNonce, 0, { type: "wake", entropy: "00".repeat(64), epochMs: Date.now() }) +
+        encodeMessage(bootNonce, 1, { type: "invoke", invocation: stand, bundle: STAND_IN_FUNCTION });
       const received: unknown[] = [];
       hostDecoder(received).push(Buffer.from(frames, "latin1"));
-      // The reseed's own code, with the agent asked nothing that matters.
-      reseedOnce();
-      reseedAfterRestore(stand.entropy as string, stand.epochMs as number, () => agent("ping"));
+      const [wake, message] = received as [WakeMessage, InvokeMessage];
+      wakeUp(wake, true);
       Math.random();
       const path = `/fnrun/rehearsal-${round}.mjs`;
-      await runInvocation(received[0] as InvokeMessage, undefined, path);
+      await runInvocation(message, undefined, path);
       fs.rmSync(path);
       invocation = undefined;
       outcome = undefined;
@@ -655,10 +653,15 @@ async function main(): Promise<void> {
 
   for (;;) {
     const message = receive();
+    if (message.type === "wake") {
+      wakeUp(message);
+      // Sent with the invocation's first frames: before, the host may not take it.
+      marks.awake = now();
+      continue;
+    }
     if (message.type === "load" && !loaded) {
-      // A pooled clone: import the function now (after reseeding: its top-level
-      // code may draw randomness), then wait for the event.
-      reseedOnce(message.entropy, message.epochMs);
+      // A pooled clone (already reseeded: the function's top-level code may draw
+      // randomness): import the function now, then wait for the event.
       fs.writeFileSync(FUNCTION_PATH, message.bundle);
       applySettings(message.settings, "");
       loaded = await importFunction();
@@ -667,7 +670,6 @@ async function main(): Promise<void> {
       continue;
     }
     if (message.type !== "invoke") throw new Error(`fnrun: unexpected message ${String(message.type)}`);
-    reseedOnce(message.invocation.entropy, message.invocation.epochMs);
     await runInvocation(message, loaded, FUNCTION_PATH);
     return;
   }

@@ -26,8 +26,10 @@ import { writeInvocationInitrd } from "./initrd.ts";
 import { hostSlots, vmSlots } from "./limiter.ts";
 import { checkMounts, type ResolvedMount, SharedFolders } from "./mounts.ts";
 import type { Progress } from "./paths.ts";
+import { abandonPrestart, adoptPrestarted, notePrestart, takePrestartSlot } from "./prestart.ts";
 import type { Invocation } from "./protocol.ts";
 import { buildKernelCmdline, type VmSpec } from "./qemu.ts";
+import { guestNodeOptions } from "./runtime.ts";
 import {
   type LogEntry,
   runSession,
@@ -39,6 +41,7 @@ import {
   discardSnapshot,
   ensureSnapshot,
   restoreSnapshot,
+  restoreTarget,
   type Snapshot,
   snapshotProblem,
 } from "./snapshot.ts";
@@ -273,11 +276,6 @@ export function prepareInvocation(bundle: Bundle, options: InvokeOptions): Prepa
   };
 }
 
-/** Node's heap limit inside a guest of `memoryMB`, leaving room for the runtime itself. */
-export function nodeOptionsFor(memoryMB: number): string[] {
-  return [`--max-old-space-size=${Math.max(16, Math.floor(memoryMB * 0.8))}`];
-}
-
 /** Guest RAM: the function's memory, plus the runtime's files when they live in RAM (initrd layout). */
 export function guestRamMB(host: HostSetup, memoryMB: number): number {
   return host.runtime.layout === "initrd" ? memoryMB + 256 : memoryMB;
@@ -389,7 +387,7 @@ export async function bootAndRun(
           runtime: host.runtime.layout,
           bootNonce: randomBytes(16).toString("hex"),
           snapshot: false,
-          nodeOptions: nodeOptionsFor(limits.memoryMB),
+          nodeOptions: guestNodeOptions(limits.memoryMB, host.accel.accel),
           network: prepared.network,
           verbose: options.verbose ?? false,
           firmwareBoot: host.kernel.entry === "bios",
@@ -407,7 +405,10 @@ export async function bootAndRun(
   }
 }
 
-/** Runs the invocation in a clone of `snapshot`. */
+/**
+ * Runs the invocation in a clone of `snapshot`: the one prestarted for it
+ * (src/prestart.ts), else one restored now.
+ */
 export async function restoreAndRun(
   host: HostSetup,
   snapshot: Snapshot,
@@ -415,27 +416,22 @@ export async function restoreAndRun(
   options: Pick<InvokeOptions, "signal" | "onLog">,
 ): Promise<SessionReport> {
   const { invocation, bundle, limits } = prepared;
-  const runDirectory = await makeRunDirectory();
+  const decoderLimits = decoderLimitsFor(limits);
+  const prestarted = await adoptPrestarted(snapshot, decoderLimits);
+  const runDirectory = prestarted?.runDirectory ?? (await makeRunDirectory());
   try {
-    const vm = await restoreSnapshot(
-      host,
-      snapshot,
-      runDirectory,
-      invocation.nonce,
-      decoderLimitsFor(limits),
-    );
+    const vm =
+      prestarted?.vm ??
+      (await restoreSnapshot(restoreTarget(host, snapshot), snapshot, runDirectory, decoderLimits));
+    if (prestarted) vm.marks.adopted = vm.elapsed();
     const session = runSession(vm, {
       limits,
       alreadyReady: true,
       ...(options.onLog ? { onLog: options.onLog } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     });
-    const fresh: Invocation = {
-      ...invocation,
-      entropy: randomBytes(64).toString("hex"),
-      epochMs: Date.now(),
-    };
-    vm.send({ type: "invoke", invocation: fresh, bundle: bundle.code }, snapshot.bootNonce);
+    // From here on, only frames with the invocation's nonce count.
+    vm.send({ type: "invoke", invocation, bundle: bundle.code }, snapshot.bootNonce, invocation.nonce);
     return await session;
   } finally {
     await rm(runDirectory, { recursive: true, force: true });
@@ -467,8 +463,10 @@ async function startAndRun(
   const start = options.start ?? "auto";
   const unsuitable = snapshotUnsuitable(host, prepared);
   if (start === "snapshot" && unsuitable) throw new UsageError(`--start snapshot: ${unsuitable}`);
-  if (start === "boot" || unsuitable)
+  if (start === "boot" || unsuitable) {
+    await abandonPrestart();
     return { report: await bootAndRun(host, prepared, options), startMode: "boot" };
+  }
 
   const env = process.env;
   const snapshot = await ensureSnapshot(host, prepared.limits.memoryMB, {
@@ -476,7 +474,10 @@ async function startAndRun(
     env,
     bootTimeoutMs: bootTimeoutMs(host),
   });
+  // For the next `fnrun invoke` to prestart; a failure to write it costs only that.
+  const noted = notePrestart(host, snapshot, decoderLimitsFor(prepared.limits), env).catch(() => {});
   const report = await restoreAndRun(host, snapshot, prepared, options);
+  await noted;
   if (!restoreFailed(report)) return { report, startMode: "snapshot" };
   // The snapshot cannot be restored (say, QEMU changed in place): never use it again.
   await discardSnapshot(snapshot, env);
@@ -548,11 +549,13 @@ export async function invokeBundle(bundle: Bundle, options: InvokeOptions = {}):
     prepared.limits.bootTimeoutMs = bootTimeoutMs(host);
     const { report, startMode } = await vmSlots
       .run(async () => {
-        const release = await hostSlots.acquire(options.signal, () =>
-          options.onProgress?.(
-            `waiting for a free VM slot (${hostSlots.limit} VMs run at once; FNRUN_MAX_VMS sets it)`,
-          ),
-        );
+        const release =
+          takePrestartSlot() ??
+          (await hostSlots.acquire(options.signal, () =>
+            options.onProgress?.(
+              `waiting for a free VM slot (${hostSlots.limit} VMs run at once; FNRUN_MAX_VMS sets it)`,
+            ),
+          ));
         try {
           return await startAndRun(host, prepared, options);
         } finally {
@@ -568,5 +571,7 @@ export async function invokeBundle(bundle: Bundle, options: InvokeOptions = {}):
     return finishReport(prepared, report, host, startMode, startedAt);
   } catch (error) {
     throw toFnrunError(error);
+  } finally {
+    await abandonPrestart();
   }
 }

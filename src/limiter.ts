@@ -2,8 +2,8 @@
  * A counting semaphore. fnrun bounds the VMs it runs at once: under TCG every VM
  * wants a whole core, and more VMs than cores only make each one slower.
  */
-import { readFileSync } from "node:fs";
-import { mkdir, readFile, unlink, writeFile } from "node:fs/promises";
+import { mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
+import { readFile, unlink } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -96,22 +96,10 @@ export class HostSlots {
 
   /** Takes a slot, waiting for one; returns its release. `onWait` is called once if it has to wait. */
   async acquire(signal?: AbortSignal, onWait?: () => void): Promise<() => Promise<void>> {
-    try {
-      await mkdir(this.directory, { recursive: true, mode: 0o700 });
-    } catch {
-      return async () => {}; // no shared directory: the per-process bound still holds
-    }
     let waited = false;
     for (;;) {
-      for (let index = 0; index < this.limit; index++) {
-        const path = join(this.directory, String(index));
-        if (await this.#claim(path)) {
-          return async () => {
-            const owner = await readFile(path, "utf8").catch(() => "");
-            if (owner === selfIdentity) await unlink(path).catch(() => {});
-          };
-        }
-      }
+      const release = this.tryAcquire();
+      if (release) return release;
       if (signal?.aborted) throw signal.reason ?? new Error("aborted");
       if (!waited) {
         waited = true;
@@ -121,19 +109,53 @@ export class HostSlots {
     }
   }
 
-  async #claim(path: string): Promise<boolean> {
+  /**
+   * Takes a free slot if there is one; returns its release. Without waiting, not
+   * even for I/O (a few calls on small local files): a prestart takes its slot so.
+   */
+  tryAcquire(): (() => Promise<void>) | undefined {
     try {
-      await writeFile(path, selfIdentity, { flag: "wx", mode: 0o600 });
-      return true;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") return false;
+      mkdirSync(this.directory, { recursive: true, mode: 0o700 });
+    } catch {
+      return async () => {}; // no shared directory: the per-process bound still holds
     }
-    const owner = await readFile(path, "utf8").catch(() => undefined);
-    if (owner === undefined || owner === "") return false; // being written, or just released
+    for (let index = 0; index < this.limit; index++) {
+      const path = join(this.directory, String(index));
+      if (this.#claim(path)) {
+        return async () => {
+          const owner = await readFile(path, "utf8").catch(() => "");
+          if (owner === selfIdentity) await unlink(path).catch(() => {});
+        };
+      }
+    }
+    return undefined;
+  }
+
+  #claim(path: string): boolean {
+    if (create(path)) return true;
+    let owner: string;
+    try {
+      owner = readFileSync(path, "utf8");
+    } catch {
+      return false;
+    }
+    if (owner === "") return false; // being written, or just released
     const pid = Number.parseInt(owner, 10);
     if (Number.isInteger(pid) && processIdentity(pid) === owner) return false;
     // Its owner is gone: take the slot over (at worst two takers race and both run).
-    await unlink(path).catch(() => {});
+    try {
+      unlinkSync(path);
+    } catch {}
+    return false;
+  }
+}
+
+/** Creates a slot file holding this process's identity; false if it exists. */
+function create(path: string): boolean {
+  try {
+    writeFileSync(path, selfIdentity, { flag: "wx", mode: 0o600 });
+    return true;
+  } catch {
     return false;
   }
 }

@@ -29,7 +29,6 @@ import {
   type InvokeOptions,
   type InvokeResult,
   invoke,
-  nodeOptionsFor,
   type PreparedInvocation,
   prepareInvocation,
   validateInvokeOptions,
@@ -39,8 +38,9 @@ import { type ResolvedMount, SharedFolders } from "./mounts.ts";
 import type { Progress } from "./paths.ts";
 import type { FunctionSettings } from "./protocol.ts";
 import { buildKernelCmdline } from "./qemu.ts";
+import { guestNodeOptions } from "./runtime.ts";
 import { runSession } from "./session.ts";
-import { ensureSnapshot, restoreSnapshot } from "./snapshot.ts";
+import { ensureSnapshot, restoreSnapshot, restoreTarget } from "./snapshot.ts";
 import { makeRunDirectory, Vm } from "./vm.ts";
 
 export interface PoolOptions {
@@ -328,10 +328,9 @@ export class Pool {
     const snapshot = await ensureSnapshot(this.host, this.options.memory);
     const limits = prepareLimits(this.options.memory);
     const vm = await restoreSnapshot(
-      this.host,
+      restoreTarget(this.host, snapshot),
       snapshot,
       runDirectory,
-      snapshot.bootNonce,
       decoderLimitsFor(limits),
     );
     vm.send(
@@ -339,8 +338,6 @@ export class Pool {
         type: "load",
         settings: slot.settings,
         bundle: slot.bundle.code,
-        entropy: randomBytes(64).toString("hex"),
-        epochMs: Date.now(),
       },
       snapshot.bootNonce,
     );
@@ -375,7 +372,7 @@ export class Pool {
           runtime: this.host.runtime.layout,
           bootNonce,
           snapshot: false,
-          nodeOptions: nodeOptionsFor(this.options.memory),
+          nodeOptions: guestNodeOptions(this.options.memory, this.host.accel.accel),
           network: false,
           verbose: false,
           firmwareBoot: this.host.kernel.entry === "bios",

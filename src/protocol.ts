@@ -24,7 +24,14 @@ export const FRAME_PAYLOAD_CHARS = 64 * 1024;
 const NONCE_PATTERN = /^[0-9a-f]{16,64}$/;
 
 /** Timeline points the guest reports, in milliseconds of its own monotonic clock (0 = kernel start). */
-export type GuestMark = "initStart" | "runtimeStart" | "invocationReceived" | "handlerStart" | "handlerEnd";
+export type GuestMark =
+  | "initStart"
+  | "runtimeStart"
+  /** A snapshot clone has reseeded after its wake-up and waits for its invocation. */
+  | "awake"
+  | "invocationReceived"
+  | "handlerStart"
+  | "handlerEnd";
 
 export interface LambdaError {
   errorType: string;
@@ -64,9 +71,6 @@ export interface Invocation {
   event: string;
   maxResultBytes: number;
   mounts: MountRequest[];
-  /** Fresh randomness (hex) and the host's clock, for VMs restored from a snapshot. */
-  entropy?: string;
-  epochMs?: number;
 }
 
 /** What a VM needs to import a function before its event is known (a pooled VM). */
@@ -76,10 +80,15 @@ export type FunctionSettings = Pick<
 >;
 
 export type HostMessage =
+  /**
+   * A clone's first message, sent as soon as it is restored: fresh randomness
+   * (hex) and the host's clock, to reseed with before any function code runs.
+   */
+  | { type: "wake"; entropy: string; epochMs: number }
   /** Run this invocation (with the bundle, unless one is loaded already). */
   | { type: "invoke"; invocation: Invocation; bundle?: string }
   /** Import this function now (its init phase) and say "ready" again; the event follows. */
-  | { type: "load"; settings: FunctionSettings; bundle: string; entropy?: string; epochMs?: number };
+  | { type: "load"; settings: FunctionSettings; bundle: string };
 
 export function isValidNonce(nonce: string): boolean {
   return NONCE_PATTERN.test(nonce);
@@ -262,6 +271,7 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 const MARKS: ReadonlySet<string> = new Set<GuestMark>([
   "initStart",
   "runtimeStart",
+  "awake",
   "invocationReceived",
   "handlerStart",
   "handlerEnd",

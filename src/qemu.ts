@@ -7,7 +7,7 @@
  * an uncompressed vmlinux entered directly through PVH (the default: measured
  * faster), or a bzImage started by qboot.
  */
-import { constants } from "node:fs";
+import { accessSync, constants } from "node:fs";
 import { access } from "node:fs/promises";
 import { delimiter, join } from "node:path";
 import type { Accel } from "./accel.ts";
@@ -197,13 +197,30 @@ export async function locateQemu(
   return { missing: "qemu-system-x86_64 not found: run `make setup` (or apt-get install qemu-system-x86)" };
 }
 
+function candidates(name: string, env: NodeJS.ProcessEnv): string[] {
+  return (env.PATH ?? "/usr/bin:/bin")
+    .split(delimiter)
+    .filter((directory) => directory !== "")
+    .map((directory) => join(directory, name));
+}
+
 export async function which(name: string, env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
-  for (const directory of (env.PATH ?? "/usr/bin:/bin").split(delimiter)) {
-    if (!directory) continue;
-    const candidate = join(directory, name);
+  for (const candidate of candidates(name, env)) {
     if (await isExecutable(candidate)) return candidate;
   }
   return undefined;
+}
+
+/** which(), without waiting for I/O (for the few lookups on a path that must not yield). */
+export function whichSync(name: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return candidates(name, env).find((candidate) => {
+    try {
+      accessSync(candidate, constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
 }
 
 async function isExecutable(path: string): Promise<boolean> {

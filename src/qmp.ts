@@ -70,10 +70,14 @@ export class QmpClient {
     socket.on("error", () => {});
   }
 
-  /** Waits for the greeting and leaves capabilities negotiation mode. */
+  /**
+   * Waits for the greeting and leaves capabilities negotiation mode. Commands may
+   * follow at once, without waiting for its reply: QMP answers in order (and one
+   * refused would make the next fail too, with QEMU's reason).
+   */
   async start(): Promise<void> {
     await this.#ready;
-    await this.execute("qmp_capabilities");
+    this.execute("qmp_capabilities").catch(() => {});
   }
 
   execute(command: string, args?: Record<string, unknown>): Promise<unknown> {

@@ -116,6 +116,7 @@ function buildTimeline(
     ["ready", hostMarks.ready],
     ["restoreStarted", hostMarks.restoreStarted],
     ["vmResumed", hostMarks.resumed],
+    ["cloneAdopted", hostMarks.adopted],
     ["invocationSent", hostMarks.invocationSent],
     ["resultReceived", hostMarks.resultReceived],
     ["vmGone", hostMarks.exited],

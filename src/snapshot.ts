@@ -23,7 +23,8 @@
  * recorded sizes and hashes, and one QEMU fails to restore is removed and rebuilt.
  */
 import { randomBytes } from "node:crypto";
-import { open, readFile, rm, writeFile } from "node:fs/promises";
+import { closeSync, openSync } from "node:fs";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
@@ -41,7 +42,8 @@ import { withLock } from "./lock.ts";
 import { type Progress, silent } from "./paths.ts";
 import { buildKernelCmdline, type VmSpec } from "./qemu.ts";
 import { shellQuote } from "./qmp.ts";
-import { makeRunDirectory, Vm } from "./vm.ts";
+import { guestNodeOptions } from "./runtime.ts";
+import { type LaunchOptions, makeRunDirectory, Vm } from "./vm.ts";
 
 const FORMAT = "snapshot-v2";
 const KIND = "snapshot";
@@ -81,6 +83,7 @@ export async function snapshotKey(host: HostSetup, memoryMB: number): Promise<st
     String(memoryMB),
     host.channel,
     host.runtime.layout,
+    guestNodeOptions(memoryMB, host.accel.accel).join(" "),
   );
 }
 
@@ -193,7 +196,7 @@ async function saveBootedVm(
     runtime: host.runtime.layout,
     bootNonce,
     snapshot: true,
-    nodeOptions: [`--max-old-space-size=${Math.max(16, Math.floor(memoryMB * 0.8))}`],
+    nodeOptions: guestNodeOptions(memoryMB, host.accel.accel),
     network: false,
     verbose: false,
     firmwareBoot: host.kernel.entry === "bios",
@@ -242,40 +245,62 @@ async function saveBootedVm(
   }
 }
 
+/** What restoring a snapshot takes from the host: its QEMU and the devices the snapshot was saved with. */
+export interface RestoreTarget {
+  qemuPath: string;
+  spec: LaunchOptions["spec"];
+}
+
+export function restoreTarget(host: HostSetup, snapshot: Snapshot): RestoreTarget {
+  return {
+    qemuPath: host.qemuPath,
+    spec: {
+      ...snapshotSpec(host, snapshot.memoryMB, snapshot.cmdline),
+      channel: host.channel,
+      memoryFile: { path: snapshot.ram, shared: false },
+      incoming: true,
+      qmp: true,
+    },
+  };
+}
+
 /**
  * Starts a clone of `snapshot`: QEMU maps the RAM file privately and loads the
- * device state. The returned VM runs as soon as the state is loaded; send it an
- * invocation with `snapshot.bootNonce`.
+ * device state, and the clone is sent its wake-up (fresh entropy and the time,
+ * to reseed with). The VM runs as soon as the state is loaded. Until it is sent
+ * an invocation (with `snapshot.bootNonce`, switching to the invocation's nonce:
+ * `vm.send(message, bootNonce, nonce)`), only frames with the boot nonce count.
+ *
+ * Nothing before QEMU's spawn waits for I/O, so a prestart (src/prestart.ts)
+ * spawns it at once even while the CLI is busy loading.
  */
 export async function restoreSnapshot(
-  host: HostSetup,
+  target: RestoreTarget,
   snapshot: Snapshot,
   runDirectory: string,
-  invocationNonce: string,
   decoderLimits?: { maxLineBytes: number; maxMessageBytes: number },
 ): Promise<Vm> {
   // QEMU reads the device state from an inherited descriptor: a clone, which runs
   // a function, may not start processes (no `exec:cat`).
-  const state = await open(snapshot.state, "r");
+  const state = openSync(snapshot.state, "r");
   let vm: Vm;
   try {
     vm = await Vm.launch({
-      qemuPath: host.qemuPath,
+      qemuPath: target.qemuPath,
       runDirectory,
-      nonce: invocationNonce,
+      nonce: snapshot.bootNonce,
       ...(decoderLimits ? { decoderLimits } : {}),
-      inheritFds: [state.fd],
-      spec: {
-        ...snapshotSpec(host, snapshot.memoryMB, snapshot.cmdline),
-        channel: host.channel,
-        memoryFile: { path: snapshot.ram, shared: false },
-        incoming: true,
-        qmp: true,
-      },
+      inheritFds: [state],
+      spec: target.spec,
     });
   } finally {
-    await state.close();
+    closeSync(state);
   }
+  // The wake-up waits in the channel's socket until the restored guest reads it.
+  vm.send(
+    { type: "wake", entropy: randomBytes(64).toString("hex"), epochMs: Date.now() },
+    snapshot.bootNonce,
+  );
   try {
     const qmp = await Promise.race([
       vm.qmp,
@@ -287,11 +312,15 @@ export async function restoreSnapshot(
     qmp.onEvent((event) => {
       if (event === "RESUME") vm.marks.resumed ??= vm.elapsed();
     });
-    await qmp.execute("migrate-set-capabilities", {
+    // Both at once (QMP answers in order): each round trip is a wait for a CLI
+    // that may be busy loading (a prestart).
+    const capabilities = qmp.execute("migrate-set-capabilities", {
       capabilities: [{ capability: "x-ignore-shared", state: true }],
     });
+    const incoming = qmp.execute("migrate-incoming", { uri: "fd:3" });
+    await capabilities;
     vm.marks.restoreStarted = vm.elapsed();
-    await qmp.execute("migrate-incoming", { uri: "fd:3" });
+    await incoming;
     return vm;
   } catch (error) {
     await vm.kill();

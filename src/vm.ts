@@ -15,7 +15,7 @@
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -31,7 +31,7 @@ import {
   type HostMessage,
   parseGuestMessage,
 } from "./protocol.ts";
-import { buildQemuArgs, type VmSpec, which } from "./qemu.ts";
+import { buildQemuArgs, type VmSpec, whichSync } from "./qemu.ts";
 import { QmpClient } from "./qmp.ts";
 
 /** Host-side timeline points, in ms since the VM's spawn. */
@@ -43,6 +43,8 @@ export interface HostMarks {
   restoreStarted?: number;
   /** QEMU started the restored VM's CPU (restores only). */
   resumed?: number;
+  /** An invocation took over this clone, prestarted before the CLI had loaded (src/prestart.ts). */
+  adopted?: number;
   invocationSent?: number;
   resultReceived?: number;
   exited?: number;
@@ -93,8 +95,8 @@ function installExitHook(): void {
 
 let setprivPath: string | null | undefined;
 
-async function deathSignalWrapper(): Promise<string[]> {
-  if (setprivPath === undefined) setprivPath = (await which("setpriv")) ?? null;
+function deathSignalWrapper(): string[] {
+  if (setprivPath === undefined) setprivPath = whichSync("setpriv") ?? null;
   return setprivPath ? [setprivPath, "--pdeathsig", "KILL", "--"] : [];
 }
 
@@ -121,17 +123,30 @@ async function sweepStaleRunDirectories(parent: string): Promise<void> {
   );
 }
 
-/** A private directory (0700) for one VM's sockets and files. */
-export async function makeRunDirectory(): Promise<string> {
+function runDirectoryParent(): string {
   const base =
     process.env.XDG_RUNTIME_DIR && process.env.XDG_RUNTIME_DIR.length < 60
       ? process.env.XDG_RUNTIME_DIR
       : tmpdir();
   // Unix socket paths are limited to 107 bytes: keep the directory short.
-  const parent = base.length < 60 ? base : "/tmp";
+  return base.length < 60 ? base : "/tmp";
+}
+
+/** A private directory (0700) for one VM's sockets and files. */
+export async function makeRunDirectory(): Promise<string> {
+  const parent = runDirectoryParent();
   await sweepStaleRunDirectories(parent);
   const directory = await mkdtemp(join(parent, "fnrun-"));
   await writeFile(join(directory, "owner"), String(process.pid), { mode: 0o600 });
+  return directory;
+}
+
+/** makeRunDirectory() without waiting for I/O (a prestart); the sweep goes on in the background. */
+export function makeRunDirectorySync(): string {
+  const parent = runDirectoryParent();
+  void sweepStaleRunDirectories(parent).catch(() => {});
+  const directory = mkdtempSync(join(parent, "fnrun-"));
+  writeFileSync(join(directory, "owner"), String(process.pid), { mode: 0o600 });
   return directory;
 }
 
@@ -222,6 +237,7 @@ export class Vm {
     );
 
     const [command, ...rest] = [...wrapper, options.qemuPath, ...args] as [string, ...string[]];
+    if (process.env.XSPAWNT) process.stderr.write(`SPAWN at ${performance.now().toFixed(0)}\n`);
     this.#child = spawn(command, rest, {
       stdio: ["ignore", "pipe", "pipe", ...(options.inheritFds ?? [])],
       env: options.env ?? process.env,
@@ -284,7 +300,7 @@ export class Vm {
     const qmpServer = options.spec.qmp ? await listen(qmpSocket) : undefined;
     const { channel: _kind, qmp: _qmp, ...rest } = options.spec;
     const spec: VmSpec = { ...rest, channel, ...(qmpServer ? { qmpSocket } : {}) };
-    return new Vm(options, buildQemuArgs(spec), server, qmpServer, await deathSignalWrapper());
+    return new Vm(options, buildQemuArgs(spec), server, qmpServer, deathSignalWrapper());
   }
 
   elapsed(): number {

@@ -1,11 +1,12 @@
 // Snapshot starts: one saved VM, many clones, fresh randomness in every one.
+import { spawnSync } from "node:child_process";
 import { truncateSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type HostSetup, resolveHost } from "../../src/host.ts";
 import { invoke } from "../../src/index.ts";
 import { ensureSnapshot, findSnapshot, snapshotKey } from "../../src/snapshot.ts";
-import { expectNothingLeftBehind, runCli } from "./helpers.ts";
+import { expectNothingLeftBehind, leftoverRunDirectories, qemuProcesses, runCli } from "./helpers.ts";
 
 let host: HostSetup;
 const MEMORY = 256;
@@ -80,6 +81,39 @@ describe("snapshot starts", () => {
     const run = await runCli(["invoke", "functions/hello.ts", "--start", "snapshot", "--net"]);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain("--start snapshot: --net needs a network device the snapshot does not have");
+  });
+});
+
+describe("prestart", () => {
+  const cli = (...args: string[]) =>
+    spawnSync(process.execPath, ["bin/fnrun.js", ...args], { encoding: "utf8", timeout: 120_000 });
+  const timelineOf = (stdout: string): string[] =>
+    JSON.parse(stdout).timeline.map((entry: { name: string }) => entry.name);
+
+  it("starts `fnrun invoke` on a clone restored before the CLI loaded, and kills one the invocation cannot use", async () => {
+    // A snapshot start leaves the note the next one prestarts from.
+    expect(cli("invoke", "functions/hello.ts", "--quiet").status).toBe(0);
+    const adopted = cli("invoke", "functions/hello.ts", "--event", '{"name":"Early"}', "--json");
+    expect(adopted.status, adopted.stderr).toBe(0);
+    expect(JSON.parse(adopted.stdout).result.message).toBe("Hello, Early!");
+    expect(timelineOf(adopted.stdout)).toEqual(
+      expect.arrayContaining(["qemuSpawn", "restoreStarted", "cloneAdopted", "awake", "invocationReceived"]),
+    );
+    expect(JSON.parse(adopted.stdout).startMode).toBe("snapshot");
+
+    // Its own config asks for a network: a clone cannot have one, so the prestarted
+    // one is killed and the function boots, its result unharmed.
+    const other = cli("invoke", "test/fixtures/wants-network.ts", "--json");
+    expect(other.status, other.stderr).toBe(0);
+    expect(JSON.parse(other.stdout).startMode).toBe("boot");
+    expect(timelineOf(other.stdout)).not.toContain("cloneAdopted");
+    expect(JSON.parse(other.stdout).result.interfaces).toContain("eth0");
+
+    // A command line fnrun refuses never gets far: the prestarted clone goes with it.
+    const refused = cli("invoke", "functions/hello.ts", "--event", "{not json");
+    expect(refused.status).toBe(2);
+    expect(qemuProcesses()).toEqual([]);
+    expect(leftoverRunDirectories()).toEqual([]);
   });
 });
 
