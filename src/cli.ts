@@ -14,6 +14,7 @@ import {
 import { ExitCode, FnrunError, toFnrunError, UsageError } from "./errors.ts";
 import { DEFAULTS, type InvokeOptions, type InvokeResult, invoke } from "./invoke.ts";
 import type { LogEntry, TimelineEntry } from "./session.ts";
+import { backgroundSnapshots } from "./snapshot.ts";
 import { sanitizeForTerminal } from "./terminal.ts";
 
 const VERSION = "0.1.0";
@@ -459,6 +460,9 @@ async function runInvoke(args: InvokeArgs, io: CliIo, trigger: "cli" | "replay" 
   if (!(outcome instanceof FnrunError) || outcome.report) {
     await recordInHistory(history, args.file, JSON.stringify(event ?? {}), trigger, startedAt, outcome);
   }
+  // With no snapshot yet, this invocation booted and one is being made alongside
+  // for the next: fnrun ends once it is saved, leaving no VM behind.
+  await backgroundSnapshots();
   return outcome instanceof FnrunError ? outcome.exitCode : ExitCode.ok;
 }
 

@@ -40,6 +40,8 @@ import {
 import {
   discardSnapshot,
   ensureSnapshot,
+  ensureSnapshotInBackground,
+  findSnapshot,
   restoreSnapshot,
   restoreTarget,
   type Snapshot,
@@ -469,11 +471,25 @@ async function startAndRun(
   }
 
   const env = process.env;
-  const snapshot = await ensureSnapshot(host, prepared.limits.memoryMB, {
+  const making = {
     ...(options.onProgress ? { progress: options.onProgress } : {}),
     env,
     bootTimeoutMs: bootTimeoutMs(host),
-  });
+  };
+  const memoryMB = prepared.limits.memoryMB;
+  const found = start === "auto" ? await findSnapshot(host, memoryMB, env) : undefined;
+  if (start === "auto" && !found) {
+    // No snapshot yet: this invocation boots, and the snapshot is made alongside
+    // for the next ones.
+    ensureSnapshotInBackground(host, memoryMB, {
+      ...making,
+      onError: (error) =>
+        options.onNotice?.(`fnrun: making a snapshot failed (${(error as Error).message}); VMs boot meanwhile`),
+    });
+    await abandonPrestart();
+    return { report: await bootAndRun(host, prepared, options), startMode: "boot" };
+  }
+  const snapshot = found ?? (await ensureSnapshot(host, memoryMB, making));
   // For the next `fnrun invoke` to prestart; a failure to write it costs only that.
   const noted = notePrestart(host, snapshot, decoderLimitsFor(prepared.limits), env).catch(() => {});
   const report = await restoreAndRun(host, snapshot, prepared, options);

@@ -142,11 +142,11 @@ export class HostSlots {
     if (owner === "") return false; // being written, or just released
     const pid = Number.parseInt(owner, 10);
     if (Number.isInteger(pid) && processIdentity(pid) === owner) return false;
-    // Its owner is gone: take the slot over (at worst two takers race and both run).
+    // Its owner is gone: take the slot over (of two takers racing, one gets it).
     try {
       unlinkSync(path);
     } catch {}
-    return false;
+    return create(path);
   }
 }
 

@@ -38,6 +38,7 @@ import {
 } from "./cache.ts";
 import { BootError } from "./errors.ts";
 import type { HostSetup } from "./host.ts";
+import { hostSlots } from "./limiter.ts";
 import { withLock } from "./lock.ts";
 import { type Progress, silent } from "./paths.ts";
 import { buildKernelCmdline, type VmSpec } from "./qemu.ts";
@@ -135,6 +136,8 @@ export interface CreateOptions {
   env?: NodeJS.ProcessEnv;
   /** Limit on the boot to "ready". */
   bootTimeoutMs?: number;
+  /** Made while an invocation boots (only the progress line says so). */
+  background?: boolean;
 }
 
 /** Returns the snapshot for this host and memory size, making it first if needed (one process at a time). */
@@ -156,7 +159,7 @@ export async function ensureSnapshot(
       key,
       async (directory) => {
         (options.progress ?? silent)(
-          `making a snapshot of a booted VM (${memoryMB} MB; once per kernel, runtime and size)`,
+          `making a snapshot of a booted VM${options.background ? " in the background" : ""} (${memoryMB} MB; once per kernel, runtime and size)`,
         );
         await saveBootedVm(host, memoryMB, directory, options.bootTimeoutMs ?? 120_000);
         return ["ram", "state", "snapshot.json"];
@@ -166,6 +169,41 @@ export async function ensureSnapshot(
     );
     return toSnapshot(entry, key);
   });
+}
+
+const madeInBackground = new Map<string, Promise<void>>();
+
+/**
+ * Makes the snapshot for this host and memory size in the background (what
+ * `--start auto` does when there is none yet: the invocation boots meanwhile),
+ * if a VM slot is free now; otherwise a later invocation will. Never throws: a
+ * failure is reported through `onError`, and the next invocation tries again.
+ */
+export function ensureSnapshotInBackground(
+  host: HostSetup,
+  memoryMB: number,
+  options: CreateOptions & { onError?: (error: unknown) => void } = {},
+): void {
+  const id = [host.qemuPath, host.kernel.path, host.runtime.key, host.accel.accel, memoryMB].join("|");
+  if (madeInBackground.has(id) || snapshotProblem(host)) return;
+  const release = hostSlots.tryAcquire();
+  if (!release) return;
+  const { onError, ...create } = options;
+  const made = ensureSnapshot(host, memoryMB, { ...create, background: true })
+    .then(
+      () => {},
+      (error: unknown) => onError?.(error),
+    )
+    .finally(async () => {
+      await release();
+      madeInBackground.delete(id);
+    });
+  madeInBackground.set(id, made);
+}
+
+/** Resolves once the snapshots being made in the background are made (or have failed). */
+export async function backgroundSnapshots(): Promise<void> {
+  await Promise.all(madeInBackground.values());
 }
 
 async function waitForMigration(vm: Vm): Promise<void> {

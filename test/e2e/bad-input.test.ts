@@ -24,9 +24,9 @@ beforeAll(() => {
   writeFileSync(join(root, "notes.txt"), "hello");
 });
 
-afterAll(() => {
+afterAll(async () => {
   rmSync(root, { recursive: true, force: true });
-  expectNothingLeftBehind(expect);
+  await expectNothingLeftBehind(expect);
 });
 
 const HELLO = "functions/hello.ts";

@@ -16,9 +16,9 @@ beforeAll(() => {
   process.env.FNRUN_STATE_DIR = join(root, "history");
 });
 
-afterAll(() => {
+afterAll(async () => {
   rmSync(root, { recursive: true, force: true });
-  expectNothingLeftBehind(expect);
+  await expectNothingLeftBehind(expect);
 });
 
 async function eventually(what: string, probe: () => boolean, timeoutMs = 90_000): Promise<void> {

@@ -20,9 +20,9 @@ beforeAll(async () => {
   kernel = (await resolveHost()).kernel.path;
 });
 
-afterAll(() => {
+afterAll(async () => {
   rmSync(root, { recursive: true, force: true });
-  expectNothingLeftBehind(expect);
+  await expectNothingLeftBehind(expect);
 });
 
 function start(args: string[], env: Record<string, string> = {}): ChildProcess {

@@ -3,6 +3,7 @@ import { readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { Readable } from "node:stream";
 import { main } from "../../src/cli.ts";
+import { backgroundSnapshots } from "../../src/snapshot.ts";
 
 export interface CliRun {
   code: number;
@@ -43,10 +44,11 @@ export function leftoverRunDirectories(): string[] {
   return readdirSync(tmpdir()).filter((name) => /^fnrun-[A-Za-z0-9]{6}$/.test(name));
 }
 
-/** What every VM test file checks at its end. */
-export function expectNothingLeftBehind(
+/** What every VM test file checks at its end (once the snapshots made in the background are saved). */
+export async function expectNothingLeftBehind(
   expect: (value: unknown) => { toEqual(expected: unknown): void },
-): void {
+): Promise<void> {
+  await backgroundSnapshots();
   expect(qemuProcesses()).toEqual([]);
   expect(leftoverRunDirectories()).toEqual([]);
 }

@@ -50,9 +50,9 @@ beforeAll(() => {
   symlinkSync("../outside-secret.txt", join(data, "relative-link"));
 });
 
-afterAll(() => {
+afterAll(async () => {
   rmSync(root, { recursive: true, force: true });
-  expectNothingLeftBehind(expect);
+  await expectNothingLeftBehind(expect);
   expect(virtiofsdProcesses()).toEqual([]);
 });
 

@@ -21,9 +21,9 @@ beforeAll(() => {
   process.env.FNRUN_STATE_DIR = join(state, "history");
 });
 
-afterAll(() => {
+afterAll(async () => {
   rmSync(state, { recursive: true, force: true });
-  expectNothingLeftBehind(expect);
+  await expectNothingLeftBehind(expect);
 });
 
 function freePort(): Promise<number> {

@@ -75,7 +75,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await server?.close();
   rmSync(state, { recursive: true, force: true });
-  expectNothingLeftBehind(expect);
+  await expectNothingLeftBehind(expect);
 });
 
 describe("the Lambda Invoke API, through the AWS SDK", () => {

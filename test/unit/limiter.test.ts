@@ -79,6 +79,20 @@ describe("HostSlots", () => {
     rmSync(directory, { recursive: true });
   });
 
+  it("takes a free or stale slot in one try without waiting, and says when there is none", async () => {
+    const directory = fresh();
+    const dead = spawnSync("true").pid as number;
+    writeFileSync(join(directory, "0"), `${dead}:12345`);
+    writeFileSync(join(directory, "1"), `${dead}:12345`);
+    const slots = new HostSlots(3, directory, 5);
+    const releases = [slots.tryAcquire(), slots.tryAcquire(), slots.tryAcquire()];
+    expect(releases.every((release) => release !== undefined)).toBe(true);
+    expect(slots.tryAcquire()).toBeUndefined();
+    for (const release of releases) await release?.();
+    expect(readdirSync(directory)).toEqual([]);
+    rmSync(directory, { recursive: true });
+  });
+
   it("gives up waiting when the signal aborts", async () => {
     const directory = fresh();
     const slots = new HostSlots(1, directory, 5);
