@@ -24,8 +24,8 @@ export {
 export { type InvokeOptions, type InvokeResult, invoke, type StartMode } from "./invoke.ts";
 export { createPool, Pool, type PoolOptions, type PoolStats } from "./pool.ts";
 export { type FnrunServer, type ServeOptions, serve } from "./serve.ts";
-export { backgroundSnapshots } from "./snapshot.ts";
 export type { LogEntry, TimelineEntry } from "./session.ts";
+export { backgroundSnapshots } from "./snapshot.ts";
 export type {
   Callback,
   Context,

@@ -484,7 +484,9 @@ async function startAndRun(
     ensureSnapshotInBackground(host, memoryMB, {
       ...making,
       onError: (error) =>
-        options.onNotice?.(`fnrun: making a snapshot failed (${(error as Error).message}); VMs boot meanwhile`),
+        options.onNotice?.(
+          `fnrun: making a snapshot failed (${(error as Error).message}); VMs boot meanwhile`,
+        ),
     });
     await abandonPrestart();
     return { report: await bootAndRun(host, prepared, options), startMode: "boot" };
