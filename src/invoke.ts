@@ -463,12 +463,13 @@ async function startAndRun(
   options: InvokeOptions,
 ): Promise<{ report: SessionReport; startMode: "boot" | "snapshot" }> {
   const start = options.start ?? "auto";
+  const boot = async () => {
+    await abandonPrestart(); // a clone prestarted for nothing: its core goes to the boot
+    return { report: await bootAndRun(host, prepared, options), startMode: "boot" as const };
+  };
   const unsuitable = snapshotUnsuitable(host, prepared);
   if (start === "snapshot" && unsuitable) throw new UsageError(`--start snapshot: ${unsuitable}`);
-  if (start === "boot" || unsuitable) {
-    await abandonPrestart();
-    return { report: await bootAndRun(host, prepared, options), startMode: "boot" };
-  }
+  if (start === "boot" || unsuitable) return boot();
 
   const env = process.env;
   const making = {
@@ -488,8 +489,7 @@ async function startAndRun(
           `fnrun: making a snapshot failed (${(error as Error).message}); VMs boot meanwhile`,
         ),
     });
-    await abandonPrestart();
-    return { report: await bootAndRun(host, prepared, options), startMode: "boot" };
+    return boot();
   }
   const snapshot = found ?? (await ensureSnapshot(host, memoryMB, making));
   // For the next `fnrun invoke` to prestart; a failure to write it costs only that.
@@ -501,7 +501,7 @@ async function startAndRun(
   await discardSnapshot(snapshot, env);
   if (start === "snapshot") return { report, startMode: "snapshot" };
   options.onNotice?.("fnrun: the snapshot could not be restored; it was removed and this VM booted instead");
-  return { report: await bootAndRun(host, prepared, options), startMode: "boot" };
+  return boot();
 }
 
 export function decoderLimitsFor(limits: SessionLimits) {
