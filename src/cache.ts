@@ -10,7 +10,7 @@
  * or truncated entry is detected and rebuilt rather than used.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { createReadStream, type Stats, statSync } from "node:fs";
 import { mkdir, open, readdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { basename, join } from "node:path";
@@ -36,10 +36,18 @@ export async function hashFile(path: string): Promise<string> {
   return hash.digest("hex");
 }
 
+function identityOf(path: string, info: Stats): string {
+  return `${path}:${info.size}:${info.mtimeMs}:${info.ino}`;
+}
+
 /** A cheap identity for a large file we do not want to hash on every run. */
 export async function fileIdentity(path: string): Promise<string> {
-  const info = await stat(path);
-  return `${path}:${info.size}:${info.mtimeMs}:${info.ino}`;
+  return identityOf(path, await stat(path));
+}
+
+/** fileIdentity() without waiting for I/O (a prestart). */
+export function fileIdentitySync(path: string): string {
+  return identityOf(path, statSync(path));
 }
 
 /** Writes a file so that readers see the old content or the new, never a part. */

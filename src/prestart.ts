@@ -13,17 +13,17 @@
  * changed, a function that asks for a network or more memory, `--start boot`).
  * A clone that is not adopted has seen nothing of the invocation.
  */
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { cacheRoot, writeFileAtomic } from "./cache.ts";
+import { cacheRoot, fileIdentitySync, writeFileAtomic } from "./cache.ts";
 import type { HostSetup } from "./host.ts";
 import { hostSlots } from "./limiter.ts";
 import type { DecoderLimits } from "./protocol.ts";
 import { type RestoreTarget, restoreSnapshot, restoreTarget, type Snapshot } from "./snapshot.ts";
 import { makeRunDirectorySync, type Vm } from "./vm.ts";
 
-const NOTE_FORMAT = 1;
+const NOTE_FORMAT = 2;
 /** Environment that changes which QEMU or kernel fnrun picks. */
 const HOST_ENVIRONMENT = ["FNRUN_QEMU", "FNRUN_KERNEL", "FNRUN_KERNEL_SOURCE"] as const;
 /** Flags with which a clone of the usual snapshot is not what the invocation will run on. */
@@ -44,7 +44,7 @@ interface Note {
   snapshot: Snapshot;
   target: RestoreTarget;
   decoderLimits: DecoderLimits;
-  /** fileIdentity-like "size:mtime:inode" of every file the restore reads. */
+  /** The identity (path, size, mtime, inode) of every file the restore reads. */
   files: Record<string, string>;
   environment: Record<string, string | null>;
 }
@@ -91,11 +91,6 @@ function hostEnvironment(env: NodeJS.ProcessEnv): Record<string, string | null> 
   return Object.fromEntries(HOST_ENVIRONMENT.map((name) => [name, env[name] ?? null]));
 }
 
-function identity(path: string): string {
-  const info = statSync(path);
-  return `${info.size}:${info.mtimeMs}:${info.ino}`;
-}
-
 function restoredFiles(target: RestoreTarget, snapshot: Snapshot): string[] {
   const { spec } = target;
   return [
@@ -120,7 +115,7 @@ export async function notePrestart(
 ): Promise<void> {
   const target = restoreTarget(host, snapshot);
   const files: Record<string, string> = {};
-  for (const path of restoredFiles(target, snapshot)) files[path] = identity(path);
+  for (const path of restoredFiles(target, snapshot)) files[path] = fileIdentitySync(path);
   const note: Note = {
     format: NOTE_FORMAT,
     snapshot,
@@ -141,17 +136,17 @@ function readNote(env: NodeJS.ProcessEnv): Note | undefined {
   if (note.format !== NOTE_FORMAT) return undefined;
   if (JSON.stringify(hostEnvironment(env)) !== JSON.stringify(note.environment)) return undefined;
   for (const path of restoredFiles(note.target, note.snapshot)) {
-    if (note.files[path] !== identity(path)) return undefined;
+    if (note.files[path] !== fileIdentitySync(path)) return undefined;
   }
   return note;
 }
 
 /**
  * Starts restoring a clone for `fnrun ARGS` if the command line and the note
- * allow it and a VM slot is free. Never throws, and waits for nothing: QEMU is
- * spawned before this returns (the rest of the restore goes on in the
- * background). Whatever goes wrong, the invocation restores (or boots) as it
- * would have.
+ * allow it and a VM slot is free. Never throws, and nothing before QEMU's spawn
+ * waits for I/O, so QEMU starts at once even while the CLI goes on loading; the
+ * rest of the restore follows in the background. Whatever goes wrong, the
+ * invocation restores (or boots) as it would have.
  */
 export function prestart(args: readonly string[], env: NodeJS.ProcessEnv = process.env): void {
   if (prestarted || !prestartable(args)) return;
@@ -201,10 +196,7 @@ async function settle(keep: (launched: Launched) => boolean): Promise<Launched |
   const launched = await current.launched;
   const release = current.slotTaken ? undefined : current.release;
   if (launched && !release && !launched.vm.hasExited && keep(launched)) return launched;
-  if (launched) {
-    await launched.vm.kill();
-    await rm(launched.runDirectory, { recursive: true, force: true });
-  }
+  await launched?.vm.kill(); // and its run directory with it
   await release?.();
   return undefined;
 }
