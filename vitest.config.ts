@@ -1,9 +1,14 @@
+import { rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { defineConfig } from "vitest/config";
 
-// Tests keep their invocation history away from the user's own.
-process.env.FNRUN_STATE_DIR ??= join(tmpdir(), `fnrun-test-state-${process.pid}`);
+// Tests keep their invocation history away from the user's own, and remove it when done.
+if (!process.env.FNRUN_STATE_DIR) {
+  const stateDirectory = join(tmpdir(), `fnrun-test-state-${process.pid}`);
+  process.env.FNRUN_STATE_DIR = stateDirectory;
+  process.on("exit", () => rmSync(stateDirectory, { recursive: true, force: true }));
+}
 
 export default defineConfig({
   test: {
