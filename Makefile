@@ -24,7 +24,7 @@ KERNEL_SOURCE_PACKAGE := linux-source-6.1
 NODE_PREFIX := $(shell $(NODE) -p "require('path').resolve(process.execPath, '../..')" 2>/dev/null)
 NPM_ENV := $(if $(wildcard $(NODE_PREFIX)/include/node/node.h),npm_config_nodedir=$(NODE_PREFIX))
 
-TS_SOURCES := $(shell find src runtime-initrd bench -name '*.ts' -not -path 'src/dashboard/*' 2>/dev/null)
+TS_SOURCES := $(shell find src runtime-initrd bench -name '*.ts' -not -path 'src/serve/dashboard/app/*' 2>/dev/null)
 
 .PHONY: all setup system-packages demo test test-unit test-e2e check format build kernel bench clean
 

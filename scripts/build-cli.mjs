@@ -66,7 +66,7 @@ const common = {
 // kernel builders) lives in chunks loaded when first used.
 await build({
   ...common,
-  entryPoints: { fnrun: "src/cli.ts", prestart: "src/prestart.ts" },
+  entryPoints: { fnrun: "src/cli/main.ts", prestart: "src/start/prestart.ts" },
   outdir: "dist/cli",
   splitting: true,
   outExtension: { ".js": ".mjs" },

@@ -4,9 +4,23 @@
  *     import { invoke } from "fnrun";
  *     const { result } = await invoke("functions/hello.ts", { event: { name: "Ada" } });
  */
-export type { AccelRequest } from "./accel.ts";
-export { type BuildOptions, type BuildResult, build } from "./build.ts";
-export type { FunctionConfig, MountConfig } from "./config.ts";
+
+export { type BuildOptions, type BuildResult, build } from "./build/build.ts";
+export type { FunctionConfig, MountConfig } from "./build/config.ts";
+export type { AccelRequest } from "./host/accel.ts";
+export { type InvokeOptions, type InvokeResult, invoke, type StartMode } from "./invoke/invoke.ts";
+export { createPool, Pool, type PoolOptions, type PoolStats } from "./invoke/pool.ts";
+export { type FnrunServer, type ServeOptions, serve } from "./serve/server.ts";
+export { backgroundSnapshots } from "./start/snapshot.ts";
+export type {
+  Callback,
+  Context,
+  Handler,
+  HttpEvent,
+  HttpResult,
+  ScheduledEvent,
+  WebhookEvent,
+} from "./types.ts";
 export {
   BootError,
   BundleError,
@@ -20,18 +34,5 @@ export {
   SetupError,
   TimeoutError,
   UsageError,
-} from "./errors.ts";
-export { type InvokeOptions, type InvokeResult, invoke, type StartMode } from "./invoke.ts";
-export { createPool, Pool, type PoolOptions, type PoolStats } from "./pool.ts";
-export { type FnrunServer, type ServeOptions, serve } from "./serve.ts";
-export type { LogEntry, TimelineEntry } from "./session.ts";
-export { backgroundSnapshots } from "./snapshot.ts";
-export type {
-  Callback,
-  Context,
-  Handler,
-  HttpEvent,
-  HttpResult,
-  ScheduledEvent,
-  WebhookEvent,
-} from "./types.ts";
+} from "./util/errors.ts";
+export type { LogEntry, TimelineEntry } from "./vm/session.ts";

@@ -33,7 +33,7 @@ export type Handler<TEvent = unknown, TResult = unknown> = (
 ) => undefined | TResult | Promise<TResult>;
 
 /** `export const config: FunctionConfig = { ... }` in a function's file (a literal). */
-export type { FunctionConfig } from "./config.ts";
+export type { FunctionConfig } from "./build/config.ts";
 
 /** An HTTP request as a Lambda function URL (or API Gateway HTTP API, payload 2.0) delivers it. */
 export interface HttpEvent {

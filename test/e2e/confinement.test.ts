@@ -5,8 +5,8 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { cacheRoot } from "../../src/cache.ts";
 import { invoke } from "../../src/index.ts";
+import { cacheRoot } from "../../src/util/cache.ts";
 import { expectNothingLeftBehind, leftoverRunDirectories, qemuProcesses } from "./helpers.ts";
 
 const LOOK = "test/fixtures/hostile/looks-around.ts";

@@ -5,8 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { resolveHost } from "../../src/host.ts";
-import { type FnrunServer, serve } from "../../src/serve.ts";
+import { resolveHost } from "../../src/host/setup.ts";
+import { type FnrunServer, serve } from "../../src/serve/server.ts";
 import { expectNothingLeftBehind } from "./helpers.ts";
 
 const TOKEN = "dashboard-test-token";

@@ -5,7 +5,7 @@ import { copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { resolveHost } from "../../src/host.ts";
+import { resolveHost } from "../../src/host/setup.ts";
 import { expectNothingLeftBehind, qemuProcesses, runCli } from "./helpers.ts";
 
 const CLI = resolve("bin/fnrun.js");

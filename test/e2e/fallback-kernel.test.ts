@@ -2,7 +2,7 @@
 // extracted from its package. Its virtio drivers are modules, so this also covers
 // the initrd layout (Node in the initramfs), the UART channel and qboot + bzImage.
 import { afterAll, expect, it } from "vitest";
-import { resolveHost } from "../../src/host.ts";
+import { resolveHost } from "../../src/host/setup.ts";
 import { invoke } from "../../src/index.ts";
 import { expectNothingLeftBehind } from "./helpers.ts";
 

@@ -7,8 +7,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ExitCode } from "../../src/errors.ts";
-import { resolveHost } from "../../src/host.ts";
+import { resolveHost } from "../../src/host/setup.ts";
+import { ExitCode } from "../../src/util/errors.ts";
 import { expectNothingLeftBehind, leftoverRunDirectories, qemuProcesses } from "./helpers.ts";
 
 const CLI = resolve("bin/fnrun.js");

@@ -2,8 +2,8 @@ import { execFileSync } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { Readable } from "node:stream";
-import { main } from "../../src/cli.ts";
-import { backgroundSnapshots } from "../../src/snapshot.ts";
+import { main } from "../../src/cli/main.ts";
+import { backgroundSnapshots } from "../../src/start/snapshot.ts";
 
 export interface CliRun {
   code: number;

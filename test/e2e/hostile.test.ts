@@ -5,7 +5,7 @@ import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { ExitCode } from "../../src/errors.ts";
+import { ExitCode } from "../../src/util/errors.ts";
 import { expectNothingLeftBehind, qemuProcesses } from "./helpers.ts";
 
 const CLI = resolve("bin/fnrun.js");

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { resolveHost } from "../../src/host.ts";
+import { resolveHost } from "../../src/host/setup.ts";
 import { createPool, type Pool } from "../../src/index.ts";
 import { expectNothingLeftBehind, qemuProcesses } from "./helpers.ts";
 

@@ -7,9 +7,9 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { resolveHost } from "../../src/host.ts";
-import { openStateDatabase, SqliteQueue } from "../../src/queue.ts";
-import { serve } from "../../src/serve.ts";
+import { resolveHost } from "../../src/host/setup.ts";
+import { openStateDatabase, SqliteQueue } from "../../src/jobs/queue.ts";
+import { serve } from "../../src/serve/server.ts";
 import { expectNothingLeftBehind, qemuProcesses, runCli } from "./helpers.ts";
 
 const DIRECTORY = resolve("test/fixtures/served");

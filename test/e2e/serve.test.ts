@@ -7,8 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { InvokeCommand, LambdaClient } from "@aws-sdk/client-lambda";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { resolveHost } from "../../src/host.ts";
-import { type FnrunServer, serve } from "../../src/serve.ts";
+import { resolveHost } from "../../src/host/setup.ts";
+import { type FnrunServer, serve } from "../../src/serve/server.ts";
 import { expectNothingLeftBehind } from "./helpers.ts";
 
 const DIRECTORY = "test/fixtures/served";

@@ -3,9 +3,9 @@ import { spawnSync } from "node:child_process";
 import { truncateSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type HostSetup, resolveHost } from "../../src/host.ts";
+import { type HostSetup, resolveHost } from "../../src/host/setup.ts";
 import { invoke } from "../../src/index.ts";
-import { ensureSnapshot, findSnapshot, snapshotKey } from "../../src/snapshot.ts";
+import { ensureSnapshot, findSnapshot, snapshotKey } from "../../src/start/snapshot.ts";
 import { expectNothingLeftBehind, leftoverRunDirectories, qemuProcesses, runCli } from "./helpers.ts";
 
 let host: HostSetup;

@@ -4,9 +4,9 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { resolveHost } from "../../src/host.ts";
-import { openStateDatabase } from "../../src/queue.ts";
-import { serve } from "../../src/serve.ts";
+import { resolveHost } from "../../src/host/setup.ts";
+import { openStateDatabase } from "../../src/jobs/queue.ts";
+import { serve } from "../../src/serve/server.ts";
 import { expectNothingLeftBehind } from "./helpers.ts";
 
 let state: string;
@@ -37,7 +37,7 @@ describe("schedules", () => {
     } finally {
       await server.close();
     }
-    const { History } = await import("../../src/history.ts");
+    const { History } = await import("../../src/jobs/history.ts");
     const history = await History.open();
     const ticks = history.list(100, "ticker").filter((record) => record.trigger === "cron");
     // Every 2 s for ~9 s: four or so (the first run of a VM takes longer under TCG).

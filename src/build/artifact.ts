@@ -1,0 +1,141 @@
+/**
+ * Function artifacts: `fnrun build FILE` writes one portable .tgz holding the
+ * bundle, its source map, the function's config and a manifest with the hash of
+ * each file; `fnrun invoke ARTIFACT.tgz` runs it as is, and queue workers on
+ * other hosts receive the same content with each job, never a source tree.
+ */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
+import { sha256 } from "../util/cache.ts";
+import { UsageError } from "../util/errors.ts";
+import type { Bundle } from "./bundle.ts";
+import { validateConfig } from "./config.ts";
+
+export const ARTIFACT_FORMAT = "fnrun-artifact-1";
+const FILES = ["function.mjs", "function.mjs.map", "config.json"] as const;
+
+interface Manifest {
+  format: string;
+  name: string;
+  entry: string;
+  createdAt: string;
+  node: string;
+  files: Record<(typeof FILES)[number], string>;
+}
+
+/** A bundle as plain data that travels (in a job, in a .tgz). */
+export interface PortableFunction {
+  name: string;
+  entry: string;
+  code: string;
+  sourceMap: string;
+  config: unknown;
+  sha256: string;
+}
+
+export function toPortable(bundle: Bundle): PortableFunction {
+  return {
+    name: bundle.name,
+    entry: bundle.entry,
+    code: bundle.code,
+    sourceMap: bundle.sourceMap,
+    config: bundle.config,
+    sha256: sha256(bundle.code),
+  };
+}
+
+export function fromPortable(value: unknown): Bundle {
+  const portable = value as Partial<PortableFunction> | null;
+  if (
+    !portable ||
+    typeof portable.name !== "string" ||
+    typeof portable.code !== "string" ||
+    typeof portable.sourceMap !== "string" ||
+    sha256(portable.code) !== portable.sha256
+  ) {
+    throw new UsageError("the function artifact is malformed or does not match its hash");
+  }
+  return {
+    entry: typeof portable.entry === "string" ? portable.entry : `${portable.name}.mjs`,
+    name: portable.name,
+    code: portable.code,
+    sourceMap: portable.sourceMap,
+    config: validateConfig(portable.config ?? {}, "artifact config"),
+    inputs: [],
+    warnings: [],
+  };
+}
+
+export async function writeArtifact(bundle: Bundle, output: string): Promise<string> {
+  const { create } = await import("tar");
+  const staging = await mkdtemp(join(tmpdir(), "fnrun-artifact-"));
+  try {
+    const contents: Record<(typeof FILES)[number], string> = {
+      "function.mjs": bundle.code,
+      "function.mjs.map": bundle.sourceMap,
+      "config.json": JSON.stringify(bundle.config, null, 2),
+    };
+    for (const name of FILES) await writeFile(join(staging, name), contents[name]);
+    const manifest: Manifest = {
+      format: ARTIFACT_FORMAT,
+      name: bundle.name,
+      entry: basename(bundle.entry),
+      createdAt: new Date().toISOString(),
+      node: process.versions.node,
+      files: Object.fromEntries(FILES.map((name) => [name, sha256(contents[name])])) as Manifest["files"],
+    };
+    await writeFile(join(staging, "manifest.json"), JSON.stringify(manifest, null, 2));
+    await create({ gzip: true, file: output, cwd: staging, portable: true, noMtime: true }, [
+      "manifest.json",
+      ...FILES,
+    ]);
+    return output;
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+  }
+}
+
+export async function readArtifact(path: string): Promise<Bundle> {
+  const { list } = await import("tar");
+  const contents = new Map<string, string>();
+  try {
+    await list({
+      file: path,
+      onReadEntry: (entry) => {
+        const chunks: Buffer[] = [];
+        entry.on("data", (chunk: Buffer) => chunks.push(chunk));
+        entry.on("end", () =>
+          contents.set(entry.path.replace(/^\.\//, ""), Buffer.concat(chunks).toString("utf8")),
+        );
+      },
+    });
+  } catch (error) {
+    throw new UsageError(`${path} is not a readable fnrun artifact: ${(error as Error).message}`);
+  }
+  let manifest: Manifest;
+  try {
+    manifest = JSON.parse(contents.get("manifest.json") ?? "") as Manifest;
+  } catch {
+    throw new UsageError(
+      `${path} has no manifest.json: not an fnrun artifact (make one with \`fnrun build\`)`,
+    );
+  }
+  if (manifest.format !== ARTIFACT_FORMAT)
+    throw new UsageError(`${path}: unknown artifact format ${manifest.format}`);
+  for (const name of FILES) {
+    const text = contents.get(name);
+    if (text === undefined || sha256(text) !== manifest.files[name]) {
+      throw new UsageError(`${path}: ${name} is missing or does not match the manifest's hash`);
+    }
+  }
+  return {
+    entry: path,
+    name: manifest.name,
+    code: contents.get("function.mjs") as string,
+    sourceMap: contents.get("function.mjs.map") as string,
+    config: validateConfig(JSON.parse(contents.get("config.json") as string), `${path} config`),
+    inputs: [path],
+    warnings: [],
+  };
+}

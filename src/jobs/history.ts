@@ -1,0 +1,203 @@
+/**
+ * The local history of invocations: event, outcome, logs and timeline of the
+ * last ones, from the CLI and from `fnrun serve` alike, for `fnrun history`,
+ * `fnrun replay` and the dashboard. One SQLite file in fnrun's state directory
+ * ($FNRUN_STATE_DIR, else $XDG_STATE_HOME/fnrun, else ~/.local/state/fnrun),
+ * bounded in rows and in the size of what each row keeps.
+ */
+import { EventEmitter } from "node:events";
+import { mkdirSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import type Database from "better-sqlite3";
+import type { TimelineEntry } from "../vm/session.ts";
+import type { Trigger } from "./queue.ts";
+
+export type InvocationStatus =
+  | "ok"
+  | "function error"
+  | "timeout"
+  | "out of memory"
+  | "boot failure"
+  | "result too large"
+  | "bundle error"
+  | "interrupted"
+  | "error";
+
+export interface InvocationRecord {
+  requestId: string;
+  functionName: string;
+  /** The function's file (or artifact) on this host. */
+  file: string;
+  trigger: Trigger;
+  status: InvocationStatus;
+  startMode: string;
+  startedAt: number;
+  durationMs: number;
+  /** The event as JSON text (cut at the size limit: then `eventTruncated`). */
+  event: string;
+  eventTruncated: boolean;
+  /** The result as JSON text, when the status is ok. */
+  result: string | null;
+  /** The error (errorType, errorMessage, stack...), otherwise. */
+  error: Record<string, unknown> | null;
+  logs: string;
+  timeline: TimelineEntry[];
+}
+
+export const LIMITS = {
+  records: 1000,
+  /** Per field: events and logs larger than this are cut. */
+  fieldBytes: 256 * 1024,
+} as const;
+
+export function stateDirectory(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.FNRUN_STATE_DIR) return env.FNRUN_STATE_DIR;
+  const base = env.XDG_STATE_HOME || join(env.HOME || homedir(), ".local", "state");
+  return join(base, "fnrun");
+}
+
+function cut(text: string, limit: number): { text: string; truncated: boolean } {
+  if (Buffer.byteLength(text) <= limit) return { text, truncated: false };
+  return { text: Buffer.from(text).subarray(0, limit).toString("utf8"), truncated: true };
+}
+
+interface Row {
+  request_id: string;
+  function_name: string;
+  file: string;
+  trigger: Trigger;
+  status: InvocationStatus;
+  start_mode: string;
+  started_at: number;
+  duration_ms: number;
+  event: string;
+  event_truncated: number;
+  result: string | null;
+  error: string | null;
+  logs: string;
+  timeline: string;
+}
+
+function toRecord(row: Row): InvocationRecord {
+  return {
+    requestId: row.request_id,
+    functionName: row.function_name,
+    file: row.file,
+    trigger: row.trigger,
+    status: row.status,
+    startMode: row.start_mode,
+    startedAt: row.started_at,
+    durationMs: row.duration_ms,
+    event: row.event,
+    eventTruncated: row.event_truncated === 1,
+    result: row.result,
+    error: row.error ? (JSON.parse(row.error) as Record<string, unknown>) : null,
+    logs: row.logs,
+    timeline: JSON.parse(row.timeline) as TimelineEntry[],
+  };
+}
+
+export class History extends EventEmitter<{ record: [InvocationRecord] }> {
+  private constructor(private readonly database: Database.Database) {
+    super();
+    database.exec(`
+      CREATE TABLE IF NOT EXISTS invocations (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        request_id TEXT NOT NULL UNIQUE,
+        function_name TEXT NOT NULL,
+        file TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        status TEXT NOT NULL,
+        start_mode TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        duration_ms REAL NOT NULL,
+        event TEXT NOT NULL,
+        event_truncated INTEGER NOT NULL,
+        result TEXT,
+        error TEXT,
+        logs TEXT NOT NULL,
+        timeline TEXT NOT NULL
+      );
+    `);
+  }
+
+  static async open(env: NodeJS.ProcessEnv = process.env): Promise<History> {
+    const directory = stateDirectory(env);
+    mkdirSync(directory, { recursive: true, mode: 0o700 });
+    const DatabaseClass = (await import("better-sqlite3")).default;
+    const database = new DatabaseClass(join(directory, "history.db"));
+    database.pragma("journal_mode = WAL");
+    // History is a convenience: a commit may be lost with the machine, not with fnrun.
+    database.pragma("synchronous = NORMAL");
+    database.pragma("busy_timeout = 5000");
+    return new History(database);
+  }
+
+  add(record: InvocationRecord): void {
+    const event = cut(record.event, LIMITS.fieldBytes);
+    const logs = cut(record.logs, LIMITS.fieldBytes);
+    const result = record.result === null ? null : cut(record.result, LIMITS.fieldBytes).text;
+    const stored: InvocationRecord = {
+      ...record,
+      event: event.text,
+      eventTruncated: record.eventTruncated || event.truncated,
+      logs: logs.truncated ? `${logs.text}\n[fnrun: log cut in the history]\n` : logs.text,
+      result,
+    };
+    this.database
+      .prepare(
+        `INSERT OR REPLACE INTO invocations
+           (request_id, function_name, file, trigger, status, start_mode, started_at, duration_ms, event, event_truncated, result, error, logs, timeline)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(
+        stored.requestId,
+        stored.functionName,
+        stored.file,
+        stored.trigger,
+        stored.status,
+        stored.startMode,
+        stored.startedAt,
+        stored.durationMs,
+        stored.event,
+        stored.eventTruncated ? 1 : 0,
+        stored.result,
+        stored.error ? JSON.stringify(stored.error) : null,
+        stored.logs,
+        JSON.stringify(stored.timeline),
+      );
+    this.database
+      .prepare(
+        // Keeps the newest `records`: one walk down the primary key, not a scan of the table.
+        "DELETE FROM invocations WHERE seq <= (SELECT seq FROM invocations ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+      )
+      .run(LIMITS.records);
+    this.emit("record", stored);
+  }
+
+  list(limit = 50, functionName?: string): InvocationRecord[] {
+    const rows = functionName
+      ? this.database
+          .prepare("SELECT * FROM invocations WHERE function_name = ? ORDER BY seq DESC LIMIT ?")
+          .all(functionName, limit)
+      : this.database.prepare("SELECT * FROM invocations ORDER BY seq DESC LIMIT ?").all(limit);
+    return (rows as Row[]).map(toRecord);
+  }
+
+  /** By request id, or a unique prefix of one. */
+  get(id: string): InvocationRecord | undefined {
+    const rows = this.database
+      .prepare(
+        "SELECT * FROM invocations WHERE request_id = ? OR request_id LIKE ? ORDER BY seq DESC LIMIT 2",
+      )
+      .all(id, `${id.replace(/[%_]/g, "")}%`) as Row[];
+    const exact = rows.find((row) => row.request_id === id);
+    if (exact) return toRecord(exact);
+    return rows.length === 1 && rows[0] ? toRecord(rows[0]) : undefined;
+  }
+
+  close(): void {
+    this.database.close();
+  }
+}

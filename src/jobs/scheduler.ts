@@ -1,0 +1,214 @@
+/**
+ * Schedules: `config.schedule` (cron expressions, in UTC; five fields, or six
+ * with seconds first) runs a function while `fnrun serve` runs. Each run is a
+ * queued job with an EventBridge-shaped "Scheduled Event".
+ *
+ * Overlap (config.overlap): "skip" (the default) drops an occurrence while the
+ * previous run of that schedule is still queued or running; "queue" queues it
+ * to run after; "allow" lets runs overlap.
+ *
+ * Missed runs: the time of each schedule's last run is kept in the state
+ * database. When the server starts after missing occurrences, the function runs
+ * once to catch up, with `detail.missed` saying how many were missed (as a
+ * persistent systemd timer or anacron would); they are not replayed one by one.
+ */
+import { randomUUID } from "node:crypto";
+import type Database from "better-sqlite3";
+import cronParser from "cron-parser";
+import type { FunctionDirectory } from "../build/functions-dir.ts";
+import type { JobQueue } from "./queue.ts";
+
+export interface ScheduleEntry {
+  functionName: string;
+  expression: string;
+  overlap: "skip" | "queue" | "allow";
+  next: number;
+  key: string;
+  problem?: string;
+}
+
+const MAX_TIMER_MS = 60_000;
+const MAX_COUNTED_MISSES = 10_000;
+
+export function nextOccurrence(expression: string, after: number): number {
+  const interval = cronParser.parseExpression(expression, { currentDate: new Date(after), tz: "UTC" });
+  return interval.next().getTime();
+}
+
+/** Occurrences strictly after `from` and at or before `to` (counting stops at a cap). */
+export function countOccurrences(
+  expression: string,
+  from: number,
+  to: number,
+): { count: number; last: number | null } {
+  const interval = cronParser.parseExpression(expression, {
+    currentDate: new Date(from),
+    endDate: new Date(to + 1),
+    tz: "UTC",
+  });
+  let count = 0;
+  let last: number | null = null;
+  while (count < MAX_COUNTED_MISSES) {
+    try {
+      last = interval.next().getTime();
+      count++;
+    } catch {
+      break; // past endDate
+    }
+  }
+  return { count, last };
+}
+
+export function scheduledEvent(
+  entry: { functionName: string; expression: string },
+  time: number,
+  missed = 0,
+) {
+  return {
+    version: "0",
+    id: randomUUID(),
+    "detail-type": "Scheduled Event",
+    source: "aws.events",
+    account: "000000000000",
+    time: new Date(time).toISOString(),
+    region: "local",
+    resources: [`arn:aws:events:local:000000000000:rule/fnrun-${entry.functionName}`],
+    detail: { schedule: entry.expression, ...(missed > 0 ? { missed } : {}) },
+  };
+}
+
+export class Scheduler {
+  #entries: ScheduleEntry[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  #rescan: NodeJS.Timeout | undefined;
+  #stopped = false;
+
+  constructor(
+    private readonly database: Database.Database,
+    private readonly functions: FunctionDirectory,
+    private readonly queue: JobQueue,
+    private readonly notice: (line: string) => void,
+  ) {
+    database.exec(`
+      CREATE TABLE IF NOT EXISTS schedule_runs (
+        function_name TEXT NOT NULL,
+        expression TEXT NOT NULL,
+        last_run_at INTEGER NOT NULL,
+        PRIMARY KEY (function_name, expression)
+      );
+    `);
+  }
+
+  entries(): ScheduleEntry[] {
+    return this.#entries.map((entry) => ({ ...entry }));
+  }
+
+  async start(): Promise<void> {
+    await this.#load(true);
+    this.#arm();
+    // Functions and their schedules change while the server runs.
+    this.#rescan = setInterval(() => {
+      void this.#load(false).then(() => this.#arm());
+    }, 5000);
+    this.#rescan.unref();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    clearInterval(this.#rescan);
+  }
+
+  #lastRun(entry: ScheduleEntry): number | undefined {
+    const row = this.database
+      .prepare("SELECT last_run_at FROM schedule_runs WHERE function_name = ? AND expression = ?")
+      .get(entry.functionName, entry.expression) as { last_run_at: number } | undefined;
+    return row?.last_run_at;
+  }
+
+  #setLastRun(entry: ScheduleEntry, at: number): void {
+    this.database
+      .prepare(
+        `INSERT INTO schedule_runs (function_name, expression, last_run_at) VALUES (?, ?, ?)
+         ON CONFLICT (function_name, expression) DO UPDATE SET last_run_at = excluded.last_run_at`,
+      )
+      .run(entry.functionName, entry.expression, at);
+  }
+
+  async #load(catchUp: boolean): Promise<void> {
+    const now = Date.now();
+    const fresh: ScheduleEntry[] = [];
+    for (const fn of await this.functions.list()) {
+      for (const expression of fn.config.schedule ?? []) {
+        const entry: ScheduleEntry = {
+          functionName: fn.name,
+          expression,
+          overlap: fn.config.overlap ?? "skip",
+          next: Number.NaN,
+          key: `schedule:${fn.name}:${expression}`,
+        };
+        try {
+          entry.next = nextOccurrence(expression, now);
+        } catch (error) {
+          entry.problem = `invalid cron expression: ${(error as Error).message}`;
+          const known = this.#entries.some((old) => old.key === entry.key && old.problem);
+          if (!known) this.notice(`fnrun: ${fn.name}: schedule "${expression}": ${entry.problem}`);
+        }
+        fresh.push(entry);
+      }
+    }
+    for (const entry of fresh) {
+      if (entry.problem) continue;
+      const last = this.#lastRun(entry);
+      if (last === undefined) {
+        this.#setLastRun(entry, now);
+      } else if (catchUp) {
+        const missed = countOccurrences(entry.expression, last, now);
+        if (missed.count > 0 && missed.last !== null) {
+          this.notice(
+            `fnrun: ${entry.functionName}: ${missed.count} scheduled run(s) missed while stopped; running once now`,
+          );
+          await this.#fire(entry, missed.last, missed.count);
+        }
+      }
+    }
+    this.#entries = fresh;
+  }
+
+  #arm(): void {
+    clearTimeout(this.#timer);
+    if (this.#stopped) return;
+    const upcoming = this.#entries.filter((entry) => !entry.problem).map((entry) => entry.next);
+    if (upcoming.length === 0) return;
+    const wait = Math.max(0, Math.min(Math.min(...upcoming) - Date.now(), MAX_TIMER_MS));
+    this.#timer = setTimeout(() => void this.#tick(), wait);
+    this.#timer.unref();
+  }
+
+  async #tick(): Promise<void> {
+    const now = Date.now();
+    for (const entry of this.#entries) {
+      if (entry.problem || entry.next > now) continue;
+      const due = entry.next;
+      entry.next = nextOccurrence(entry.expression, now);
+      await this.#fire(entry, due, 0);
+    }
+    this.#arm();
+  }
+
+  async #fire(entry: ScheduleEntry, time: number, missed: number): Promise<void> {
+    this.#setLastRun(entry, time);
+    if (entry.overlap === "skip" && (await this.queue.hasUnfinished(entry.key))) {
+      this.notice(
+        `fnrun: ${entry.functionName}: skipped the run due ${new Date(time).toISOString()}: the previous one is still going`,
+      );
+      return;
+    }
+    await this.queue.enqueue({
+      functionName: entry.functionName,
+      event: JSON.stringify(scheduledEvent(entry, time, missed)),
+      trigger: "cron",
+      ...(entry.overlap === "allow" ? {} : { serialKey: entry.key }),
+    });
+  }
+}

@@ -1,0 +1,224 @@
+/**
+ * Prestart: `fnrun invoke` begins restoring a snapshot clone before it has even
+ * loaded the rest of the CLI. QEMU's start, the state load and the clone's
+ * reseed then run on one core while the CLI reads its command line, bundles the
+ * function and resolves the host on the other; the invocation is sent to a
+ * clone that is already awake.
+ *
+ * It starts from a note the last snapshot start left in the cache: which
+ * snapshot, and the QEMU it was restored with, checked against the files it
+ * names (size, mtime, inode). The note is only a guess: the invocation adopts
+ * the clone only if the snapshot it resolves itself, through the usual checks,
+ * is the very same one, and kills the clone otherwise (a kernel or runtime that
+ * changed, a function that asks for a network or more memory, `--start boot`).
+ * A clone that is not adopted has seen nothing of the invocation.
+ */
+import { readFileSync } from "node:fs";
+import { readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { HostSetup } from "../host/setup.ts";
+import { cacheRoot, fileIdentitySync, writeFileAtomic } from "../util/cache.ts";
+import { hostSlots } from "../util/limiter.ts";
+import { makeRunDirectorySync, type Vm } from "../vm/process.ts";
+import type { DecoderLimits } from "../vm/protocol.ts";
+import { type RestoreTarget, restoreSnapshot, restoreTarget, type Snapshot } from "./snapshot.ts";
+
+const NOTE_FORMAT = 2;
+/** Environment that changes which QEMU or kernel fnrun picks. */
+const HOST_ENVIRONMENT = ["FNRUN_QEMU", "FNRUN_KERNEL", "FNRUN_KERNEL_SOURCE"] as const;
+/** Flags with which a clone of the usual snapshot is not what the invocation will run on. */
+const OTHER_VM_FLAGS = new Set([
+  "net",
+  "mount",
+  "memory",
+  "accel",
+  "max-result-size",
+  "max-log-size",
+  "help",
+  "h",
+  "version",
+]);
+
+interface Note {
+  format: number;
+  snapshot: Snapshot;
+  target: RestoreTarget;
+  decoderLimits: DecoderLimits;
+  /** The identity (path, size, mtime, inode) of every file the restore reads. */
+  files: Record<string, string>;
+  environment: Record<string, string | null>;
+}
+
+interface Launched {
+  vm: Vm;
+  snapshot: Snapshot;
+  decoderLimits: DecoderLimits;
+  runDirectory: string;
+}
+
+interface Prestarted {
+  /** Frees the VM slot the clone holds, unless the invocation took it over. */
+  release: () => Promise<void>;
+  launched: Promise<Launched | undefined>;
+  slotTaken: boolean;
+}
+
+let prestarted: Prestarted | undefined;
+
+/** Whether an `fnrun` command line may start a clone of the usual snapshot ahead of time. */
+export function prestartable(args: readonly string[]): boolean {
+  if (args[0] !== "invoke") return false;
+  for (let index = 1; index < args.length; index++) {
+    const arg = args[index] as string;
+    if (arg === "--") break;
+    if (!arg.startsWith("-")) continue;
+    const [flag = "", inline] = arg.replace(/^-{1,2}/, "").split("=", 2);
+    if (flag === "start") {
+      const value = inline ?? args[index + 1];
+      if (value !== "auto" && value !== "snapshot") return false;
+    } else if (OTHER_VM_FLAGS.has(flag)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+function notePath(env: NodeJS.ProcessEnv): string {
+  return join(cacheRoot(env), "snapshot", "prestart.json");
+}
+
+function hostEnvironment(env: NodeJS.ProcessEnv): Record<string, string | null> {
+  return Object.fromEntries(HOST_ENVIRONMENT.map((name) => [name, env[name] ?? null]));
+}
+
+function restoredFiles(target: RestoreTarget, snapshot: Snapshot): string[] {
+  const { spec } = target;
+  return [
+    target.qemuPath,
+    spec.kernel.path,
+    spec.initrd,
+    ...(spec.runtimeDisk ? [spec.runtimeDisk] : []),
+    snapshot.ram,
+    snapshot.state,
+  ];
+}
+
+/**
+ * Remembers the snapshot an invocation was just restored from, for the next
+ * `fnrun invoke` to prestart. Written only when it changed.
+ */
+export async function notePrestart(
+  host: HostSetup,
+  snapshot: Snapshot,
+  decoderLimits: DecoderLimits,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<void> {
+  const target = restoreTarget(host, snapshot);
+  const files: Record<string, string> = {};
+  for (const path of restoredFiles(target, snapshot)) files[path] = fileIdentitySync(path);
+  const note: Note = {
+    format: NOTE_FORMAT,
+    snapshot,
+    target,
+    decoderLimits,
+    files,
+    environment: hostEnvironment(env),
+  };
+  const text = JSON.stringify(note);
+  const path = notePath(env);
+  if ((await readFile(path, "utf8").catch(() => "")) === text) return;
+  await writeFileAtomic(path, text, 0o600);
+}
+
+/** The note, if it still describes files that are there, unchanged, for this environment. */
+function readNote(env: NodeJS.ProcessEnv): Note | undefined {
+  const note = JSON.parse(readFileSync(notePath(env), "utf8")) as Note;
+  if (note.format !== NOTE_FORMAT) return undefined;
+  if (JSON.stringify(hostEnvironment(env)) !== JSON.stringify(note.environment)) return undefined;
+  for (const path of restoredFiles(note.target, note.snapshot)) {
+    if (note.files[path] !== fileIdentitySync(path)) return undefined;
+  }
+  return note;
+}
+
+/**
+ * Starts restoring a clone for `fnrun ARGS` if the command line and the note
+ * allow it and a VM slot is free. Never throws, and nothing before QEMU's spawn
+ * waits for I/O, so QEMU starts at once even while the CLI goes on loading; the
+ * rest of the restore follows in the background. Whatever goes wrong, the
+ * invocation restores (or boots) as it would have.
+ */
+export function prestart(args: readonly string[], env: NodeJS.ProcessEnv = process.env): void {
+  if (prestarted || !prestartable(args)) return;
+  let note: Note | undefined;
+  try {
+    note = readNote(env);
+  } catch {
+    return;
+  }
+  if (!note) return;
+  const release = hostSlots.tryAcquire();
+  if (!release) return;
+  const found = note;
+  const launched = (async (): Promise<Launched | undefined> => {
+    let runDirectory: string | undefined;
+    try {
+      runDirectory = makeRunDirectorySync();
+      const vm = await restoreSnapshot(found.target, found.snapshot, runDirectory, found.decoderLimits);
+      return { vm, snapshot: found.snapshot, decoderLimits: found.decoderLimits, runDirectory };
+    } catch {
+      if (runDirectory) await rm(runDirectory, { recursive: true, force: true });
+      return undefined;
+    }
+  })();
+  prestarted = { release, launched, slotTaken: false };
+}
+
+/** The VM slot a prestarted clone holds, handed to the invocation (which then releases it). */
+export function takePrestartSlot(): (() => Promise<void>) | undefined {
+  if (!prestarted || prestarted.slotTaken) return undefined;
+  prestarted.slotTaken = true;
+  return prestarted.release;
+}
+
+function sameLimits(a: DecoderLimits, b: DecoderLimits): boolean {
+  return a.maxLineBytes === b.maxLineBytes && a.maxMessageBytes === b.maxMessageBytes;
+}
+
+/**
+ * Ends the prestart: keeps its clone if `keep` says so (only when the slot went
+ * to the invocation), or kills it and frees its slot.
+ */
+async function settle(keep: (launched: Launched) => boolean): Promise<Launched | undefined> {
+  const current = prestarted;
+  if (!current) return undefined;
+  prestarted = undefined;
+  const launched = await current.launched;
+  const release = current.slotTaken ? undefined : current.release;
+  if (launched && !release && !launched.vm.hasExited && keep(launched)) return launched;
+  await launched?.vm.kill(); // and its run directory with it
+  await release?.();
+  return undefined;
+}
+
+/**
+ * The prestarted clone, if it is a clone of `snapshot` with these decoder
+ * limits; any other is killed. Either way there is no prestarted clone after.
+ */
+export async function adoptPrestarted(
+  snapshot: Snapshot,
+  decoderLimits: DecoderLimits,
+): Promise<{ vm: Vm; runDirectory: string } | undefined> {
+  const kept = await settle(
+    (launched) =>
+      launched.snapshot.key === snapshot.key &&
+      launched.snapshot.directory === snapshot.directory &&
+      sameLimits(launched.decoderLimits, decoderLimits),
+  );
+  return kept ? { vm: kept.vm, runDirectory: kept.runDirectory } : undefined;
+}
+
+/** Kills a prestarted clone nobody adopted, and frees its slot. */
+export async function abandonPrestart(): Promise<void> {
+  await settle(() => false);
+}

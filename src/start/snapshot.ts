@@ -1,0 +1,369 @@
+/**
+ * Snapshot starts: boot a VM once to the point where its runtime waits for a
+ * function and an event, save it, and restore clones of it instead of booting.
+ *
+ * Save: guest RAM lives in a file (memory-backend-file, share=on) in the cache
+ * entry; QMP `migrate` with x-ignore-shared writes only the device state (tens
+ * of KB) to a second file, since the RAM is already in its own.
+ *
+ * Restore: each clone maps the RAM file *privately* (share=off): pages are read
+ * from the file on demand and copied only when the clone writes them, so the
+ * template is never written and no copy is made up front; many clones of one
+ * snapshot run at once. QEMU starts with `-incoming defer`, QMP sets
+ * x-ignore-shared and loads the device state; the VM then runs, blocked in the
+ * read where it was saved, and the invocation (function, event, fresh entropy,
+ * the time) is written to its channel.
+ *
+ * Every clone starts with the saved VM's random state, so the guest runtime
+ * reseeds the kernel, OpenSSL and Math.random from the host's entropy before the
+ * function runs (runtime-initrd/guest.ts, docs/snapshots.md).
+ *
+ * A snapshot is keyed by everything that shapes it (kernel, runtime image, QEMU
+ * binary, accelerator, memory size); its files are checked against their
+ * recorded sizes and hashes, and one QEMU fails to restore is removed and rebuilt.
+ */
+import { randomBytes } from "node:crypto";
+import { closeSync, openSync } from "node:fs";
+import { readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { guestNodeOptions } from "../host/runtime.ts";
+import type { HostSetup } from "../host/setup.ts";
+import {
+  type CacheEntry,
+  cacheRoot,
+  ensureEntry,
+  fileIdentity,
+  findEntry,
+  removeEntry,
+  sha256,
+} from "../util/cache.ts";
+import { BootError } from "../util/errors.ts";
+import { hostSlots } from "../util/limiter.ts";
+import { withLock } from "../util/lock.ts";
+import { type Progress, silent } from "../util/paths.ts";
+import { type LaunchOptions, makeRunDirectory, Vm } from "../vm/process.ts";
+import { buildKernelCmdline, type VmSpec } from "../vm/qemu.ts";
+import { shellQuote } from "../vm/qmp.ts";
+
+const FORMAT = "snapshot-v2";
+const KIND = "snapshot";
+
+export interface Snapshot {
+  key: string;
+  directory: string;
+  ram: string;
+  state: string;
+  memoryMB: number;
+  /** The nonce the saved runtime expects on the frames it reads. */
+  bootNonce: string;
+  cmdline: string;
+}
+
+interface SnapshotInfo {
+  bootNonce: string;
+  memoryMB: number;
+  cmdline: string;
+  createdAt: string;
+}
+
+/** Why this host cannot use snapshots, or null. */
+export function snapshotProblem(host: HostSetup): string | null {
+  return host.channel === "virtio"
+    ? null
+    : `the kernel (${host.kernel.origin}) has no virtio: snapshots need fnrun's kernel`;
+}
+
+export async function snapshotKey(host: HostSetup, memoryMB: number): Promise<string> {
+  return sha256(
+    FORMAT,
+    host.runtime.key,
+    await fileIdentity(host.kernel.path),
+    await fileIdentity(host.qemuPath),
+    host.accel.accel,
+    String(memoryMB),
+    host.channel,
+    host.runtime.layout,
+    guestNodeOptions(memoryMB, host.accel.accel).join(" "),
+  );
+}
+
+/** The spec shared by the VM that is saved and every clone: devices must match exactly. */
+function snapshotSpec(host: HostSetup, memoryMB: number, cmdline: string): Omit<VmSpec, "channel"> {
+  return {
+    accel: host.accel.accel,
+    kernel: { path: host.kernel.path, entry: host.kernel.entry },
+    initrd: host.runtime.bootArchive,
+    ...(host.runtime.disk ? { runtimeDisk: host.runtime.disk } : {}),
+    memoryMB,
+    cpus: 1,
+    cmdline,
+    sandbox: true,
+    sharedFolders: [],
+    network: false,
+  };
+}
+
+async function toSnapshot(entry: CacheEntry, key: string): Promise<Snapshot> {
+  const info = JSON.parse(await readFile(entry.path("snapshot.json"), "utf8")) as SnapshotInfo;
+  return {
+    key,
+    directory: entry.directory,
+    ram: entry.path("ram"),
+    state: entry.path("state"),
+    memoryMB: info.memoryMB,
+    bootNonce: info.bootNonce,
+    cmdline: info.cmdline,
+  };
+}
+
+export async function findSnapshot(
+  host: HostSetup,
+  memoryMB: number,
+  env = process.env,
+): Promise<Snapshot | undefined> {
+  const key = await snapshotKey(host, memoryMB);
+  const entry = await findEntry(KIND, key, {}, cacheRoot(env));
+  return entry ? toSnapshot(entry, key) : undefined;
+}
+
+export async function discardSnapshot(snapshot: Snapshot, env = process.env): Promise<void> {
+  await removeEntry(KIND, snapshot.key, cacheRoot(env));
+}
+
+export interface CreateOptions {
+  progress?: Progress;
+  env?: NodeJS.ProcessEnv;
+  /** Limit on the boot to "ready". */
+  bootTimeoutMs?: number;
+  /** Made while an invocation boots (only the progress line says so). */
+  background?: boolean;
+}
+
+/** Returns the snapshot for this host and memory size, making it first if needed (one process at a time). */
+export async function ensureSnapshot(
+  host: HostSetup,
+  memoryMB: number,
+  options: CreateOptions = {},
+): Promise<Snapshot> {
+  const problem = snapshotProblem(host);
+  if (problem) throw new BootError(`cannot snapshot: ${problem}`, "");
+  const env = options.env ?? process.env;
+  const found = await findSnapshot(host, memoryMB, env);
+  if (found) return found;
+  const key = await snapshotKey(host, memoryMB);
+  const root = cacheRoot(env);
+  return withLock(join(root, KIND, `${key}.lock`), async () => {
+    const entry = await ensureEntry(
+      KIND,
+      key,
+      async (directory) => {
+        (options.progress ?? silent)(
+          `making a snapshot of a booted VM${options.background ? " in the background" : ""} (${memoryMB} MB; once per kernel, runtime and size)`,
+        );
+        await saveBootedVm(host, memoryMB, directory, options.bootTimeoutMs ?? 120_000);
+        return ["ram", "state", "snapshot.json"];
+      },
+      {},
+      root,
+    );
+    return toSnapshot(entry, key);
+  });
+}
+
+const madeInBackground = new Map<string, Promise<void>>();
+
+/**
+ * Makes the snapshot for this host and memory size in the background (what
+ * `--start auto` does when there is none yet: the invocation boots meanwhile),
+ * if a VM slot is free now; otherwise a later invocation will. Never throws: a
+ * failure is reported through `onError`, and the next invocation tries again.
+ */
+export function ensureSnapshotInBackground(
+  host: HostSetup,
+  memoryMB: number,
+  options: CreateOptions & { onError?: (error: unknown) => void } = {},
+): void {
+  const id = [host.qemuPath, host.kernel.path, host.runtime.key, host.accel.accel, memoryMB].join("|");
+  if (madeInBackground.has(id) || snapshotProblem(host)) return;
+  const release = hostSlots.tryAcquire();
+  if (!release) return;
+  const { onError, ...create } = options;
+  const made = ensureSnapshot(host, memoryMB, { ...create, background: true })
+    .then(
+      () => {},
+      (error: unknown) => onError?.(error),
+    )
+    .finally(async () => {
+      await release();
+      madeInBackground.delete(id);
+    });
+  madeInBackground.set(id, made);
+}
+
+/** Resolves once the snapshots being made in the background are made (or have failed). */
+export async function backgroundSnapshots(): Promise<void> {
+  await Promise.all(madeInBackground.values());
+}
+
+async function waitForMigration(vm: Vm): Promise<void> {
+  const qmp = await vm.qmp;
+  if (!qmp) throw new Error("no QMP");
+  for (;;) {
+    const status = (await qmp.execute("query-migrate")) as { status?: string; "error-desc"?: string };
+    if (status.status === "completed") return;
+    if (status.status === "failed" || status.status === "cancelled") {
+      throw new BootError(
+        `saving the snapshot failed: ${status["error-desc"] ?? status.status}`,
+        vm.consoleTail.lastLines(10),
+      );
+    }
+    await sleep(10);
+  }
+}
+
+async function saveBootedVm(
+  host: HostSetup,
+  memoryMB: number,
+  directory: string,
+  bootTimeoutMs: number,
+): Promise<void> {
+  const bootNonce = randomBytes(16).toString("hex");
+  const cmdline = buildKernelCmdline({
+    channel: host.channel,
+    runtime: host.runtime.layout,
+    bootNonce,
+    snapshot: true,
+    nodeOptions: guestNodeOptions(memoryMB, host.accel.accel),
+    network: false,
+    verbose: false,
+    firmwareBoot: host.kernel.entry === "bios",
+  });
+  const runDirectory = await makeRunDirectory();
+  try {
+    const vm = await Vm.launch({
+      qemuPath: host.qemuPath,
+      runDirectory,
+      nonce: bootNonce,
+      spec: {
+        ...snapshotSpec(host, memoryMB, cmdline),
+        channel: host.channel,
+        memoryFile: { path: join(directory, "ram"), shared: true },
+        qmp: true,
+        // It saves itself through `migrate exec:cat > state`; it never runs a function.
+        allowSpawn: true,
+      },
+    });
+    try {
+      const timer = setTimeout(() => vm.killNow(), bootTimeoutMs);
+      try {
+        await vm.waitFor(
+          (message): message is Extract<typeof message, { type: "ready" }> => message.type === "ready",
+        );
+      } finally {
+        clearTimeout(timer);
+      }
+      const qmp = await vm.qmp;
+      if (!qmp) throw new Error("no QMP");
+      await qmp.execute("migrate-set-capabilities", {
+        capabilities: [{ capability: "x-ignore-shared", state: true }],
+      });
+      // Not stopped first: a VM saved while running is started by QEMU as soon as
+      // a clone has loaded its state, which saves a `cont` round trip per restore.
+      // (The guest is idle, blocked reading its channel; QEMU stops it to save.)
+      await qmp.execute("migrate", { uri: `exec:cat > ${shellQuote(join(directory, "state"))}` });
+      await waitForMigration(vm);
+    } finally {
+      await vm.kill();
+    }
+    const info: SnapshotInfo = { bootNonce, memoryMB, cmdline, createdAt: new Date().toISOString() };
+    await writeFile(join(directory, "snapshot.json"), JSON.stringify(info, null, 2));
+  } finally {
+    await rm(runDirectory, { recursive: true, force: true });
+  }
+}
+
+/** What restoring a snapshot takes from the host: its QEMU and the devices the snapshot was saved with. */
+export interface RestoreTarget {
+  qemuPath: string;
+  spec: LaunchOptions["spec"];
+}
+
+export function restoreTarget(host: HostSetup, snapshot: Snapshot): RestoreTarget {
+  return {
+    qemuPath: host.qemuPath,
+    spec: {
+      ...snapshotSpec(host, snapshot.memoryMB, snapshot.cmdline),
+      channel: host.channel,
+      memoryFile: { path: snapshot.ram, shared: false },
+      incoming: true,
+      qmp: true,
+    },
+  };
+}
+
+/**
+ * Starts a clone of `snapshot`: QEMU maps the RAM file privately and loads the
+ * device state, and the clone is sent its wake-up (fresh entropy and the time,
+ * to reseed with). The VM runs as soon as the state is loaded. Until it is sent
+ * an invocation (with `snapshot.bootNonce`, switching to the invocation's nonce:
+ * `vm.send(message, bootNonce, nonce)`), only frames with the boot nonce count.
+ *
+ * Nothing before QEMU's spawn waits for I/O, so a prestart (src/prestart.ts)
+ * spawns it at once even while the CLI is busy loading.
+ */
+export async function restoreSnapshot(
+  target: RestoreTarget,
+  snapshot: Snapshot,
+  runDirectory: string,
+  decoderLimits?: { maxLineBytes: number; maxMessageBytes: number },
+): Promise<Vm> {
+  // QEMU reads the device state from an inherited descriptor: a clone, which runs
+  // a function, may not start processes (no `exec:cat`).
+  const state = openSync(snapshot.state, "r");
+  let vm: Vm;
+  try {
+    vm = await Vm.launch({
+      qemuPath: target.qemuPath,
+      runDirectory,
+      nonce: snapshot.bootNonce,
+      ...(decoderLimits ? { decoderLimits } : {}),
+      inheritFds: [state],
+      spec: target.spec,
+    });
+  } finally {
+    closeSync(state);
+  }
+  // The wake-up waits in the channel's socket until the restored guest reads it.
+  vm.send(
+    { type: "wake", entropy: randomBytes(64).toString("hex"), epochMs: Date.now() },
+    snapshot.bootNonce,
+  );
+  try {
+    const qmp = await Promise.race([
+      vm.qmp,
+      vm.exited.then((exit) => {
+        throw new BootError(`QEMU exited before restoring: ${exit.stderr}`, vm.consoleTail.lastLines(10));
+      }),
+    ]);
+    if (!qmp) throw new Error("no QMP");
+    qmp.onEvent((event) => {
+      if (event === "RESUME") vm.marks.resumed ??= vm.elapsed();
+    });
+    // Both at once (QMP answers in order): each round trip is a wait for a CLI
+    // that may be busy loading (a prestart).
+    const capabilities = qmp.execute("migrate-set-capabilities", {
+      capabilities: [{ capability: "x-ignore-shared", state: true }],
+    });
+    const incoming = qmp.execute("migrate-incoming", { uri: "fd:3" });
+    await capabilities;
+    vm.marks.restoreStarted = vm.elapsed();
+    await incoming;
+    return vm;
+  } catch (error) {
+    await vm.kill();
+    throw error instanceof BootError
+      ? error
+      : new BootError(`restoring the snapshot failed: ${(error as Error).message}`, "");
+  }
+}

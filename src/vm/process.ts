@@ -1,0 +1,388 @@
+/**
+ * One QEMU process: spawned with an argv array, wired to its console (QEMU's
+ * stdout) and its protocol channel, and killed on every path.
+ *
+ * - QEMU runs under `setpriv --pdeathsig KILL`, so it dies with fnrun even when
+ *   fnrun is SIGKILLed; an exit hook kills it on normal exits; `kill()` kills it
+ *   when an invocation ends. (Spawned with node:child_process rather than execa:
+ *   this is the one spawn on the hot path, and loading execa costs ~30 ms of
+ *   every CLI run. Same discipline: an argv array, no shell, killed on every path.)
+ * - Each VM has a private runtime directory (0700) for its sockets and its
+ *   per-invocation initramfs, removed when the VM is gone.
+ * - Everything the guest sends is parsed by the bounded FrameDecoder and
+ *   validated; console text is kept as a bounded tail for error messages.
+ */
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer, type Server, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { processAlive } from "../util/cache.ts";
+import { BootError } from "../util/errors.ts";
+import {
+  DEFAULT_DECODER_LIMITS,
+  type DecoderLimits,
+  encodeMessage,
+  FrameDecoder,
+  type GuestMessage,
+  type HostMessage,
+  parseGuestMessage,
+} from "./protocol.ts";
+import { buildQemuArgs, type VmSpec, whichSync } from "./qemu.ts";
+import { QmpClient } from "./qmp.ts";
+
+/** Host-side timeline points, in ms since the VM's spawn. */
+export interface HostMarks {
+  spawn: number;
+  firstConsoleOutput?: number;
+  ready?: number;
+  /** A snapshot's state began loading (restores only). */
+  restoreStarted?: number;
+  /** QEMU started the restored VM's CPU (restores only). */
+  resumed?: number;
+  /** An invocation took over this clone, prestarted before the CLI had loaded (src/prestart.ts). */
+  adopted?: number;
+  invocationSent?: number;
+  resultReceived?: number;
+  exited?: number;
+}
+
+export interface VmExit {
+  code: number | null;
+  signal: string | null;
+  /** QEMU's own complaints (bounded). */
+  stderr: string;
+}
+
+/** Keeps the last `limit` characters of a text stream. */
+export class TextTail {
+  #text = "";
+  constructor(private readonly limit: number) {}
+  push(text: string): void {
+    this.#text = (this.#text + text).slice(-this.limit);
+  }
+  toString(): string {
+    return this.#text;
+  }
+  lastLines(count: number): string {
+    return this.#text
+      .split("\n")
+      .slice(-count - 1)
+      .join("\n")
+      .trim();
+  }
+}
+
+const live = new Set<Vm>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // Last resort on a normal exit: synchronous, so it runs even in process.exit().
+  process.on("exit", () => {
+    for (const vm of live) {
+      vm.killNow();
+      try {
+        rmSync(vm.runDirectory, { recursive: true, force: true });
+      } catch {}
+    }
+  });
+}
+
+let setprivPath: string | null | undefined;
+
+function deathSignalWrapper(): string[] {
+  if (setprivPath === undefined) setprivPath = whichSync("setpriv") ?? null;
+  return setprivPath ? [setprivPath, "--pdeathsig", "KILL", "--"] : [];
+}
+
+let swept = false;
+
+/**
+ * Removes run directories whose fnrun process died without cleaning up (it was
+ * SIGKILLed, say): each holds the pid of its owner. Once per process.
+ */
+async function sweepStaleRunDirectories(parent: string): Promise<void> {
+  if (swept) return;
+  swept = true;
+  const names = await readdir(parent).catch(() => [] as string[]);
+  await Promise.all(
+    names
+      .filter((name) => /^fnrun-[A-Za-z0-9]{6}$/.test(name))
+      .map(async (name) => {
+        const directory = join(parent, name);
+        const owner = Number.parseInt(await readFile(join(directory, "owner"), "utf8").catch(() => ""), 10);
+        if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && !processAlive(owner)) {
+          await rm(directory, { recursive: true, force: true });
+        }
+      }),
+  );
+}
+
+function runDirectoryParent(): string {
+  const base =
+    process.env.XDG_RUNTIME_DIR && process.env.XDG_RUNTIME_DIR.length < 60
+      ? process.env.XDG_RUNTIME_DIR
+      : tmpdir();
+  // Unix socket paths are limited to 107 bytes: keep the directory short.
+  return base.length < 60 ? base : "/tmp";
+}
+
+/** A private directory (0700) for one VM's sockets and files. */
+export async function makeRunDirectory(): Promise<string> {
+  const parent = runDirectoryParent();
+  await sweepStaleRunDirectories(parent);
+  const directory = await mkdtemp(join(parent, "fnrun-"));
+  await writeFile(join(directory, "owner"), String(process.pid), { mode: 0o600 });
+  return directory;
+}
+
+/** makeRunDirectory() without waiting for I/O (a prestart); the sweep goes on in the background. */
+export function makeRunDirectorySync(): string {
+  const parent = runDirectoryParent();
+  void sweepStaleRunDirectories(parent).catch(() => {});
+  const directory = mkdtempSync(join(parent, "fnrun-"));
+  writeFileSync(join(directory, "owner"), String(process.pid), { mode: 0o600 });
+  return directory;
+}
+
+async function listen(path: string): Promise<Server> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(path, resolve);
+  });
+  return server;
+}
+
+function acceptOne(server: Server): Promise<Socket> {
+  return new Promise((resolve) => {
+    server.once("connection", (socket) => {
+      server.close();
+      resolve(socket);
+    });
+  });
+}
+
+export interface LaunchOptions {
+  qemuPath: string;
+  /** The spec; channel socket and QMP socket paths are filled in here. */
+  spec: Omit<VmSpec, "channel" | "qmpSocket"> & { channel: VmSpec["channel"]["kind"]; qmp?: boolean };
+  runDirectory: string;
+  /** Nonce of the first frames expected (the boot's, or a cold invocation's). */
+  nonce: string;
+  decoderLimits?: DecoderLimits;
+  /** Extra environment for QEMU (none needed normally). */
+  env?: NodeJS.ProcessEnv;
+  /** Open file descriptors QEMU inherits as fd 3, 4, … (a snapshot's device state). */
+  inheritFds?: number[];
+}
+
+type Listener = (message: GuestMessage) => void;
+
+export class Vm {
+  readonly runDirectory: string;
+  readonly marks: HostMarks;
+  readonly consoleTail = new TextTail(16 * 1024);
+  /** The QMP client, when the VM was launched with `qmp` (snapshots). */
+  readonly qmp: Promise<QmpClient> | undefined;
+  readonly exited: Promise<VmExit>;
+  readonly args: string[];
+  #startedAt: number;
+  #child: ChildProcess;
+  #server: Server | undefined;
+  #qmpServer: Server | undefined;
+  #socket: Socket | undefined;
+  #decoder: FrameDecoder;
+  #messageListeners = new Set<Listener>();
+  #consoleListeners = new Set<(text: string) => void>();
+  #anomalies: Array<"oversize" | "corrupt"> = [];
+  #hasExited = false;
+  #pendingWrites: string[] = [];
+
+  private constructor(
+    options: LaunchOptions,
+    args: string[],
+    server: Server | undefined,
+    qmpServer: Server | undefined,
+    wrapper: string[],
+  ) {
+    this.runDirectory = options.runDirectory;
+    this.args = args;
+    this.#server = server;
+    this.#qmpServer = qmpServer;
+    this.qmp = qmpServer
+      ? acceptOne(qmpServer).then(async (socket) => {
+          const client = new QmpClient(socket);
+          await client.start();
+          return client;
+        })
+      : undefined;
+    // Unobserved failures (QEMU died first) surface through `exited`.
+    this.qmp?.catch(() => {});
+    this.#startedAt = performance.now();
+    this.marks = { spawn: 0 };
+    this.#decoder = new FrameDecoder(
+      options.nonce,
+      {
+        message: (value) => this.#onMessage(value),
+        text: (text) => this.#onConsole(text),
+        anomaly: (reason) => this.#anomalies.push(reason),
+      },
+      options.decoderLimits ?? DEFAULT_DECODER_LIMITS,
+    );
+
+    const [command, ...rest] = [...wrapper, options.qemuPath, ...args] as [string, ...string[]];
+    if (process.env.XSPAWNT) process.stderr.write(`SPAWN at ${performance.now().toFixed(0)}\n`);
+    this.#child = spawn(command, rest, {
+      stdio: ["ignore", "pipe", "pipe", ...(options.inheritFds ?? [])],
+      env: options.env ?? process.env,
+    });
+    const serialCarriesFrames = options.spec.channel === "serial";
+    this.#child.stdout?.on("data", (chunk: Buffer) => {
+      this.marks.firstConsoleOutput ??= this.elapsed();
+      if (serialCarriesFrames) this.#decoder.push(chunk);
+      else this.#onConsole(chunk.toString("utf8"));
+    });
+    const stderr = new TextTail(8 * 1024);
+    this.#child.stderr?.on("data", (chunk: Buffer) => stderr.push(chunk.toString("utf8")));
+
+    if (server) {
+      acceptOne(server).then((socket) => {
+        this.#socket = socket;
+        socket.on("data", (chunk) => this.#decoder.push(chunk));
+        socket.on("error", () => {});
+        for (const text of this.#pendingWrites.splice(0)) socket.write(text);
+      });
+    }
+
+    this.exited = new Promise<VmExit>((resolve) => {
+      let spawnError = "";
+      this.#child.once("error", (error) => {
+        spawnError = `cannot start ${command}: ${error.message}`;
+        // A failed spawn emits "error" and possibly no "close".
+        if (this.#child.pid === undefined) finish(null, null);
+      });
+      const finish = (code: number | null, signal: NodeJS.Signals | null) => {
+        if (this.#hasExited) return;
+        this.#hasExited = true;
+        this.marks.exited = this.elapsed();
+        live.delete(this);
+        this.#decoder.end();
+        this.#socket?.destroy();
+        this.#server?.close();
+        this.#qmpServer?.close();
+        this.qmp?.then((client) => client.close()).catch(() => {});
+        resolve({ code: spawnError ? 1 : code, signal, stderr: spawnError || stderr.toString().trim() });
+      };
+      this.#child.once("close", finish);
+    });
+    live.add(this);
+    installExitHook();
+  }
+
+  static async launch(options: LaunchOptions): Promise<Vm> {
+    let server: Server | undefined;
+    let channel: VmSpec["channel"];
+    if (options.spec.channel === "virtio") {
+      const socketPath = join(options.runDirectory, "channel.sock");
+      // QEMU connects to us at start-up: listening first means nothing is lost.
+      server = await listen(socketPath);
+      channel = { kind: "virtio", socketPath };
+    } else {
+      channel = { kind: "serial" };
+    }
+    const qmpSocket = join(options.runDirectory, "qmp.sock");
+    const qmpServer = options.spec.qmp ? await listen(qmpSocket) : undefined;
+    const { channel: _kind, qmp: _qmp, ...rest } = options.spec;
+    const spec: VmSpec = { ...rest, channel, ...(qmpServer ? { qmpSocket } : {}) };
+    return new Vm(options, buildQemuArgs(spec), server, qmpServer, deathSignalWrapper());
+  }
+
+  elapsed(): number {
+    return performance.now() - this.#startedAt;
+  }
+
+  get pid(): number | undefined {
+    return this.#child.pid;
+  }
+
+  get hasExited(): boolean {
+    return this.#hasExited;
+  }
+
+  /** Malformed or oversize frames seen so far. */
+  get anomalies(): ReadonlyArray<"oversize" | "corrupt"> {
+    return this.#anomalies;
+  }
+
+  onMessage(listener: Listener): () => void {
+    this.#messageListeners.add(listener);
+    return () => this.#messageListeners.delete(listener);
+  }
+
+  onConsole(listener: (text: string) => void): () => void {
+    this.#consoleListeners.add(listener);
+    return () => this.#consoleListeners.delete(listener);
+  }
+
+  /** Waits for the first message matching `predicate`, or rejects when the VM exits first. */
+  waitFor<T extends GuestMessage>(predicate: (message: GuestMessage) => message is T): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const stop = this.onMessage((message) => {
+        if (!predicate(message)) return;
+        stop();
+        resolve(message);
+      });
+      this.exited.then(() => {
+        stop();
+        reject(new BootError("the VM stopped before it was ready", this.consoleTail.lastLines(20)));
+      });
+    });
+  }
+
+  /** Sends a message to the guest (virtio channel only). */
+  send(message: HostMessage, nonce: string, nextNonce?: string): void {
+    const text = encodeMessage(nonce, 0, message);
+    if (message.type === "invoke") this.marks.invocationSent = this.elapsed();
+    if (nextNonce) this.#decoder.setNonce(nextNonce);
+    if (this.#socket) this.#socket.write(text);
+    else this.#pendingWrites.push(text);
+  }
+
+  /** Kills QEMU and removes the VM's files. Safe to call more than once. */
+  async kill(): Promise<VmExit> {
+    this.killNow();
+    const exit = await this.exited;
+    await rm(this.runDirectory, { recursive: true, force: true });
+    return exit;
+  }
+
+  /** The synchronous part of kill(), for exit hooks. */
+  killNow(): void {
+    if (!this.#hasExited) this.#child.kill("SIGKILL");
+  }
+
+  #onMessage(value: unknown): void {
+    const message = parseGuestMessage(value);
+    if (!message) {
+      this.#anomalies.push("corrupt");
+      return;
+    }
+    if (message.type === "ready") this.marks.ready ??= this.elapsed();
+    for (const listener of [...this.#messageListeners]) listener(message);
+  }
+
+  #onConsole(text: string): void {
+    this.consoleTail.push(text);
+    for (const listener of this.#consoleListeners) listener(text);
+  }
+}
+
+export function randomNonce(): string {
+  return randomBytes(16).toString("hex");
+}

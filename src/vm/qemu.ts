@@ -1,0 +1,231 @@
+/**
+ * The QEMU command line, built from plain data by pure functions.
+ *
+ * The machine is `microvm`: no PCI, no ACPI (`acpi=off` also makes QEMU list the
+ * virtio-mmio devices on the kernel command line, which a kernel without ACPI
+ * needs to find them), no default devices, no user config. The kernel is either
+ * an uncompressed vmlinux entered directly through PVH (the default: measured
+ * faster), or a bzImage started by qboot.
+ */
+import { accessSync, constants } from "node:fs";
+import { access } from "node:fs/promises";
+import { delimiter, join } from "node:path";
+import type { Accel } from "../host/accel.ts";
+
+export const QBOOT_BIOS = "/usr/share/qemu/bios-microvm.bin";
+
+/** How the guest and the host exchange protocol frames. */
+export type ChannelSpec =
+  /** A virtio-serial port backed by a unix socket the host listens on (fast, lossless). */
+  | { kind: "virtio"; socketPath: string }
+  /** The serial console itself (ttyS0 on QEMU's stdio): for kernels without virtio. */
+  | { kind: "serial" };
+
+export interface SharedFolderDevice {
+  tag: string;
+  socketPath: string;
+}
+
+export interface VmSpec {
+  accel: Accel;
+  kernel: { path: string; entry: "pvh" | "bios" };
+  biosPath?: string;
+  initrd: string;
+  /** Read-only erofs image holding Node and its libraries, on virtio-blk. */
+  runtimeDisk?: string;
+  memoryMB: number;
+  cpus: number;
+  channel: ChannelSpec;
+  cmdline: string;
+  /**
+   * Guest RAM in a file: `shared` (writes go to the file) when booting a VM to
+   * snapshot; private (copy-on-write, the file is never written) for a clone.
+   * Without it, guest RAM is anonymous memory, or a shared memfd when folders are
+   * shared (vhost-user needs memory it can map).
+   */
+  memoryFile?: { path: string; shared: boolean };
+  qmpSocket?: string;
+  /** Wait for a migration stream (snapshot restore) instead of booting. */
+  incoming?: boolean;
+  sandbox: boolean;
+  /**
+   * Let the sandboxed QEMU start processes. Only the VM that saves a snapshot
+   * needs it (`migrate exec:`); no VM that runs a function gets it.
+   */
+  allowSpawn?: boolean;
+  sharedFolders: SharedFolderDevice[];
+  network: boolean;
+}
+
+export interface CmdlineSpec {
+  channel: ChannelSpec["kind"];
+  runtime: "disk" | "initrd";
+  /** Nonce for frames sent before an invocation arrives (the "ready" message). */
+  bootNonce: string;
+  /** The VM will be snapshotted: prepare for reseeding after restore. */
+  snapshot: boolean;
+  nodeOptions: string[];
+  network: boolean;
+  /** Let kernel messages through (default: only emergencies such as panics). */
+  verbose: boolean;
+  /** The kernel is a bzImage started by firmware (its real-mode setup probes EDD and says so). */
+  firmwareBoot?: boolean;
+}
+
+export function buildKernelCmdline(spec: CmdlineSpec): string {
+  const words = [
+    "console=ttyS0",
+    // Only emergencies (panics, with the reason a VM died) on the slow UART.
+    spec.verbose ? "loglevel=7" : "loglevel=1",
+    // Reboot at once on panic (triple fault; with -no-reboot QEMU exits) instead of
+    // trying the keyboard controller for seconds first.
+    "panic=-1",
+    "reboot=t",
+    "rdinit=/init",
+    // microvm has one UART; do not probe for three more.
+    "8250.nr_uarts=1",
+    `fnrun_boot=${spec.bootNonce}`,
+    `fnrun_channel=${spec.channel}`,
+    `fnrun_runtime=${spec.runtime}`,
+  ];
+  if (spec.firmwareBoot) words.push("edd=off");
+  if (spec.snapshot) words.push("fnrun_snapshot=1");
+  if (spec.network) words.push("ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off");
+  // Not after "--": QEMU appends the virtio-mmio device list to the command line,
+  // and the kernel would hand those words to init instead of parsing them.
+  if (spec.nodeOptions.length > 0) words.push(`fnrun_node=${spec.nodeOptions.join(",")}`);
+  return words.join(" ");
+}
+
+function memoryBackend(spec: VmSpec): string[] {
+  const size = `size=${spec.memoryMB}M`;
+  if (spec.memoryFile) {
+    const share = spec.memoryFile.shared ? "on" : "off";
+    return ["-object", `memory-backend-file,id=mem,${size},mem-path=${spec.memoryFile.path},share=${share}`];
+  }
+  if (spec.sharedFolders.length > 0) return ["-object", `memory-backend-memfd,id=mem,${size},share=on`];
+  return [];
+}
+
+export function buildQemuArgs(spec: VmSpec): string[] {
+  const backend = memoryBackend(spec);
+  const machine = ["microvm", "acpi=off", ...(backend.length > 0 ? ["memory-backend=mem"] : [])].join(",");
+  const args = [
+    "-M",
+    machine,
+    "-accel",
+    spec.accel,
+    ...(spec.accel === "kvm" ? ["-cpu", "host"] : []),
+    "-m",
+    String(spec.memoryMB),
+    "-smp",
+    String(spec.cpus),
+    ...backend,
+    "-nodefaults",
+    "-no-user-config",
+    "-no-reboot",
+    "-display",
+    "none",
+    "-serial",
+    "stdio",
+  ];
+  if (spec.kernel.entry === "bios") args.push("-bios", spec.biosPath ?? QBOOT_BIOS);
+  args.push("-kernel", spec.kernel.path, "-initrd", spec.initrd, "-append", spec.cmdline);
+  // Device order fixes guest names: the runtime disk must be the first block device (/dev/vda).
+  if (spec.runtimeDisk) {
+    args.push(
+      "-drive",
+      `file=${spec.runtimeDisk},format=raw,if=none,id=runtime,readonly=on`,
+      "-device",
+      "virtio-blk-device,drive=runtime",
+    );
+  }
+  if (spec.channel.kind === "virtio") {
+    args.push(
+      "-device",
+      "virtio-serial-device",
+      "-chardev",
+      `socket,id=channel,path=${spec.channel.socketPath}`,
+      "-device",
+      "virtserialport,chardev=channel,name=fnrun",
+    );
+  }
+  if (spec.sharedFolders.length > 0) args.push("-global", "virtio-mmio.force-legacy=false");
+  spec.sharedFolders.forEach((folder, index) => {
+    args.push(
+      "-chardev",
+      `socket,id=fs${index},path=${folder.socketPath}`,
+      "-device",
+      `vhost-user-fs-device,queue-size=1024,chardev=fs${index},tag=${folder.tag}`,
+    );
+  });
+  if (spec.network) {
+    args.push("-netdev", "user,id=net0", "-device", "virtio-net-device,netdev=net0");
+  }
+  // QMP on a socket fnrun listens on: QEMU connects at start-up, so nothing races.
+  if (spec.qmpSocket)
+    args.push("-chardev", `socket,id=qmp,path=${spec.qmpSocket}`, "-mon", "chardev=qmp,mode=control");
+  if (spec.incoming) args.push("-incoming", "defer");
+  if (spec.sandbox) {
+    args.push(
+      "-sandbox",
+      `on,obsolete=deny,elevateprivileges=deny,spawn=${spec.allowSpawn ? "allow" : "deny"},resourcecontrol=deny`,
+    );
+  }
+  return args;
+}
+
+/**
+ * The QEMU binary: FNRUN_QEMU, else Debian/Ubuntu's reduced microvm build when it
+ * supports the accelerator (Debian's is built for KVM only), else the full one.
+ */
+export async function locateQemu(
+  accel: Accel,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ path: string } | { missing: string }> {
+  if (env.FNRUN_QEMU) {
+    return (await isExecutable(env.FNRUN_QEMU))
+      ? { path: env.FNRUN_QEMU }
+      : { missing: `FNRUN_QEMU=${env.FNRUN_QEMU} is not an executable file` };
+  }
+  const candidates =
+    accel === "kvm" ? ["qemu-system-x86_64-microvm", "qemu-system-x86_64"] : ["qemu-system-x86_64"];
+  for (const name of candidates) {
+    const found = await which(name, env);
+    if (found) return { path: found };
+  }
+  return { missing: "qemu-system-x86_64 not found: run `make setup` (or apt-get install qemu-system-x86)" };
+}
+
+function candidates(name: string, env: NodeJS.ProcessEnv): string[] {
+  return (env.PATH ?? "/usr/bin:/bin")
+    .split(delimiter)
+    .filter((directory) => directory !== "")
+    .map((directory) => join(directory, name));
+}
+
+export async function which(name: string, env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
+  for (const candidate of candidates(name, env)) {
+    if (await isExecutable(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+/** which(), without waiting for I/O (for the few lookups on a path that must not yield). */
+export function whichSync(name: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return candidates(name, env).find((candidate) => {
+    try {
+      accessSync(candidate, constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
+async function isExecutable(path: string): Promise<boolean> {
+  return access(path, constants.X_OK).then(
+    () => true,
+    () => false,
+  );
+}

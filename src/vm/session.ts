@@ -1,0 +1,321 @@
+/**
+ * One invocation on one VM: collect what the guest sends (marks, logs, the
+ * result or the error), enforce the limits (boot time, module load time, the
+ * handler's timeout, log and result sizes), and classify how it ended. The VM is
+ * killed as soon as the outcome is known, on every path.
+ */
+import {
+  BootError,
+  type FnrunError,
+  FunctionError,
+  InterruptedError,
+  OutOfMemoryError,
+  ResultTooLargeError,
+  TimeoutError,
+} from "../util/errors.ts";
+import type { HostMarks, Vm } from "./process.ts";
+import type { GuestMark, GuestMessage, LambdaError } from "./protocol.ts";
+
+export type LogStream = "stdout" | "stderr" | "console";
+
+export interface LogEntry {
+  stream: LogStream;
+  text: string;
+}
+
+export const TRUNCATION_MARKER = "\n[fnrun: log output truncated at the limit]\n";
+
+/** Keeps logs up to a byte limit, then one marker; never grows past it. */
+export class LogCollector {
+  readonly entries: LogEntry[] = [];
+  #bytes = 0;
+  #truncated = false;
+
+  constructor(
+    private readonly maxBytes: number,
+    private readonly onLog?: (entry: LogEntry) => void,
+  ) {}
+
+  get truncated(): boolean {
+    return this.#truncated;
+  }
+
+  add(stream: LogStream, text: string): void {
+    if (this.#truncated || text.length === 0) return;
+    const room = this.maxBytes - this.#bytes;
+    let kept = text;
+    if (Buffer.byteLength(text) > room) {
+      kept = Buffer.from(text)
+        .subarray(0, Math.max(0, room))
+        .toString("utf8")
+        .replace(/\uFFFD$/, "");
+      this.#truncated = true;
+    }
+    if (kept.length > 0) this.#push({ stream, text: kept });
+    if (this.#truncated) this.#push({ stream: "stderr", text: TRUNCATION_MARKER });
+  }
+
+  text(): string {
+    return this.entries.map((entry) => entry.text).join("");
+  }
+
+  #push(entry: LogEntry): void {
+    this.entries.push(entry);
+    this.#bytes += Buffer.byteLength(entry.text);
+    this.onLog?.(entry);
+  }
+}
+
+export interface TimelineEntry {
+  name: string;
+  /** Milliseconds since QEMU was spawned (guest points mapped onto the host clock). */
+  atMs: number;
+  source: "host" | "guest";
+}
+
+export interface SessionLimits {
+  /** From spawn (or restore) until the runtime says "ready". */
+  bootTimeoutMs: number;
+  /** The handler's own limit, from its start. */
+  timeoutMs: number;
+  /** Module load (top-level code) limit, from "ready" to the handler's start. */
+  initTimeoutMs: number;
+  maxResultBytes: number;
+  maxLogBytes: number;
+  memoryMB: number;
+}
+
+export type Outcome = { kind: "result"; json: string } | { kind: "error"; error: LambdaError };
+
+export interface SessionReport {
+  outcome?: Outcome;
+  failure?: FnrunError;
+  logs: LogCollector;
+  timeline: TimelineEntry[];
+}
+
+const OOM_PATTERNS = [
+  /JavaScript heap out of memory/,
+  /Reached heap limit/,
+  /Out of memory/i,
+  /oom-kill/,
+  /page allocation failure/,
+  /Cannot allocate memory/,
+  /deadlocked on memory/,
+];
+
+/** Maps guest marks (guest clock) onto the host clock: offset = min(receipt - sent). */
+function buildTimeline(
+  hostMarks: HostMarks,
+  guest: Array<{ name: GuestMark; at: number; receivedAt: number }>,
+) {
+  const entries: TimelineEntry[] = [];
+  const host: Array<[string, number | undefined]> = [
+    ["qemuSpawn", hostMarks.spawn],
+    ["firstConsoleOutput", hostMarks.firstConsoleOutput],
+    ["ready", hostMarks.ready],
+    ["restoreStarted", hostMarks.restoreStarted],
+    ["vmResumed", hostMarks.resumed],
+    ["cloneAdopted", hostMarks.adopted],
+    ["invocationSent", hostMarks.invocationSent],
+    ["resultReceived", hostMarks.resultReceived],
+    ["vmGone", hostMarks.exited],
+  ];
+  for (const [name, at] of host) if (at !== undefined) entries.push({ name, atMs: at, source: "host" });
+  if (guest.length > 0) {
+    const offset = Math.min(...guest.map((mark) => mark.receivedAt - mark.at));
+    const seen = new Set<string>();
+    for (const mark of guest) {
+      if (seen.has(mark.name)) continue;
+      seen.add(mark.name);
+      entries.push({ name: mark.name, atMs: mark.at + offset, source: "guest" });
+    }
+    // Kernel start is the guest clock's zero, when the VM booted (not restored).
+    if (guest.some((mark) => mark.name === "initStart")) {
+      entries.push({ name: "kernelStart", atMs: Math.max(0, offset), source: "guest" });
+    }
+  }
+  return entries.sort((a, b) => a.atMs - b.atMs);
+}
+
+export interface SessionOptions {
+  limits: SessionLimits;
+  onLog?: (entry: LogEntry) => void;
+  signal?: AbortSignal;
+  /**
+   * The VM's clock reading (vm.elapsed()) that becomes 0 on the timeline: a pooled
+   * VM started long before its invocation, so its timeline starts at the invocation.
+   */
+  timeOrigin?: number;
+  /** The VM is already past "ready" (pool, snapshot): only the init and handler limits apply. */
+  alreadyReady?: boolean;
+}
+
+/**
+ * Watches `vm` until the invocation ends. The caller has launched the VM (and,
+ * for a warm VM, sends the invocation right after calling this). Always kills
+ * the VM before returning.
+ */
+export async function runSession(vm: Vm, options: SessionOptions): Promise<SessionReport> {
+  const { limits } = options;
+  const logs = new LogCollector(limits.maxLogBytes, options.onLog);
+  const guestMarks: Array<{ name: GuestMark; at: number; receivedAt: number }> = [];
+  let outcome: Outcome | undefined;
+  let failure: FnrunError | undefined;
+  let handlerStarted = false;
+  let done: () => void = () => {};
+  const finished = new Promise<void>((resolve) => {
+    done = resolve;
+  });
+  let timer: NodeJS.Timeout | undefined;
+  const arm = (ms: number, onExpiry: () => FnrunError) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      failure ??= onExpiry();
+      done();
+    }, ms);
+  };
+
+  if (!options.alreadyReady) {
+    arm(
+      limits.bootTimeoutMs,
+      () =>
+        new BootError(
+          `the VM did not start within ${limits.bootTimeoutMs / 1000} s`,
+          vm.consoleTail.lastLines(20),
+        ),
+    );
+  } else {
+    arm(limits.initTimeoutMs, () => initTimeout(limits));
+  }
+
+  const stopMessages = vm.onMessage((message: GuestMessage) => {
+    const receivedAt = vm.elapsed();
+    switch (message.type) {
+      case "ready":
+        for (const [name, at] of Object.entries(message.marks)) {
+          guestMarks.push({ name: name as GuestMark, at, receivedAt });
+        }
+        if (!options.alreadyReady) arm(limits.initTimeoutMs, () => initTimeout(limits));
+        break;
+      case "mark":
+        guestMarks.push({ name: message.name, at: message.at, receivedAt });
+        if (message.name === "handlerStart" && !handlerStarted) {
+          handlerStarted = true;
+          arm(limits.timeoutMs, () => {
+            const seconds = (limits.timeoutMs / 1000).toFixed(2);
+            return new TimeoutError(
+              `Task timed out after ${seconds} seconds (raise it with --timeout or config.timeout)`,
+              limits.timeoutMs,
+            );
+          });
+        }
+        break;
+      case "log":
+        logs.add(message.stream, message.text);
+        break;
+      case "result":
+      case "error":
+        vm.marks.resultReceived = receivedAt;
+        outcome ??=
+          message.type === "result"
+            ? { kind: "result", json: message.json }
+            : { kind: "error", error: message.error };
+        done();
+        break;
+    }
+  });
+  const stopConsole = vm.onConsole((text) => logs.add("console", text));
+  const onAbort = () => {
+    failure ??= new InterruptedError("interrupted; the VM was stopped");
+    done();
+  };
+  options.signal?.addEventListener("abort", onAbort, { once: true });
+  if (options.signal?.aborted) onAbort();
+  vm.exited.then(() => done());
+
+  await finished;
+  clearTimeout(timer);
+  options.signal?.removeEventListener("abort", onAbort);
+  const exit = await vm.kill();
+  stopMessages();
+  stopConsole();
+
+  if (!outcome && !failure) failure = classifyEarlyExit(vm, exit.stderr, exit.code, handlerStarted, limits);
+  if (outcome?.kind === "result" && Buffer.byteLength(outcome.json) > limits.maxResultBytes) {
+    failure = resultTooLarge(Buffer.byteLength(outcome.json), limits.maxResultBytes);
+    outcome = undefined;
+  }
+  if (outcome?.kind === "error" && outcome.error.errorType === "Function.ResponseSizeTooLarge") {
+    failure = new ResultTooLargeError(
+      `${outcome.error.errorMessage} Return less, or raise --max-result-size.`,
+    );
+    outcome = undefined;
+  }
+  if (outcome?.kind === "error") failure = new FunctionError(outcome.error);
+
+  const origin = options.timeOrigin ?? 0;
+  const timeline = buildTimeline(vm.marks, guestMarks)
+    .map((entry) => ({ ...entry, atMs: entry.atMs - origin }))
+    .filter((entry) => entry.atMs >= 0);
+  return { ...(outcome ? { outcome } : {}), ...(failure ? { failure } : {}), logs, timeline };
+}
+
+function initTimeout(limits: SessionLimits): TimeoutError {
+  return new TimeoutError(
+    `the function's module did not finish loading within ${limits.initTimeoutMs / 1000} s (top-level code that never ends?)`,
+    limits.initTimeoutMs,
+  );
+}
+
+function resultTooLarge(size: number, max: number): ResultTooLargeError {
+  return new ResultTooLargeError(
+    `the result is ${size} bytes, over the ${max}-byte limit (Lambda's is 6 MB): return less, or raise --max-result-size`,
+  );
+}
+
+function classifyEarlyExit(
+  vm: Vm,
+  qemuStderr: string,
+  exitCode: number | null,
+  handlerStarted: boolean,
+  limits: SessionLimits,
+): FnrunError {
+  const consoleText = vm.consoleTail.toString();
+  if (vm.anomalies.includes("oversize")) {
+    return new ResultTooLargeError(
+      `the function sent a message over the ${limits.maxResultBytes}-byte limit: return less, or raise --max-result-size`,
+    );
+  }
+  if (OOM_PATTERNS.some((pattern) => pattern.test(consoleText))) {
+    return new OutOfMemoryError(
+      `the function ran out of memory (${limits.memoryMB} MB): use less, or raise --memory / config.memory`,
+      limits.memoryMB,
+      vm.consoleTail.lastLines(20),
+    );
+  }
+  if (exitCode !== 0 && qemuStderr) {
+    // QEMU's words for a file that is not a kernel it can load.
+    const notAKernel = /linux kernel too old|could not load|error loading|PVH ELF Note|not a valid/i.test(
+      qemuStderr,
+    );
+    return new BootError(
+      `QEMU failed: ${qemuStderr.split("\n").slice(-5).join("\n")}${
+        notAKernel
+          ? "\n(the guest kernel is not one QEMU can boot: an x86-64 vmlinux with a PVH note or a bzImage is needed; check FNRUN_KERNEL, or run `fnrun doctor`)"
+          : ""
+      }`,
+      vm.consoleTail.lastLines(20),
+    );
+  }
+  if (handlerStarted) {
+    return new FunctionError({
+      errorType: "Runtime.ExitError",
+      errorMessage: `the function's VM stopped before the handler returned (last console line: ${
+        vm.consoleTail.lastLines(1) || "none"
+      })`,
+      stack: [],
+    });
+  }
+  return new BootError("the VM stopped before the function could run", vm.consoleTail.lastLines(20));
+}

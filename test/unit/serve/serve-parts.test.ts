@@ -1,0 +1,204 @@
+import { createHash, createHmac } from "node:crypto";
+import type { IncomingMessage } from "node:http";
+import { Readable } from "node:stream";
+import { SignatureV4 } from "@smithy/signature-v4";
+import { describe, expect, it } from "vitest";
+import { hookVerdict } from "../../../src/jobs/git-hooks.ts";
+import { retryDelayMs } from "../../../src/jobs/queue.ts";
+import { redisConnection } from "../../../src/jobs/queue-redis.ts";
+import { countOccurrences, nextOccurrence, scheduledEvent } from "../../../src/jobs/scheduler.ts";
+import { Admission, TooManyRequests } from "../../../src/serve/admission.ts";
+import {
+  hostOfHeader,
+  isLoopbackAddress,
+  verifySigV4,
+  verifyWebhookSignature,
+  webhookSignature,
+} from "../../../src/serve/auth.ts";
+import { functionNameFromPath } from "../../../src/serve/server.ts";
+
+describe("webhook signatures", () => {
+  it("accepts GitHub's sha256= HMAC of the raw body, and nothing else", () => {
+    const body = Buffer.from('{"action":"opened"}');
+    const good = webhookSignature("secret", body);
+    expect(good).toMatch(/^sha256=[0-9a-f]{64}$/);
+    expect(verifyWebhookSignature("secret", body, good)).toBe(true);
+    expect(verifyWebhookSignature("secret", body, good.toUpperCase().replace("SHA256", "sha256"))).toBe(true);
+    expect(verifyWebhookSignature("other", body, good)).toBe(false);
+    expect(verifyWebhookSignature("secret", Buffer.from('{"action":"closed"}'), good)).toBe(false);
+    for (const bad of [undefined, "", "sha1=abc", good.slice(0, -1), `${good}0`]) {
+      expect(verifyWebhookSignature("secret", body, bad)).toBe(false);
+    }
+  });
+});
+
+describe("loopback checks", () => {
+  it("knows loopback names and reads Host headers", () => {
+    expect(["127.0.0.1", "127.3.2.1", "::1", "localhost"].every(isLoopbackAddress)).toBe(true);
+    expect(["0.0.0.0", "10.0.0.1", "example.com", "localhost.example.com"].some(isLoopbackAddress)).toBe(
+      false,
+    );
+    expect(hostOfHeader("localhost:9000")).toBe("localhost");
+    expect(hostOfHeader("[::1]:9000")).toBe("::1");
+    expect(hostOfHeader("Example.COM")).toBe("example.com");
+  });
+});
+
+function toBytes(data: string | ArrayBuffer | ArrayBufferView): string | Uint8Array {
+  if (typeof data === "string") return data;
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
+/** The hash the AWS SDK's signer wants, on node:crypto. */
+class NodeSha256 {
+  readonly #hash;
+  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
+    this.#hash = secret ? createHmac("sha256", toBytes(secret)) : createHash("sha256");
+  }
+  update(data: string | ArrayBuffer | ArrayBufferView): void {
+    this.#hash.update(toBytes(data));
+  }
+  async digest(): Promise<Uint8Array> {
+    return new Uint8Array(this.#hash.digest());
+  }
+}
+
+async function signedRequest(secret: string, body: string, date = new Date()) {
+  const signer = new SignatureV4({
+    credentials: { accessKeyId: "fnrun", secretAccessKey: secret },
+    region: "us-east-1",
+    service: "lambda",
+    sha256: NodeSha256,
+  });
+  const request = {
+    method: "POST",
+    protocol: "http:",
+    hostname: "127.0.0.1",
+    port: 9000,
+    // The wire form of "hello:live" (the SDK encodes the colon).
+    path: "/2015-03-31/functions/hello%3Alive/invocations",
+    query: { Qualifier: "live" },
+    headers: { host: "127.0.0.1:9000", "content-type": "application/json" },
+    body,
+  };
+  const signed = await signer.sign(request, { signingDate: date });
+  const headers = Object.fromEntries(
+    Object.entries(signed.headers).map(([key, value]) => [key.toLowerCase(), value]),
+  );
+  const incoming = Object.assign(Readable.from([]), {
+    method: "POST",
+    url: "/2015-03-31/functions/hello%3Alive/invocations?Qualifier=live",
+    headers,
+  }) as unknown as IncomingMessage;
+  return incoming;
+}
+
+describe("AWS Signature V4", () => {
+  it("verifies what the AWS SDK's own signer produces, and rejects changes", async () => {
+    const body = '{"name":"Ada"}';
+    const request = await signedRequest("token-secret", body);
+    expect(verifySigV4(request, Buffer.from(body), "token-secret")).toBe(true);
+    expect(verifySigV4(request, Buffer.from(body), "wrong-secret")).toBe(false);
+    expect(verifySigV4(request, Buffer.from('{"name":"Eve"}'), "token-secret")).toBe(false);
+    const elsewhere = Object.assign(Object.create(request), {
+      url: "/2015-03-31/functions/other/invocations",
+    });
+    expect(verifySigV4(elsewhere, Buffer.from(body), "token-secret")).toBe(false);
+  });
+
+  it("refuses a signature more than 15 minutes old", async () => {
+    const body = "{}";
+    const old = await signedRequest("token-secret", body, new Date(Date.now() - 20 * 60 * 1000));
+    expect(verifySigV4(old, Buffer.from(body), "token-secret")).toBe(false);
+  });
+});
+
+describe("Lambda paths", () => {
+  it("takes a name, a qualified name or an ARN", () => {
+    expect(functionNameFromPath("hello")).toBe("hello");
+    expect(functionNameFromPath("hello%3Alive")).toBe("hello");
+    expect(functionNameFromPath("arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Ahello")).toBe(
+      "hello",
+    );
+    expect(functionNameFromPath("arn:aws:lambda:us-east-1:123456789012:function:hello:prod")).toBe("hello");
+  });
+});
+
+describe("Admission", () => {
+  it("admits up to the limit, lets a bounded line wait, refuses the rest", async () => {
+    const admission = new Admission(1, 1);
+    const first = await admission.enter("f");
+    const second = admission.enter("f");
+    await expect(admission.enter("f")).rejects.toBeInstanceOf(TooManyRequests);
+    expect(admission.waiting).toBe(1);
+    first();
+    const release = await second;
+    expect(admission.active).toBe(1);
+    release();
+    expect(admission.active).toBe(0);
+  });
+
+  it("keeps each function to its own limit without blocking others", async () => {
+    const admission = new Admission(4, 10);
+    const a1 = await admission.enter("a", 1);
+    const a2 = admission.enter("a", 1);
+    const b1 = await admission.enter("b", 1);
+    expect(admission.activeFor("a")).toBe(1);
+    expect(admission.activeFor("b")).toBe(1);
+    a1();
+    (await a2)();
+    b1();
+    expect(admission.active).toBe(0);
+  });
+});
+
+describe("queue and schedule arithmetic", () => {
+  it("doubles the retry delay", () => {
+    expect([1, 2, 3, 4].map((attempt) => retryDelayMs(attempt, 1000))).toEqual([1000, 2000, 4000, 8000]);
+  });
+
+  it("computes cron occurrences in UTC, with seconds when given six fields", () => {
+    const base = Date.UTC(2026, 0, 1, 12, 0, 30);
+    expect(new Date(nextOccurrence("*/5 * * * *", base)).toISOString()).toBe("2026-01-01T12:05:00.000Z");
+    expect(new Date(nextOccurrence("*/10 * * * * *", base)).toISOString()).toBe("2026-01-01T12:00:40.000Z");
+    expect(
+      countOccurrences("0 * * * *", Date.UTC(2026, 0, 1, 0, 0, 0), Date.UTC(2026, 0, 1, 10, 0, 0)),
+    ).toEqual({
+      count: 10,
+      last: Date.UTC(2026, 0, 1, 10, 0, 0),
+    });
+    expect(countOccurrences("0 0 1 1 *", base, base + 1000)).toEqual({ count: 0, last: null });
+    expect(() => nextOccurrence("not a cron", base)).toThrow();
+  });
+
+  it("shapes scheduled events as EventBridge does", () => {
+    const event = scheduledEvent({ functionName: "tick", expression: "* * * * *" }, Date.UTC(2026, 0, 1), 3);
+    expect(event).toMatchObject({
+      "detail-type": "Scheduled Event",
+      source: "aws.events",
+      time: "2026-01-01T00:00:00.000Z",
+      detail: { schedule: "* * * * *", missed: 3 },
+    });
+  });
+
+  it("parses redis:// URLs", () => {
+    expect(redisConnection("redis://127.0.0.1:6380/2")).toEqual({ host: "127.0.0.1", port: 6380, db: 2 });
+    expect(redisConnection("redis://:pw@redis.local")).toEqual({
+      host: "redis.local",
+      port: 6379,
+      password: "pw",
+    });
+    expect(() => redisConnection("http://x")).toThrow(/only redis:\/\//);
+  });
+});
+
+describe("git hook verdicts", () => {
+  it("stops git on false or { ok: false }, and lets everything else through", () => {
+    expect(hookVerdict(false)).toEqual({ ok: false, message: null });
+    expect(hookVerdict({ ok: false, message: "no" })).toEqual({ ok: false, message: "no" });
+    expect(hookVerdict({ ok: true, message: "fine" })).toEqual({ ok: true, message: "fine" });
+    expect(hookVerdict(null)).toEqual({ ok: true, message: null });
+    expect(hookVerdict("anything")).toEqual({ ok: true, message: null });
+  });
+});

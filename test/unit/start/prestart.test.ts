@@ -1,0 +1,46 @@
+import { describe, expect, it } from "vitest";
+import { prestartable } from "../../../src/start/prestart.ts";
+
+const lines = (...commandLines: string[]) => commandLines.map((line) => prestartable(line.split(" ")));
+
+describe("prestartable", () => {
+  it("prestarts a clone for invocations of the usual snapshot", () => {
+    expect(
+      lines(
+        "invoke functions/hello.ts",
+        "invoke functions/hello.ts --event {} --json --trace --quiet",
+        "invoke functions/hello.ts -e - --timeout 5 --env A=1 --handler greet",
+        "invoke functions/hello.ts --start snapshot",
+        "invoke functions/hello.ts --start=auto",
+        "invoke functions/hello.ts --no-net",
+        "invoke build/hello.tgz",
+      ),
+    ).toEqual([true, true, true, true, true, true, true]);
+  });
+
+  it("does not for other commands, or for flags that need another VM", () => {
+    expect(
+      lines(
+        "serve",
+        "dev functions/hello.ts",
+        "replay 3f2a",
+        "invoke functions/hello.ts --start boot",
+        "invoke functions/hello.ts --start=boot",
+        "invoke functions/hello.ts --net",
+        "invoke functions/hello.ts --mount data:/mnt/data",
+        "invoke functions/hello.ts --memory 512",
+        "invoke functions/hello.ts --memory=512",
+        "invoke functions/hello.ts --accel kvm",
+        "invoke functions/hello.ts --max-result-size 10",
+        "invoke functions/hello.ts --max-log-size=4096",
+        "invoke functions/hello.ts --help",
+        "invoke -h",
+        "invoke --version",
+      ),
+    ).toEqual(Array(15).fill(false));
+  });
+
+  it("reads no further than --", () => {
+    expect(lines("invoke functions/hello.ts -- --net")).toEqual([true]);
+  });
+});

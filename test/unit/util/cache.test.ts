@@ -1,0 +1,82 @@
+import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { ensureEntry, findEntry } from "../../../src/util/cache.ts";
+
+let root: string;
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), "fnrun-cache-test-"));
+});
+afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+function builder(content: string) {
+  let builds = 0;
+  const build = async (directory: string) => {
+    builds += 1;
+    writeFileSync(join(directory, "data"), content);
+    return ["data"];
+  };
+  return { build, builds: () => builds };
+}
+
+describe("cache entries", () => {
+  it("builds once, then finds the entry", async () => {
+    const { build, builds } = builder("one");
+    const first = await ensureEntry("thing", "k1", build, {}, root);
+    const second = await ensureEntry("thing", "k1", build, {}, root);
+    expect(second.directory).toBe(first.directory);
+    expect(builds()).toBe(1);
+  });
+
+  it("detects a corrupted entry, removes it and builds it again", async () => {
+    const { build, builds } = builder("good content");
+    const { directory } = await ensureEntry("thing", "k1", build, {}, root);
+    writeFileSync(join(directory, "data"), "evil content"); // same size, new mtime
+    expect(await findEntry("thing", "k1", {}, root)).toBeUndefined();
+    await ensureEntry("thing", "k1", build, {}, root);
+    expect(builds()).toBe(2);
+    writeFileSync(join(directory, "data"), "short"); // another size
+    expect(await findEntry("thing", "k1", {}, root)).toBeUndefined();
+  });
+
+  it("never uses a half-built entry", async () => {
+    await expect(
+      ensureEntry(
+        "thing",
+        "k1",
+        async (directory) => {
+          writeFileSync(join(directory, "data"), "half");
+          throw new Error("killed while building");
+        },
+        {},
+        root,
+      ),
+    ).rejects.toThrow("killed");
+    expect(await findEntry("thing", "k1", {}, root)).toBeUndefined();
+    expect(readdirSync(join(root, "thing"))).toEqual([]);
+  });
+
+  it("agrees with itself when parallel builders race", async () => {
+    const { build } = builder("same");
+    const entries = await Promise.all(
+      Array.from({ length: 8 }, () => ensureEntry("thing", "k1", build, {}, root)),
+    );
+    expect(new Set(entries.map((entry) => entry.directory)).size).toBe(1);
+    expect(readdirSync(join(root, "thing"))).toEqual(["k1"]);
+  });
+
+  it("keeps the most recently used entries of a kind", async () => {
+    const { build } = builder("x");
+    const hour = 3_600_000;
+    for (const [index, key] of ["a", "b", "c"].entries()) {
+      const { directory } = await ensureEntry("thing", key, build, {}, root);
+      const when = new Date(Date.now() - (10 - index) * hour);
+      utimesSync(directory, when, when);
+    }
+    // "a" is the oldest, but used now: it stays, and "b" goes when "d" arrives.
+    expect(await findEntry("thing", "a", {}, root)).toBeDefined();
+    await ensureEntry("thing", "d", build, {}, root);
+    expect(readdirSync(join(root, "thing")).sort()).toEqual(["a", "c", "d"]);
+  });
+});

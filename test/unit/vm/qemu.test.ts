@@ -1,0 +1,214 @@
+import { describe, expect, it } from "vitest";
+import { buildKernelCmdline, buildQemuArgs, type VmSpec } from "../../../src/vm/qemu.ts";
+
+const base: VmSpec = {
+  accel: "tcg",
+  kernel: { path: "/cache/vmlinux", entry: "pvh" },
+  initrd: "/run/fnrun-x/initrd.cpio",
+  memoryMB: 256,
+  cpus: 1,
+  channel: { kind: "serial" },
+  cmdline: "console=ttyS0",
+  sandbox: false,
+  sharedFolders: [],
+  network: false,
+};
+
+describe("buildQemuArgs", () => {
+  it("builds the smallest microvm: PVH kernel, serial channel, TCG", () => {
+    expect(buildQemuArgs(base)).toEqual([
+      "-M",
+      "microvm,acpi=off",
+      "-accel",
+      "tcg",
+      "-m",
+      "256",
+      "-smp",
+      "1",
+      "-nodefaults",
+      "-no-user-config",
+      "-no-reboot",
+      "-display",
+      "none",
+      "-serial",
+      "stdio",
+      "-kernel",
+      "/cache/vmlinux",
+      "-initrd",
+      "/run/fnrun-x/initrd.cpio",
+      "-append",
+      "console=ttyS0",
+    ]);
+  });
+
+  it("adds qboot for a bzImage, the runtime disk, the virtio channel, KVM and the sandbox", () => {
+    expect(
+      buildQemuArgs({
+        ...base,
+        accel: "kvm",
+        kernel: { path: "/cache/bzImage", entry: "bios" },
+        runtimeDisk: "/cache/runtime.erofs",
+        channel: { kind: "virtio", socketPath: "/run/fnrun-x/channel.sock" },
+        sandbox: true,
+      }),
+    ).toEqual([
+      "-M",
+      "microvm,acpi=off",
+      "-accel",
+      "kvm",
+      "-cpu",
+      "host",
+      "-m",
+      "256",
+      "-smp",
+      "1",
+      "-nodefaults",
+      "-no-user-config",
+      "-no-reboot",
+      "-display",
+      "none",
+      "-serial",
+      "stdio",
+      "-bios",
+      "/usr/share/qemu/bios-microvm.bin",
+      "-kernel",
+      "/cache/bzImage",
+      "-initrd",
+      "/run/fnrun-x/initrd.cpio",
+      "-append",
+      "console=ttyS0",
+      "-drive",
+      "file=/cache/runtime.erofs,format=raw,if=none,id=runtime,readonly=on",
+      "-device",
+      "virtio-blk-device,drive=runtime",
+      "-device",
+      "virtio-serial-device",
+      "-chardev",
+      "socket,id=channel,path=/run/fnrun-x/channel.sock",
+      "-device",
+      "virtserialport,chardev=channel,name=fnrun",
+      "-sandbox",
+      "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+    ]);
+  });
+
+  it("lets only the VM that saves a snapshot start processes", () => {
+    const args = buildQemuArgs({ ...base, sandbox: true, allowSpawn: true });
+    expect(args.slice(-2)).toEqual([
+      "-sandbox",
+      "on,obsolete=deny,elevateprivileges=deny,spawn=allow,resourcecontrol=deny",
+    ]);
+  });
+
+  it("puts guest RAM in a file for snapshots: shared to save, private to restore", () => {
+    const save = buildQemuArgs({
+      ...base,
+      memoryFile: { path: "/cache/ram", shared: true },
+      qmpSocket: "/r/qmp.sock",
+    });
+    expect(save.slice(0, 10)).toEqual([
+      "-M",
+      "microvm,acpi=off,memory-backend=mem",
+      "-accel",
+      "tcg",
+      "-m",
+      "256",
+      "-smp",
+      "1",
+      "-object",
+      "memory-backend-file,id=mem,size=256M,mem-path=/cache/ram,share=on",
+    ]);
+    expect(save.slice(-4)).toEqual([
+      "-chardev",
+      "socket,id=qmp,path=/r/qmp.sock",
+      "-mon",
+      "chardev=qmp,mode=control",
+    ]);
+    const restore = buildQemuArgs({
+      ...base,
+      memoryFile: { path: "/cache/ram", shared: false },
+      incoming: true,
+    });
+    expect(restore[9]).toBe("memory-backend-file,id=mem,size=256M,mem-path=/cache/ram,share=off");
+    expect(restore.slice(-2)).toEqual(["-incoming", "defer"]);
+  });
+
+  it("shares guest RAM through a memfd and adds one vhost-user-fs device per shared folder", () => {
+    const args = buildQemuArgs({
+      ...base,
+      sharedFolders: [
+        { tag: "fnrun0", socketPath: "/r/fs0.sock" },
+        { tag: "fnrun1", socketPath: "/r/fs1.sock" },
+      ],
+    });
+    expect(args.slice(0, 10)).toEqual([
+      "-M",
+      "microvm,acpi=off,memory-backend=mem",
+      "-accel",
+      "tcg",
+      "-m",
+      "256",
+      "-smp",
+      "1",
+      "-object",
+      "memory-backend-memfd,id=mem,size=256M,share=on",
+    ]);
+    expect(args.slice(-10)).toEqual([
+      "-global",
+      "virtio-mmio.force-legacy=false",
+      "-chardev",
+      "socket,id=fs0,path=/r/fs0.sock",
+      "-device",
+      "vhost-user-fs-device,queue-size=1024,chardev=fs0,tag=fnrun0",
+      "-chardev",
+      "socket,id=fs1,path=/r/fs1.sock",
+      "-device",
+      "vhost-user-fs-device,queue-size=1024,chardev=fs1,tag=fnrun1",
+    ]);
+  });
+
+  it("adds a network device only when asked", () => {
+    expect(buildQemuArgs(base).some((arg) => arg.includes("net"))).toBe(false);
+    expect(buildQemuArgs({ ...base, network: true }).slice(-4)).toEqual([
+      "-netdev",
+      "user,id=net0",
+      "-device",
+      "virtio-net-device,netdev=net0",
+    ]);
+  });
+});
+
+describe("buildKernelCmdline", () => {
+  it("builds the quiet default line", () => {
+    expect(
+      buildKernelCmdline({
+        channel: "virtio",
+        runtime: "disk",
+        bootNonce: "abc123",
+        snapshot: false,
+        nodeOptions: [],
+        network: false,
+        verbose: false,
+      }),
+    ).toBe(
+      "console=ttyS0 loglevel=1 panic=-1 reboot=t rdinit=/init 8250.nr_uarts=1 fnrun_boot=abc123 fnrun_channel=virtio fnrun_runtime=disk",
+    );
+  });
+
+  it("adds snapshot preparation, networking, kernel messages and Node options", () => {
+    expect(
+      buildKernelCmdline({
+        channel: "serial",
+        runtime: "initrd",
+        bootNonce: "n",
+        snapshot: true,
+        nodeOptions: ["--max-old-space-size=204"],
+        network: true,
+        verbose: true,
+        firmwareBoot: true,
+      }),
+    ).toBe(
+      "console=ttyS0 loglevel=7 panic=-1 reboot=t rdinit=/init 8250.nr_uarts=1 fnrun_boot=n fnrun_channel=serial fnrun_runtime=initrd edd=off fnrun_snapshot=1 ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off fnrun_node=--max-old-space-size=204",
+    );
+  });
+});
