@@ -24,6 +24,7 @@ import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { bundleFunction } from "../src/build/bundle.ts";
 import { encodeCpio } from "../src/build/cpio.ts";
+import { QBOOT_BIOS } from "../src/host/qemu-binary.ts";
 import { resolveHost } from "../src/host/setup.ts";
 import { bootAndRun, bootTimeoutMs, invoke, prepareInvocation } from "../src/invoke/invoke.ts";
 import { createPool, type Pool } from "../src/invoke/pool.ts";
@@ -32,7 +33,7 @@ import { ensureSnapshot } from "../src/start/snapshot.ts";
 import { packageRoot } from "../src/util/paths.ts";
 import { writeInvocationInitrd } from "../src/vm/initrd.ts";
 import { FrameDecoder } from "../src/vm/protocol.ts";
-import { buildKernelCmdline, QBOOT_BIOS } from "../src/vm/qemu.ts";
+import { buildKernelCmdline } from "../src/vm/qemu.ts";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 10);
 const THROUGHPUT_SECONDS = Number(process.env.BENCH_THROUGHPUT_SECONDS ?? 60);

@@ -8,11 +8,12 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { chooseAccel, kvmProblem, probeAccel } from "../host/accel.ts";
 import { findKernelSource, resolveKernel } from "../host/kernel.ts";
+import { locateQemu, QBOOT_BIOS } from "../host/qemu-binary.ts";
 import { resolveRuntime } from "../host/runtime.ts";
 import { DEFAULTS } from "../invoke/invoke.ts";
-import { stateDirectory } from "../jobs/history.ts";
 import { cacheRoot } from "../util/cache.ts";
-import { locateQemu, QBOOT_BIOS, which } from "../vm/qemu.ts";
+import { stateDirectory } from "../util/paths.ts";
+import { which } from "../util/which.ts";
 
 const run = promisify(execFile);
 

@@ -14,7 +14,8 @@ import { basename, join } from "node:path";
 import { type CacheEntry, cacheRoot, ensureEntry, findEntry, sha256 } from "../util/cache.ts";
 import { SetupError } from "../util/errors.ts";
 import { withLock } from "../util/lock.ts";
-import { type Progress, runtimeSourceDir, silent } from "../util/paths.ts";
+import { runtimeSourceDir } from "../util/paths.ts";
+import { type Progress, silent } from "../util/progress.ts";
 
 export interface Kernel {
   path: string;

@@ -20,8 +20,9 @@ import { loadEsbuild } from "../build/bundle.ts";
 import { type CpioEntry, cpioChunks } from "../build/cpio.ts";
 import { cacheRoot, ensureEntry, fileIdentity, findEntry, sha256 } from "../util/cache.ts";
 import { SetupError } from "../util/errors.ts";
-import { type Progress, packageRoot, runtimeSourceDir, silent } from "../util/paths.ts";
-import { which } from "../vm/qemu.ts";
+import { packageRoot, runtimeSourceDir } from "../util/paths.ts";
+import { type Progress, silent } from "../util/progress.ts";
+import { which } from "../util/which.ts";
 
 export type RuntimeLayout = "disk" | "initrd";
 

@@ -5,10 +5,11 @@
  */
 
 import { SetupError, UsageError } from "../util/errors.ts";
-import { type Progress, silent } from "../util/paths.ts";
-import { locateQemu, which } from "../vm/qemu.ts";
+import { type Progress, silent } from "../util/progress.ts";
+import { which } from "../util/which.ts";
 import { type AccelChoice, type AccelRequest, chooseAccel, KvmUnavailable, probeAccel } from "./accel.ts";
 import { type Kernel, resolveKernel } from "./kernel.ts";
+import { locateQemu } from "./qemu-binary.ts";
 import { type RuntimeImage, type RuntimeLayout, resolveRuntime } from "./runtime.ts";
 
 export interface HostSetup {

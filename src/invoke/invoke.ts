@@ -35,14 +35,14 @@ import {
   toFnrunError,
   UsageError,
 } from "../util/errors.ts";
-import { hostSlots, vmSlots } from "../util/limiter.ts";
-import type { Progress } from "../util/paths.ts";
+import type { Progress } from "../util/progress.ts";
 import { checkRange, shown } from "../util/validate.ts";
 import { writeInvocationInitrd } from "../vm/initrd.ts";
 import { checkMounts, type ResolvedMount, SharedFolders } from "../vm/mounts.ts";
-import { makeRunDirectory, randomNonce, Vm } from "../vm/process.ts";
+import { randomNonce, Vm } from "../vm/process.ts";
 import type { Invocation } from "../vm/protocol.ts";
 import { buildKernelCmdline, type VmSpec } from "../vm/qemu.ts";
+import { makeRunDirectory } from "../vm/run-directory.ts";
 import {
   type LogEntry,
   runSession,
@@ -50,6 +50,7 @@ import {
   type SessionReport,
   type TimelineEntry,
 } from "../vm/session.ts";
+import { hostSlots, vmSlots } from "../vm/slots.ts";
 
 export const DEFAULTS = {
   timeoutSeconds: 30,

@@ -21,12 +21,13 @@ import { ensureSnapshot, restoreSnapshot, restoreTarget } from "../start/snapsho
 import { sha256 } from "../util/cache.ts";
 import { BootError, InternalError, toFnrunError, UsageError } from "../util/errors.ts";
 import { Limiter } from "../util/limiter.ts";
-import type { Progress } from "../util/paths.ts";
+import type { Progress } from "../util/progress.ts";
 import { boundArchive } from "../vm/initrd.ts";
 import { type ResolvedMount, SharedFolders } from "../vm/mounts.ts";
-import { makeRunDirectory, Vm } from "../vm/process.ts";
+import { Vm } from "../vm/process.ts";
 import type { FunctionSettings } from "../vm/protocol.ts";
 import { buildKernelCmdline } from "../vm/qemu.ts";
+import { makeRunDirectory } from "../vm/run-directory.ts";
 import { runSession } from "../vm/session.ts";
 import {
   baseVmSpec,

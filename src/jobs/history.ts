@@ -7,9 +7,9 @@
  */
 import { EventEmitter } from "node:events";
 import { mkdirSync } from "node:fs";
-import { homedir } from "node:os";
 import { join } from "node:path";
 import type Database from "better-sqlite3";
+import { stateDirectory } from "../util/paths.ts";
 import type { TimelineEntry } from "../vm/session.ts";
 import type { Trigger } from "./queue.ts";
 
@@ -50,12 +50,6 @@ export const LIMITS = {
   /** Per field: events and logs larger than this are cut. */
   fieldBytes: 256 * 1024,
 } as const;
-
-export function stateDirectory(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.FNRUN_STATE_DIR) return env.FNRUN_STATE_DIR;
-  const base = env.XDG_STATE_HOME || join(env.HOME || homedir(), ".local", "state");
-  return join(base, "fnrun");
-}
 
 function cut(text: string, limit: number): { text: string; truncated: boolean } {
   if (Buffer.byteLength(text) <= limit) return { text, truncated: false };

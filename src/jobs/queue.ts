@@ -13,6 +13,7 @@
 import { hostname } from "node:os";
 import type Database from "better-sqlite3";
 import { UsageError } from "../util/errors.ts";
+import { processAlive } from "../util/process.ts";
 
 export type Trigger = "http" | "webhook" | "cron" | "queue" | "hook" | "cli" | "replay";
 export type JobState = "pending" | "running" | "done" | "dead";
@@ -169,15 +170,6 @@ export interface SqliteQueueOptions {
   pollMs?: number;
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 export class SqliteQueue implements JobQueue {
   readonly kind = "sqlite";
   readonly #owner = `${hostname()}/${process.pid}`;
@@ -211,7 +203,7 @@ export class SqliteQueue implements JobQueue {
     const orphans = rows.filter((row) => {
       if ((row.lease_until ?? 0) < now) return true;
       const [ownerHost, ownerPid] = (row.owner ?? "").split("/");
-      return ownerHost === host && Number(ownerPid) !== process.pid && !pidAlive(Number(ownerPid));
+      return ownerHost === host && Number(ownerPid) !== process.pid && !processAlive(Number(ownerPid));
     });
     const release = this.database.prepare(
       "UPDATE jobs SET state = 'pending', owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ? AND state = 'running'",

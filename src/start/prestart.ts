@@ -18,9 +18,10 @@ import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { HostSetup } from "../host/setup.ts";
 import { cacheRoot, fileIdentitySync, writeFileAtomic } from "../util/cache.ts";
-import { hostSlots } from "../util/limiter.ts";
-import { makeRunDirectorySync, type Vm } from "../vm/process.ts";
+import type { Vm } from "../vm/process.ts";
 import type { DecoderLimits } from "../vm/protocol.ts";
+import { makeRunDirectorySync } from "../vm/run-directory.ts";
+import { hostSlots } from "../vm/slots.ts";
 import { type RestoreTarget, restoreSnapshot, restoreTarget, type Snapshot } from "./snapshot.ts";
 
 const NOTE_FORMAT = 2;

@@ -39,12 +39,13 @@ import {
   sha256,
 } from "../util/cache.ts";
 import { BootError } from "../util/errors.ts";
-import { hostSlots } from "../util/limiter.ts";
 import { withLock } from "../util/lock.ts";
-import { type Progress, silent } from "../util/paths.ts";
-import { type LaunchOptions, makeRunDirectory, Vm } from "../vm/process.ts";
+import { type Progress, silent } from "../util/progress.ts";
+import { shellQuote } from "../util/shell.ts";
+import { type LaunchOptions, Vm } from "../vm/process.ts";
 import { buildKernelCmdline, type VmSpec } from "../vm/qemu.ts";
-import { shellQuote } from "../vm/qmp.ts";
+import { makeRunDirectory } from "../vm/run-directory.ts";
+import { hostSlots } from "../vm/slots.ts";
 
 const FORMAT = "snapshot-v2";
 const KIND = "snapshot";

@@ -14,6 +14,7 @@ import { createReadStream, type Stats, statSync } from "node:fs";
 import { mkdir, open, readdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { basename, join } from "node:path";
+import { processAlive } from "./process.ts";
 
 export function cacheRoot(env: NodeJS.ProcessEnv = process.env): string {
   if (env.FNRUN_CACHE_DIR) return env.FNRUN_CACHE_DIR;
@@ -201,15 +202,6 @@ export async function ensureEntry(
   } catch (error) {
     await rm(building, { recursive: true, force: true });
     throw error;
-  }
-}
-
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 

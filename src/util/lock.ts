@@ -7,15 +7,7 @@
 import { mkdir, open, readFile, rm } from "node:fs/promises";
 import { dirname } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
+import { processAlive } from "./process.ts";
 
 export async function withLock<T>(path: string, work: () => Promise<T>, pollMs = 500): Promise<T> {
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
@@ -29,7 +21,7 @@ export async function withLock<T>(path: string, work: () => Promise<T>, pollMs =
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
       const owner = Number.parseInt(await readFile(path, "utf8").catch(() => ""), 10);
       // An empty file is a lock being written right now; only a dead owner is stale.
-      if (Number.isInteger(owner) && owner > 0 && !isAlive(owner)) {
+      if (Number.isInteger(owner) && owner > 0 && !processAlive(owner)) {
         await rm(path, { force: true });
         continue;
       }

@@ -1,5 +1,6 @@
-/** Where fnrun's own files are, whether it runs from source or from dist/. */
+/** Where fnrun's own files are (from source or from dist/), and where it keeps its state. */
 import { existsSync } from "node:fs";
+import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -18,6 +19,9 @@ function findPackageRoot(): string {
 export const packageRoot = findPackageRoot();
 export const runtimeSourceDir = join(packageRoot, "runtime-initrd");
 
-/** Reports one line per slow step (kernel build, runtime image build). */
-export type Progress = (message: string) => void;
-export const silent: Progress = () => {};
+/** fnrun's state (history): $FNRUN_STATE_DIR, else $XDG_STATE_HOME/fnrun, else ~/.local/state/fnrun. */
+export function stateDirectory(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.FNRUN_STATE_DIR) return env.FNRUN_STATE_DIR;
+  const base = env.XDG_STATE_HOME || join(env.HOME || homedir(), ".local", "state");
+  return join(base, "fnrun");
+}

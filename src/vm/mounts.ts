@@ -21,7 +21,7 @@ import type { MountConfig } from "../build/config.ts";
 import { cacheRoot, ensureEntry, sha256 } from "../util/cache.ts";
 import { SetupError, UsageError } from "../util/errors.ts";
 import { runtimeSourceDir } from "../util/paths.ts";
-import { TextTail } from "./process.ts";
+import { TextTail } from "../util/text-tail.ts";
 import type { MountRequest } from "./protocol.ts";
 import type { SharedFolderDevice } from "./qemu.ts";
 

@@ -15,13 +15,13 @@
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { rmSync } from "node:fs";
+import { rm } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { processAlive } from "../util/cache.ts";
 import { BootError } from "../util/errors.ts";
+import { TextTail } from "../util/text-tail.ts";
+import { whichSync } from "../util/which.ts";
 import {
   DEFAULT_DECODER_LIMITS,
   type DecoderLimits,
@@ -31,7 +31,7 @@ import {
   type HostMessage,
   parseGuestMessage,
 } from "./protocol.ts";
-import { buildQemuArgs, type VmSpec, whichSync } from "./qemu.ts";
+import { buildQemuArgs, type VmSpec } from "./qemu.ts";
 import { QmpClient } from "./qmp.ts";
 
 /** Host-side timeline points, in ms since the VM's spawn. */
@@ -57,25 +57,6 @@ export interface VmExit {
   stderr: string;
 }
 
-/** Keeps the last `limit` characters of a text stream. */
-export class TextTail {
-  #text = "";
-  constructor(private readonly limit: number) {}
-  push(text: string): void {
-    this.#text = (this.#text + text).slice(-this.limit);
-  }
-  toString(): string {
-    return this.#text;
-  }
-  lastLines(count: number): string {
-    return this.#text
-      .split("\n")
-      .slice(-count - 1)
-      .join("\n")
-      .trim();
-  }
-}
-
 const live = new Set<Vm>();
 let exitHookInstalled = false;
 
@@ -98,56 +79,6 @@ let setprivPath: string | null | undefined;
 function deathSignalWrapper(): string[] {
   if (setprivPath === undefined) setprivPath = whichSync("setpriv") ?? null;
   return setprivPath ? [setprivPath, "--pdeathsig", "KILL", "--"] : [];
-}
-
-let swept = false;
-
-/**
- * Removes run directories whose fnrun process died without cleaning up (it was
- * SIGKILLed, say): each holds the pid of its owner. Once per process.
- */
-async function sweepStaleRunDirectories(parent: string): Promise<void> {
-  if (swept) return;
-  swept = true;
-  const names = await readdir(parent).catch(() => [] as string[]);
-  await Promise.all(
-    names
-      .filter((name) => /^fnrun-[A-Za-z0-9]{6}$/.test(name))
-      .map(async (name) => {
-        const directory = join(parent, name);
-        const owner = Number.parseInt(await readFile(join(directory, "owner"), "utf8").catch(() => ""), 10);
-        if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && !processAlive(owner)) {
-          await rm(directory, { recursive: true, force: true });
-        }
-      }),
-  );
-}
-
-function runDirectoryParent(): string {
-  const base =
-    process.env.XDG_RUNTIME_DIR && process.env.XDG_RUNTIME_DIR.length < 60
-      ? process.env.XDG_RUNTIME_DIR
-      : tmpdir();
-  // Unix socket paths are limited to 107 bytes: keep the directory short.
-  return base.length < 60 ? base : "/tmp";
-}
-
-/** A private directory (0700) for one VM's sockets and files. */
-export async function makeRunDirectory(): Promise<string> {
-  const parent = runDirectoryParent();
-  await sweepStaleRunDirectories(parent);
-  const directory = await mkdtemp(join(parent, "fnrun-"));
-  await writeFile(join(directory, "owner"), String(process.pid), { mode: 0o600 });
-  return directory;
-}
-
-/** makeRunDirectory() without waiting for I/O (a prestart); the sweep goes on in the background. */
-export function makeRunDirectorySync(): string {
-  const parent = runDirectoryParent();
-  void sweepStaleRunDirectories(parent).catch(() => {});
-  const directory = mkdtempSync(join(parent, "fnrun-"));
-  writeFileSync(join(directory, "owner"), String(process.pid), { mode: 0o600 });
-  return directory;
 }
 
 async function listen(path: string): Promise<Server> {

@@ -7,12 +7,8 @@
  * an uncompressed vmlinux entered directly through PVH (the default: measured
  * faster), or a bzImage started by qboot.
  */
-import { accessSync, constants } from "node:fs";
-import { access } from "node:fs/promises";
-import { delimiter, join } from "node:path";
 import type { Accel } from "../host/accel.ts";
-
-export const QBOOT_BIOS = "/usr/share/qemu/bios-microvm.bin";
+import { QBOOT_BIOS } from "../host/qemu-binary.ts";
 
 /** How the guest and the host exchange protocol frames. */
 export type ChannelSpec =
@@ -173,59 +169,4 @@ export function buildQemuArgs(spec: VmSpec): string[] {
     );
   }
   return args;
-}
-
-/**
- * The QEMU binary: FNRUN_QEMU, else Debian/Ubuntu's reduced microvm build when it
- * supports the accelerator (Debian's is built for KVM only), else the full one.
- */
-export async function locateQemu(
-  accel: Accel,
-  env: NodeJS.ProcessEnv = process.env,
-): Promise<{ path: string } | { missing: string }> {
-  if (env.FNRUN_QEMU) {
-    return (await isExecutable(env.FNRUN_QEMU))
-      ? { path: env.FNRUN_QEMU }
-      : { missing: `FNRUN_QEMU=${env.FNRUN_QEMU} is not an executable file` };
-  }
-  const candidates =
-    accel === "kvm" ? ["qemu-system-x86_64-microvm", "qemu-system-x86_64"] : ["qemu-system-x86_64"];
-  for (const name of candidates) {
-    const found = await which(name, env);
-    if (found) return { path: found };
-  }
-  return { missing: "qemu-system-x86_64 not found: run `make setup` (or apt-get install qemu-system-x86)" };
-}
-
-function candidates(name: string, env: NodeJS.ProcessEnv): string[] {
-  return (env.PATH ?? "/usr/bin:/bin")
-    .split(delimiter)
-    .filter((directory) => directory !== "")
-    .map((directory) => join(directory, name));
-}
-
-export async function which(name: string, env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
-  for (const candidate of candidates(name, env)) {
-    if (await isExecutable(candidate)) return candidate;
-  }
-  return undefined;
-}
-
-/** which(), without waiting for I/O (for the few lookups on a path that must not yield). */
-export function whichSync(name: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
-  return candidates(name, env).find((candidate) => {
-    try {
-      accessSync(candidate, constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  });
-}
-
-async function isExecutable(path: string): Promise<boolean> {
-  return access(path, constants.X_OK).then(
-    () => true,
-    () => false,
-  );
 }

@@ -101,8 +101,3 @@ export class QmpClient {
     this.socket.destroy();
   }
 }
-
-/** Quotes a path for the shell QEMU runs `exec:` migration commands with. */
-export function shellQuote(text: string): string {
-  return `'${text.replaceAll("'", "'\\''")}'`;
-}

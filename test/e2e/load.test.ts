@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import { resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { invoke } from "../../src/index.ts";
-import { defaultVmLimit } from "../../src/util/limiter.ts";
+import { defaultVmLimit } from "../../src/vm/slots.ts";
 import { expectNothingLeftBehind, qemuProcesses } from "./helpers.ts";
 
 const CLI = resolve("bin/fnrun.js");

@@ -3,7 +3,8 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { HostSlots, Limiter } from "../../../src/util/limiter.ts";
+import { Limiter } from "../../../src/util/limiter.ts";
+import { HostSlots } from "../../../src/vm/slots.ts";
 
 describe("Limiter", () => {
   it("never runs more than its limit at once, and runs everything", async () => {
