@@ -24,16 +24,18 @@ import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { bundleFunction } from "../src/build/bundle.ts";
 import { encodeCpio } from "../src/build/cpio.ts";
-import { QBOOT_BIOS } from "../src/host/qemu-binary.ts";
 import { resolveHost } from "../src/host/setup.ts";
-import { bootAndRun, bootTimeoutMs, invoke, prepareInvocation } from "../src/invoke/invoke.ts";
+import { invoke } from "../src/invoke/invoke.ts";
 import { createPool, type Pool } from "../src/invoke/pool.ts";
+import { prepareInvocation } from "../src/invoke/prepare.ts";
 import { renderCharts } from "../src/serve/dashboard/charts.ts";
+import { bootAndRun } from "../src/start/run.ts";
 import { ensureSnapshot } from "../src/start/snapshot.ts";
 import { packageRoot } from "../src/util/paths.ts";
-import { writeInvocationInitrd } from "../src/vm/initrd.ts";
+import { writeInitrd } from "../src/vm/initrd.ts";
+import { bootTimeoutMs } from "../src/vm/launch.ts";
 import { FrameDecoder } from "../src/vm/protocol.ts";
-import { buildKernelCmdline } from "../src/vm/qemu.ts";
+import { buildKernelCmdline, buildQemuArgs } from "../src/vm/qemu.ts";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 10);
 const THROUGHPUT_SECONDS = Number(process.env.BENCH_THROUGHPUT_SECONDS ?? 60);
@@ -154,30 +156,20 @@ async function run(work: string): Promise<void> {
     ]),
   );
   const floorCmdline = "console=ttyS0 loglevel=1 panic=-1 reboot=t rdinit=/init 8250.nr_uarts=1";
-  const floorArgs = (kernel: string, bios: boolean) => [
-    "-M",
-    "microvm,acpi=off",
-    "-accel",
-    "tcg",
-    "-m",
-    "256",
-    "-smp",
-    "1",
-    "-nodefaults",
-    "-no-user-config",
-    "-no-reboot",
-    "-display",
-    "none",
-    "-serial",
-    "stdio",
-    ...(bios ? ["-bios", QBOOT_BIOS] : []),
-    "-kernel",
-    kernel,
-    "-initrd",
-    floorInitrd,
-    "-append",
-    floorCmdline,
-  ];
+  // fnrun's own machine (the argv builder every VM goes through) with nothing but the kernel and a static init.
+  const floorArgs = (kernel: string, bios: boolean) =>
+    buildQemuArgs({
+      accel: "tcg",
+      kernel: { path: kernel, entry: bios ? "bios" : "pvh" },
+      initrd: floorInitrd,
+      memoryMB: 256,
+      cpus: 1,
+      channel: { kind: "serial" },
+      cmdline: floorCmdline,
+      sandbox: false,
+      sharedFolders: [],
+      network: false,
+    });
 
   // (b) the seed's baseline: hello, cold, on -M pc with the cloud kernel and Node in the initramfs
   const bundle = await bundleFunction(HELLO);
@@ -186,12 +178,11 @@ async function run(work: string): Promise<void> {
     const prepared = prepareInvocation(bundle, { event: JSON.parse(EVENT), memory: 256 });
     const directory = join(work, `baseline-${i}`);
     mkdirSync(directory);
-    const initrd = await writeInvocationInitrd(
-      directory,
-      cloudHost.runtime.bootArchive,
-      prepared.invocation,
-      bundle.code,
-    );
+    const initrd = await writeInitrd(directory, cloudHost.runtime.bootArchive, {
+      kind: "invocation",
+      invocation: prepared.invocation,
+      bundleCode: bundle.code,
+    });
     baselineRuns.push({ initrd, nonce: prepared.invocation.nonce });
   }
   const baselineArgs = (initrd: string) => [

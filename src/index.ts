@@ -8,7 +8,8 @@
 export { type BuildOptions, type BuildResult, build } from "./build/build.ts";
 export type { FunctionConfig, MountConfig } from "./build/config.ts";
 export type { AccelRequest } from "./host/accel.ts";
-export { type InvokeOptions, type InvokeResult, invoke, type StartMode } from "./invoke/invoke.ts";
+export { invoke } from "./invoke/invoke.ts";
+export type { InvokeOptions, InvokeResult, StartMode } from "./invoke/options.ts";
 export { createPool, Pool, type PoolOptions, type PoolStats } from "./invoke/pool.ts";
 export { type FnrunServer, type ServeOptions, serve } from "./serve/server.ts";
 export { backgroundSnapshots } from "./start/snapshot.ts";

@@ -3,7 +3,8 @@
  * cli.ts): loaded only when one of them runs.
  */
 
-import { DEFAULTS, invoke } from "../invoke/invoke.ts";
+import { invoke } from "../invoke/invoke.ts";
+import { DEFAULTS } from "../invoke/options.ts";
 import { ExitCode, FnrunError, UsageError } from "../util/errors.ts";
 import { type CliIo, describeFailure, readStdin, untilStopped } from "./io.ts";
 import { sanitizeForTerminal } from "./terminal.ts";

@@ -9,7 +9,7 @@ import { type FSWatcher, watch } from "node:fs";
 import { dirname, relative } from "node:path";
 import { bundleFunction } from "../build/bundle.ts";
 import type { HostSetup } from "../host/setup.ts";
-import type { InvokeResult } from "../invoke/invoke.ts";
+import type { InvokeResult } from "../invoke/options.ts";
 import { createPool, type Pool } from "../invoke/pool.ts";
 import { FnrunError, FunctionError } from "../util/errors.ts";
 import type { LogEntry } from "../vm/session.ts";

@@ -10,7 +10,7 @@ import { chooseAccel, kvmProblem, probeAccel } from "../host/accel.ts";
 import { findKernelSource, resolveKernel } from "../host/kernel.ts";
 import { locateQemu, QBOOT_BIOS } from "../host/qemu-binary.ts";
 import { resolveRuntime } from "../host/runtime.ts";
-import { DEFAULTS } from "../invoke/invoke.ts";
+import { DEFAULTS } from "../invoke/options.ts";
 import { cacheRoot } from "../util/cache.ts";
 import { stateDirectory } from "../util/paths.ts";
 import { which } from "../util/which.ts";

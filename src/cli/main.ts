@@ -3,7 +3,8 @@
  * the exit code, so tests run it in-process with their own streams.
  */
 import yargs, { type Argv } from "yargs";
-import { DEFAULTS, type InvokeOptions, type InvokeResult, invoke } from "../invoke/invoke.ts";
+import { invoke } from "../invoke/invoke.ts";
+import { DEFAULTS, type InvokeOptions, type InvokeResult } from "../invoke/options.ts";
 import { backgroundSnapshots } from "../start/snapshot.ts";
 import { ExitCode, FnrunError, toFnrunError, UsageError } from "../util/errors.ts";
 import type { LogEntry, TimelineEntry } from "../vm/session.ts";

@@ -1,6 +1,6 @@
 /** Turns an invocation's outcome into the record the history keeps. */
 
-import type { InvokeResult } from "../invoke/invoke.ts";
+import type { InvokeResult } from "../invoke/options.ts";
 import type { FnrunError } from "../util/errors.ts";
 import type { InvocationRecord, InvocationStatus } from "./history.ts";
 import type { Trigger } from "./queue.ts";

@@ -26,7 +26,7 @@ import { LIMITS } from "../build/config.ts";
 import { FunctionDirectory, type ServedFunction } from "../build/functions-dir.ts";
 import type { AccelRequest } from "../host/accel.ts";
 import { type HostSetup, resolveHost } from "../host/setup.ts";
-import { DEFAULTS, type InvokeResult } from "../invoke/invoke.ts";
+import { DEFAULTS, type InvokeResult } from "../invoke/options.ts";
 import { createPool, type Pool } from "../invoke/pool.ts";
 import { History, type InvocationRecord } from "../jobs/history.ts";
 import {

@@ -18,11 +18,12 @@ import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { HostSetup } from "../host/setup.ts";
 import { cacheRoot, fileIdentitySync, writeFileAtomic } from "../util/cache.ts";
+import { type RestoreTarget, restoreTarget, restoreVm } from "../vm/launch.ts";
 import type { Vm } from "../vm/process.ts";
 import type { DecoderLimits } from "../vm/protocol.ts";
 import { makeRunDirectorySync } from "../vm/run-directory.ts";
 import { hostSlots } from "../vm/slots.ts";
-import { type RestoreTarget, restoreSnapshot, restoreTarget, type Snapshot } from "./snapshot.ts";
+import type { Snapshot } from "./snapshot.ts";
 
 const NOTE_FORMAT = 2;
 /** Environment that changes which QEMU or kernel fnrun picks. */
@@ -165,7 +166,7 @@ export function prestart(args: readonly string[], env: NodeJS.ProcessEnv = proce
     let runDirectory: string | undefined;
     try {
       runDirectory = makeRunDirectorySync();
-      const vm = await restoreSnapshot(found.target, found.snapshot, runDirectory, found.decoderLimits);
+      const vm = await restoreVm(found.target, found.snapshot, runDirectory, found.decoderLimits);
       return { vm, snapshot: found.snapshot, decoderLimits: found.decoderLimits, runDirectory };
     } catch {
       if (runDirectory) await rm(runDirectory, { recursive: true, force: true });

@@ -22,9 +22,7 @@
  * binary, accelerator, memory size); its files are checked against their
  * recorded sizes and hashes, and one QEMU fails to restore is removed and rebuilt.
  */
-import { randomBytes } from "node:crypto";
-import { closeSync, openSync } from "node:fs";
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { guestNodeOptions } from "../host/runtime.ts";
@@ -42,23 +40,17 @@ import { BootError } from "../util/errors.ts";
 import { withLock } from "../util/lock.ts";
 import { type Progress, silent } from "../util/progress.ts";
 import { shellQuote } from "../util/shell.ts";
-import { type LaunchOptions, Vm } from "../vm/process.ts";
-import { buildKernelCmdline, type VmSpec } from "../vm/qemu.ts";
-import { makeRunDirectory } from "../vm/run-directory.ts";
+import { BOOT_TIMEOUT_MS, bootVm, type SavedVm } from "../vm/launch.ts";
+import type { Vm } from "../vm/process.ts";
 import { hostSlots } from "../vm/slots.ts";
 
 const FORMAT = "snapshot-v2";
 const KIND = "snapshot";
 
-export interface Snapshot {
+/** A saved VM in the cache (its restore is vm/launch.ts's restoreVm). */
+export interface Snapshot extends SavedVm {
   key: string;
   directory: string;
-  ram: string;
-  state: string;
-  memoryMB: number;
-  /** The nonce the saved runtime expects on the frames it reads. */
-  bootNonce: string;
-  cmdline: string;
 }
 
 interface SnapshotInfo {
@@ -87,22 +79,6 @@ export async function snapshotKey(host: HostSetup, memoryMB: number): Promise<st
     host.runtime.layout,
     guestNodeOptions(memoryMB, host.accel.accel).join(" "),
   );
-}
-
-/** The spec shared by the VM that is saved and every clone: devices must match exactly. */
-function snapshotSpec(host: HostSetup, memoryMB: number, cmdline: string): Omit<VmSpec, "channel"> {
-  return {
-    accel: host.accel.accel,
-    kernel: { path: host.kernel.path, entry: host.kernel.entry },
-    initrd: host.runtime.bootArchive,
-    ...(host.runtime.disk ? { runtimeDisk: host.runtime.disk } : {}),
-    memoryMB,
-    cpus: 1,
-    cmdline,
-    sandbox: true,
-    sharedFolders: [],
-    network: false,
-  };
 }
 
 async function toSnapshot(entry: CacheEntry, key: string): Promise<Snapshot> {
@@ -162,7 +138,7 @@ export async function ensureSnapshot(
         (options.progress ?? silent)(
           `making a snapshot of a booted VM${options.background ? " in the background" : ""} (${memoryMB} MB; once per kernel, runtime and size)`,
         );
-        await saveBootedVm(host, memoryMB, directory, options.bootTimeoutMs ?? 120_000);
+        await saveBootedVm(host, memoryMB, directory, options.bootTimeoutMs ?? BOOT_TIMEOUT_MS.tcg);
         return ["ram", "state", "snapshot.json"];
       },
       {},
@@ -223,148 +199,41 @@ async function waitForMigration(vm: Vm): Promise<void> {
   }
 }
 
+/** Boots a VM to "ready" with its RAM in `directory`, and saves its device state beside it. */
 async function saveBootedVm(
   host: HostSetup,
   memoryMB: number,
   directory: string,
   bootTimeoutMs: number,
 ): Promise<void> {
-  const bootNonce = randomBytes(16).toString("hex");
-  const cmdline = buildKernelCmdline({
-    channel: host.channel,
-    runtime: host.runtime.layout,
-    bootNonce,
-    snapshot: true,
-    nodeOptions: guestNodeOptions(memoryMB, host.accel.accel),
-    network: false,
-    verbose: false,
-    firmwareBoot: host.kernel.entry === "bios",
+  const { vm, bootNonce, cmdline } = await bootVm(host, {
+    shape: { memoryMB, network: false },
+    mounts: [],
+    payload: { kind: "none" },
+    snapshotRam: join(directory, "ram"),
   });
-  const runDirectory = await makeRunDirectory();
   try {
-    const vm = await Vm.launch({
-      qemuPath: host.qemuPath,
-      runDirectory,
-      nonce: bootNonce,
-      spec: {
-        ...snapshotSpec(host, memoryMB, cmdline),
-        channel: host.channel,
-        memoryFile: { path: join(directory, "ram"), shared: true },
-        qmp: true,
-        // It saves itself through `migrate exec:cat > state`; it never runs a function.
-        allowSpawn: true,
-      },
-    });
+    const timer = setTimeout(() => vm.killNow(), bootTimeoutMs);
     try {
-      const timer = setTimeout(() => vm.killNow(), bootTimeoutMs);
-      try {
-        await vm.waitFor(
-          (message): message is Extract<typeof message, { type: "ready" }> => message.type === "ready",
-        );
-      } finally {
-        clearTimeout(timer);
-      }
-      const qmp = await vm.qmp;
-      if (!qmp) throw new Error("no QMP");
-      await qmp.execute("migrate-set-capabilities", {
-        capabilities: [{ capability: "x-ignore-shared", state: true }],
-      });
-      // Not stopped first: a VM saved while running is started by QEMU as soon as
-      // a clone has loaded its state, which saves a `cont` round trip per restore.
-      // (The guest is idle, blocked reading its channel; QEMU stops it to save.)
-      await qmp.execute("migrate", { uri: `exec:cat > ${shellQuote(join(directory, "state"))}` });
-      await waitForMigration(vm);
+      await vm.waitFor(
+        (message): message is Extract<typeof message, { type: "ready" }> => message.type === "ready",
+      );
     } finally {
-      await vm.kill();
+      clearTimeout(timer);
     }
-    const info: SnapshotInfo = { bootNonce, memoryMB, cmdline, createdAt: new Date().toISOString() };
-    await writeFile(join(directory, "snapshot.json"), JSON.stringify(info, null, 2));
-  } finally {
-    await rm(runDirectory, { recursive: true, force: true });
-  }
-}
-
-/** What restoring a snapshot takes from the host: its QEMU and the devices the snapshot was saved with. */
-export interface RestoreTarget {
-  qemuPath: string;
-  spec: LaunchOptions["spec"];
-}
-
-export function restoreTarget(host: HostSetup, snapshot: Snapshot): RestoreTarget {
-  return {
-    qemuPath: host.qemuPath,
-    spec: {
-      ...snapshotSpec(host, snapshot.memoryMB, snapshot.cmdline),
-      channel: host.channel,
-      memoryFile: { path: snapshot.ram, shared: false },
-      incoming: true,
-      qmp: true,
-    },
-  };
-}
-
-/**
- * Starts a clone of `snapshot`: QEMU maps the RAM file privately and loads the
- * device state, and the clone is sent its wake-up (fresh entropy and the time,
- * to reseed with). The VM runs as soon as the state is loaded. Until it is sent
- * an invocation (with `snapshot.bootNonce`, switching to the invocation's nonce:
- * `vm.send(message, bootNonce, nonce)`), only frames with the boot nonce count.
- *
- * Nothing before QEMU's spawn waits for I/O, so a prestart (src/prestart.ts)
- * spawns it at once even while the CLI is busy loading.
- */
-export async function restoreSnapshot(
-  target: RestoreTarget,
-  snapshot: Snapshot,
-  runDirectory: string,
-  decoderLimits?: { maxLineBytes: number; maxMessageBytes: number },
-): Promise<Vm> {
-  // QEMU reads the device state from an inherited descriptor: a clone, which runs
-  // a function, may not start processes (no `exec:cat`).
-  const state = openSync(snapshot.state, "r");
-  let vm: Vm;
-  try {
-    vm = await Vm.launch({
-      qemuPath: target.qemuPath,
-      runDirectory,
-      nonce: snapshot.bootNonce,
-      ...(decoderLimits ? { decoderLimits } : {}),
-      inheritFds: [state],
-      spec: target.spec,
-    });
-  } finally {
-    closeSync(state);
-  }
-  // The wake-up waits in the channel's socket until the restored guest reads it.
-  vm.send(
-    { type: "wake", entropy: randomBytes(64).toString("hex"), epochMs: Date.now() },
-    snapshot.bootNonce,
-  );
-  try {
-    const qmp = await Promise.race([
-      vm.qmp,
-      vm.exited.then((exit) => {
-        throw new BootError(`QEMU exited before restoring: ${exit.stderr}`, vm.consoleTail.lastLines(10));
-      }),
-    ]);
+    const qmp = await vm.qmp;
     if (!qmp) throw new Error("no QMP");
-    qmp.onEvent((event) => {
-      if (event === "RESUME") vm.marks.resumed ??= vm.elapsed();
-    });
-    // Both at once (QMP answers in order): each round trip is a wait for a CLI
-    // that may be busy loading (a prestart).
-    const capabilities = qmp.execute("migrate-set-capabilities", {
+    await qmp.execute("migrate-set-capabilities", {
       capabilities: [{ capability: "x-ignore-shared", state: true }],
     });
-    const incoming = qmp.execute("migrate-incoming", { uri: "fd:3" });
-    await capabilities;
-    vm.marks.restoreStarted = vm.elapsed();
-    await incoming;
-    return vm;
-  } catch (error) {
+    // Not stopped first: a VM saved while running is started by QEMU as soon as
+    // a clone has loaded its state, which saves a `cont` round trip per restore.
+    // (The guest is idle, blocked reading its channel; QEMU stops it to save.)
+    await qmp.execute("migrate", { uri: `exec:cat > ${shellQuote(join(directory, "state"))}` });
+    await waitForMigration(vm);
+  } finally {
     await vm.kill();
-    throw error instanceof BootError
-      ? error
-      : new BootError(`restoring the snapshot failed: ${(error as Error).message}`, "");
   }
+  const info: SnapshotInfo = { bootNonce, memoryMB, cmdline, createdAt: new Date().toISOString() };
+  await writeFile(join(directory, "snapshot.json"), JSON.stringify(info, null, 2));
 }

@@ -1,66 +1,79 @@
 /**
  * The initramfs a VM boots with: the cached base archive of the runtime image,
- * plus, for a cold start, a small archive appended with this invocation and the
- * function's bundle. The kernel unpacks concatenated archives as one.
+ * plus, when the VM carries something of its own, a small archive appended to
+ * a copy of it in the VM's directory. The kernel unpacks concatenated archives
+ * as one.
  */
 import { appendFile, copyFile } from "node:fs/promises";
 import { join } from "node:path";
 import { encodeCpio } from "../build/cpio.ts";
 import type { FunctionSettings, Invocation } from "./protocol.ts";
 
+/** What a booted VM carries beyond the runtime image. */
+export type BootPayload =
+  /** A cold invocation and its function: the runtime runs it at once. */
+  | {
+      kind: "invocation";
+      invocation: Invocation;
+      bundleCode: string;
+      /** One more archive to append (the benchmark's files placed in the initramfs). */
+      extraArchive?: Buffer;
+    }
+  /** A function and its settings: the runtime imports it, then waits for events (a pooled VM). */
+  | { kind: "function"; settings: FunctionSettings; bundleCode: string }
+  /** Nothing: the runtime waits for a function and an event (the VM a snapshot is saved from). */
+  | { kind: "none" };
+
 /** Inodes of the appended archive start here, clear of the base archive's. */
-const INVOCATION_FIRST_INODE = 1_000_000;
+const PAYLOAD_FIRST_INODE = 1_000_000;
 
-export function invocationArchive(invocation: Invocation, bundleCode: string): Buffer {
-  return encodeCpio(
-    [
-      {
-        type: "file",
-        path: "fnrun/invocation.json",
-        data: Buffer.from(JSON.stringify(invocation)),
-        mode: 0o600,
-      },
-      { type: "file", path: "fnrun/function.mjs", data: Buffer.from(bundleCode), mode: 0o644 },
-    ],
-    INVOCATION_FIRST_INODE,
-  );
+/** The archive appended for `payload`, or undefined when there is nothing to append. */
+export function payloadArchive(payload: BootPayload): Buffer | undefined {
+  const bundle = (code: string) =>
+    ({ type: "file", path: "fnrun/function.mjs", data: Buffer.from(code), mode: 0o644 }) as const;
+  switch (payload.kind) {
+    case "invocation":
+      return encodeCpio(
+        [
+          {
+            type: "file",
+            path: "fnrun/invocation.json",
+            data: Buffer.from(JSON.stringify(payload.invocation)),
+            mode: 0o600,
+          },
+          bundle(payload.bundleCode),
+        ],
+        PAYLOAD_FIRST_INODE,
+      );
+    case "function":
+      return encodeCpio(
+        [
+          {
+            type: "file",
+            path: "fnrun/function.json",
+            data: Buffer.from(JSON.stringify(payload.settings)),
+            mode: 0o600,
+          },
+          bundle(payload.bundleCode),
+        ],
+        PAYLOAD_FIRST_INODE,
+      );
+    case "none":
+      return undefined;
+  }
 }
 
-/** Writes base + invocation archive into the VM's private directory; returns its path. */
-export async function writeInvocationInitrd(
+/** The initramfs for one VM: the base archive itself, or a copy in `runDirectory` with the payload appended. */
+export async function writeInitrd(
   runDirectory: string,
   baseArchive: string,
-  invocation: Invocation,
-  bundleCode: string,
-  /** One more archive to append (the benchmark's files placed in the initramfs). */
-  extraArchive?: Buffer,
+  payload: BootPayload,
 ): Promise<string> {
+  const archive = payloadArchive(payload);
+  if (!archive) return baseArchive;
   const path = join(runDirectory, "initrd.cpio");
   await copyFile(baseArchive, path);
-  await appendFile(path, invocationArchive(invocation, bundleCode), { mode: 0o600 });
-  if (extraArchive) await appendFile(path, extraArchive);
-  return path;
-}
-
-/**
- * For a pooled VM booted with its function: base + the function and its
- * settings, no invocation. The runtime imports the function and waits for events.
- */
-export async function boundArchive(
-  runDirectory: string,
-  baseArchive: string,
-  settings: FunctionSettings,
-  bundleCode: string,
-): Promise<string> {
-  const path = join(runDirectory, "initrd.cpio");
-  await copyFile(baseArchive, path);
-  const archive = encodeCpio(
-    [
-      { type: "file", path: "fnrun/function.json", data: Buffer.from(JSON.stringify(settings)), mode: 0o600 },
-      { type: "file", path: "fnrun/function.mjs", data: Buffer.from(bundleCode), mode: 0o644 },
-    ],
-    INVOCATION_FIRST_INODE,
-  );
   await appendFile(path, archive, { mode: 0o600 });
+  if (payload.kind === "invocation" && payload.extraArchive) await appendFile(path, payload.extraArchive);
   return path;
 }

@@ -134,6 +134,8 @@ export class Vm {
   #anomalies: Array<"oversize" | "corrupt"> = [];
   #hasExited = false;
   #pendingWrites: string[] = [];
+  /** What goes with the VM when it is killed (its shared folders' daemons). */
+  readonly #companions: Array<() => Promise<void>> = [];
 
   private constructor(
     options: LaunchOptions,
@@ -285,10 +287,16 @@ export class Vm {
     else this.#pendingWrites.push(text);
   }
 
-  /** Kills QEMU and removes the VM's files. Safe to call more than once. */
+  /** Stops `companion` when the VM is killed, before its files are removed. */
+  addCompanion(stop: () => Promise<void>): void {
+    this.#companions.push(stop);
+  }
+
+  /** Kills QEMU, stops its companions and removes the VM's files. Safe to call more than once. */
   async kill(): Promise<VmExit> {
     this.killNow();
     const exit = await this.exited;
+    await Promise.all(this.#companions.splice(0).map((stop) => stop()));
     await rm(this.runDirectory, { recursive: true, force: true });
     return exit;
   }

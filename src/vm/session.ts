@@ -14,7 +14,7 @@ import {
   TimeoutError,
 } from "../util/errors.ts";
 import type { HostMarks, Vm } from "./process.ts";
-import type { GuestMark, GuestMessage, LambdaError } from "./protocol.ts";
+import type { DecoderLimits, GuestMark, GuestMessage, LambdaError } from "./protocol.ts";
 
 export type LogStream = "stdout" | "stderr" | "console";
 
@@ -136,6 +136,15 @@ function buildTimeline(
     }
   }
   return entries.sort((a, b) => a.atMs - b.atMs);
+}
+
+/** What the host's frame decoder allows for a session whose results may be `maxResultBytes`. */
+export function decoderLimitsFor(maxResultBytes: number): DecoderLimits {
+  return {
+    maxLineBytes: 64 * 1024 + 256,
+    // A result's JSON is embedded, escaped, in a message: allow for the escaping.
+    maxMessageBytes: maxResultBytes * 2 + 64 * 1024,
+  };
 }
 
 export interface SessionOptions {

@@ -1,0 +1,86 @@
+/**
+ * Everything decided before a VM starts: the function's config merged with the
+ * options, the invocation the guest receives, the limits the host enforces, and
+ * the machine to run on.
+ */
+import { randomUUID } from "node:crypto";
+import { resolve as resolvePath } from "node:path";
+import type { Bundle } from "../build/bundle.ts";
+import { parseMount } from "../build/config.ts";
+import { type HostSetup, resolveHost } from "../host/setup.ts";
+import type { PreparedInvocation } from "../start/run.ts";
+import { UsageError } from "../util/errors.ts";
+import { checkMounts } from "../vm/mounts.ts";
+import { randomNonce } from "../vm/process.ts";
+import type { Invocation } from "../vm/protocol.ts";
+import type { SessionLimits } from "../vm/session.ts";
+import { DEFAULTS, eventJson, exportName, type InvokeOptions } from "./options.ts";
+
+export function prepareInvocation(bundle: Bundle, options: InvokeOptions): PreparedInvocation {
+  const config = bundle.config;
+  const timeoutSeconds = options.timeout ?? config.timeout ?? DEFAULTS.timeoutSeconds;
+  const memoryMB = options.memory ?? config.memory ?? DEFAULTS.memoryMB;
+  const maxResultBytes = options.maxResultBytes ?? DEFAULTS.maxResultBytes;
+  const baseDirectory = resolvePath(bundle.entry, "..");
+  const mounts = [
+    ...(config.mounts ?? []).map((mount) => ({ ...mount, source: resolvePath(baseDirectory, mount.source) })),
+    ...(options.mounts ?? []).map((mount) => {
+      try {
+        const parsed = typeof mount === "string" ? parseMount(mount) : mount;
+        return { ...parsed, source: resolvePath(parsed.source) };
+      } catch (error) {
+        throw new UsageError((error as Error).message);
+      }
+    }),
+  ];
+  const invocation: Invocation = {
+    nonce: randomNonce(),
+    requestId: options.requestId ?? randomUUID(),
+    functionName: bundle.name,
+    functionVersion: "$LATEST",
+    invokedFunctionArn: `arn:aws:lambda:local:000000000000:function:${bundle.name}`,
+    memoryLimitInMB: memoryMB,
+    timeoutMs: Math.round(timeoutSeconds * 1000),
+    handler: options.handler ? exportName(options.handler, bundle.name) : (config.handler ?? "handler"),
+    env: { ...(config.env ?? {}), ...(options.env ?? {}) },
+    event: eventJson(options.event),
+    maxResultBytes,
+    mounts: [],
+  };
+  const limits: SessionLimits = {
+    bootTimeoutMs: 0, // set once the accelerator is known
+    timeoutMs: invocation.timeoutMs,
+    initTimeoutMs: Math.max(DEFAULTS.initTimeoutSeconds * 1000, invocation.timeoutMs),
+    maxResultBytes,
+    maxLogBytes: options.maxLogBytes ?? DEFAULTS.maxLogBytes,
+    memoryMB,
+  };
+  return {
+    bundle,
+    invocation,
+    limits,
+    network: options.net ?? config.net ?? false,
+    mounts: checkMounts(mounts),
+  };
+}
+
+/** The machine set-up to run on (given, or resolved now), with the accelerator's notice said. */
+export async function hostFor(
+  options: Pick<InvokeOptions, "host" | "accel" | "onProgress" | "onNotice">,
+): Promise<HostSetup> {
+  const host =
+    options.host ??
+    (await resolveHost({
+      ...(options.accel ? { accel: options.accel } : {}),
+      ...(options.onProgress ? { progress: options.onProgress } : {}),
+    }));
+  const notice = accelNotice(host);
+  if (notice) options.onNotice?.(notice);
+  return host;
+}
+
+export function accelNotice(host: HostSetup): string | undefined {
+  return host.accel.fallbackReason
+    ? `fnrun: using TCG (software emulation): ${host.accel.fallbackReason}`
+    : undefined;
+}

@@ -1,0 +1,218 @@
+/**
+ * Warm VMs: started ahead of demand, each holding one function already
+ * imported (its init phase done) and waiting for an event. Each serves one
+ * invocation and is destroyed after it like any other; a replacement starts in
+ * the background, one start at a time so that the invocations running now are
+ * not starved.
+ *
+ * A warm VM is a snapshot clone sent a "load" message, or, where clones cannot
+ * serve (no snapshots on this kernel, or the function has shared folders), a VM
+ * booted with the function in its initramfs. The pool (invoke/pool.ts) decides
+ * which invocations run on one.
+ */
+import { rm } from "node:fs/promises";
+import type { Bundle } from "../build/bundle.ts";
+import type { HostSetup } from "../host/setup.ts";
+import { InternalError } from "../util/errors.ts";
+import { Limiter } from "../util/limiter.ts";
+import { bootTimeoutMs, bootVm, restoreTarget, restoreVm } from "../vm/launch.ts";
+import type { ResolvedMount } from "../vm/mounts.ts";
+import type { Vm } from "../vm/process.ts";
+import type { DecoderLimits, FunctionSettings } from "../vm/protocol.ts";
+import { makeRunDirectory } from "../vm/run-directory.ts";
+import { ensureSnapshot } from "./snapshot.ts";
+
+/** A function to keep VMs ready for. */
+export interface WarmFunction {
+  /** Changes with the function's code or settings: VMs of another key hold another function. */
+  key: string;
+  file: string;
+  bundle: Bundle;
+  settings: FunctionSettings;
+  /** The function's own shared folders (config.mounts): its VMs boot, with their daemons ready. */
+  mounts: ResolvedMount[];
+}
+
+export interface WarmVm {
+  vm: Vm;
+  /** The nonce the VM's runtime reads frames with. */
+  bootNonce: string;
+}
+
+export interface WarmVmsOptions {
+  /** Ready VMs kept per function. */
+  size: number;
+  memoryMB: number;
+  /** Upper bound on the guest RAM of all idle VMs together. */
+  maxIdleMemoryMB: number;
+  startMode: "boot" | "snapshot";
+  decoderLimits: DecoderLimits;
+  onNotice?: (message: string) => void;
+}
+
+interface Slot {
+  fn: WarmFunction;
+  ready: Array<WarmVm & { stopWatching: () => void }>;
+  starting: number;
+}
+
+export class WarmVms {
+  readonly #slots = new Map<string, Slot>();
+  readonly #starter = new Limiter(1);
+  #closed = false;
+
+  constructor(
+    private readonly host: HostSetup,
+    private readonly options: WarmVmsOptions,
+  ) {}
+
+  /** Keeps VMs ready for `fn`; the VMs of an older version of its file are discarded. */
+  keep(fn: WarmFunction): void {
+    if (this.#slots.has(fn.key)) return;
+    for (const [key, other] of this.#slots) {
+      if (other.fn.file !== fn.file) continue;
+      for (const warm of other.ready.splice(0)) void this.#discard(warm);
+      this.#slots.delete(key);
+    }
+    const slot: Slot = { fn, ready: [], starting: 0 };
+    this.#slots.set(fn.key, slot);
+    this.#replenish(slot);
+  }
+
+  /** A ready VM of `key`, now the caller's to use once and kill; a replacement starts. */
+  take(key: string): WarmVm | undefined {
+    const slot = this.#slots.get(key);
+    if (!slot) return undefined;
+    const taken = slot.ready.shift();
+    this.#replenish(slot);
+    if (!taken) return undefined;
+    taken.stopWatching();
+    return { vm: taken.vm, bootNonce: taken.bootNonce };
+  }
+
+  stats() {
+    const slots = [...this.#slots.values()];
+    return {
+      idleVms: slots.reduce((sum, slot) => sum + slot.ready.length, 0),
+      startingVms: slots.reduce((sum, slot) => sum + slot.starting, 0),
+      functions: slots.map((slot) => ({
+        file: slot.fn.file,
+        ready: slot.ready.length,
+        starting: slot.starting,
+      })),
+      idlePids: slots.flatMap((slot) => slot.ready.map((warm) => warm.vm.pid ?? 0)).filter((pid) => pid > 0),
+    };
+  }
+
+  /** Stops replacing VMs, kills the idle ones, and waits for the starts under way (they kill theirs). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const idle = [...this.#slots.values()].flatMap((slot) => slot.ready.splice(0));
+    await Promise.all(idle.map((warm) => this.#discard(warm)));
+    while ([...this.#slots.values()].some((slot) => slot.starting > 0)) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  #idleBudgetLeft(): boolean {
+    const slots = [...this.#slots.values()];
+    const vms = slots.reduce((sum, slot) => sum + slot.ready.length + slot.starting, 0);
+    return (vms + 1) * this.options.memoryMB <= this.options.maxIdleMemoryMB;
+  }
+
+  #replenish(slot: Slot): void {
+    while (
+      !this.#closed &&
+      this.#slots.get(slot.fn.key) === slot &&
+      slot.ready.length + slot.starting < this.options.size &&
+      this.#idleBudgetLeft()
+    ) {
+      slot.starting++;
+      void this.#starter
+        .run(() => this.#start(slot))
+        .then(
+          (warm) => {
+            if (this.#closed || this.#slots.get(slot.fn.key) !== slot) return this.#discard(warm);
+            slot.ready.push(warm);
+          },
+          (error: unknown) => {
+            this.options.onNotice?.(
+              `fnrun: could not start a pooled VM for ${slot.fn.file}: ${(error as Error).message}`,
+            );
+          },
+        )
+        .finally(() => {
+          slot.starting--;
+        });
+    }
+  }
+
+  /** Starts one VM for `slot` and waits until it has imported the function. */
+  async #start(slot: Slot): Promise<Slot["ready"][number]> {
+    if (this.#closed) throw new InternalError("the pool is closed");
+    // Clones cannot share folders (virtio-fs needs shared guest memory): such functions' VMs boot.
+    const { vm, bootNonce } =
+      this.options.startMode === "snapshot" && slot.fn.mounts.length === 0
+        ? await this.#restoreAndLoad(slot.fn)
+        : await this.#bootWithFunction(slot.fn);
+    const timer = setTimeout(() => vm.killNow(), bootTimeoutMs(this.host));
+    try {
+      await vm.waitFor(
+        (message): message is Extract<typeof message, { type: "ready" }> => message.type === "ready",
+      );
+    } catch (error) {
+      await vm.kill();
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+    // A VM that dies while idle leaves the pool, and is replaced.
+    let watching = true;
+    const warm = {
+      vm,
+      bootNonce,
+      stopWatching: () => {
+        watching = false;
+      },
+    };
+    void vm.exited.then(async () => {
+      if (!watching) return;
+      const index = slot.ready.indexOf(warm);
+      if (index >= 0) slot.ready.splice(index, 1);
+      await vm.kill();
+      this.#replenish(slot);
+    });
+    return warm;
+  }
+
+  async #restoreAndLoad(fn: WarmFunction): Promise<WarmVm> {
+    const snapshot = await ensureSnapshot(this.host, this.options.memoryMB);
+    const runDirectory = await makeRunDirectory();
+    const vm = await restoreVm(
+      restoreTarget(this.host, snapshot),
+      snapshot,
+      runDirectory,
+      this.options.decoderLimits,
+    ).catch(async (error: unknown) => {
+      await rm(runDirectory, { recursive: true, force: true });
+      throw error;
+    });
+    vm.send({ type: "load", settings: fn.settings, bundle: fn.bundle.code }, snapshot.bootNonce);
+    return { vm, bootNonce: snapshot.bootNonce };
+  }
+
+  async #bootWithFunction(fn: WarmFunction): Promise<WarmVm> {
+    const { vm, bootNonce } = await bootVm(this.host, {
+      shape: { memoryMB: this.options.memoryMB, network: false },
+      mounts: fn.mounts,
+      payload: { kind: "function", settings: fn.settings, bundleCode: fn.bundle.code },
+      decoderLimits: this.options.decoderLimits,
+    });
+    return { vm, bootNonce };
+  }
+
+  async #discard(warm: Slot["ready"][number]): Promise<void> {
+    warm.stopWatching();
+    await warm.vm.kill();
+  }
+}

@@ -1,0 +1,235 @@
+/**
+ * How a VM comes to run: one boot recipe and its restore sibling, each read top
+ * to bottom (as Firecracker's builder.rs reads `build_microvm_for_boot` and
+ * `build_microvm_from_snapshot`). Every VM fnrun starts comes from one of them:
+ * invocations that boot, pooled VMs, the VM a snapshot is saved from, and every
+ * clone (of an invocation, of the pool, of a prestart).
+ *
+ *   bootVm:    run directory -> shared folders (virtiofsd) -> initramfs (the
+ *              runtime image + what this VM carries) -> kernel command line ->
+ *              the machine (vmSpec) -> QEMU
+ *   restoreVm: run directory -> the saved VM's machine (restoreTarget, the same
+ *              vmSpec) -> QEMU waiting for its state -> the state loaded over
+ *              QMP -> the wake message (fresh entropy, the time)
+ *
+ * The machine a clone is restored into is built by the same vmSpec() as the one
+ * that was saved, so their devices cannot drift apart.
+ */
+import { randomBytes } from "node:crypto";
+import { closeSync, openSync } from "node:fs";
+import { rm } from "node:fs/promises";
+import type { Accel } from "../host/accel.ts";
+import { guestNodeOptions } from "../host/runtime.ts";
+import type { HostSetup } from "../host/setup.ts";
+import { BootError } from "../util/errors.ts";
+import { type BootPayload, writeInitrd } from "./initrd.ts";
+import { type ResolvedMount, SharedFolders } from "./mounts.ts";
+import { type LaunchOptions, randomNonce, Vm } from "./process.ts";
+import type { DecoderLimits, MountRequest } from "./protocol.ts";
+import { buildKernelCmdline } from "./qemu.ts";
+import { makeRunDirectory } from "./run-directory.ts";
+
+/** What a guest can tell apart between VMs: what a snapshot has to match. */
+export interface VmShape {
+  /** The function's memory in MB (guest RAM adds the runtime's files in the initrd layout). */
+  memoryMB: number;
+  network: boolean;
+}
+
+/** Limit on a boot to the runtime's "ready": under TCG a loaded 2-core machine can take long to boot many VMs at once. */
+export const BOOT_TIMEOUT_MS: Record<Accel, number> = { kvm: 30_000, tcg: 120_000 };
+
+export function bootTimeoutMs(host: HostSetup): number {
+  return BOOT_TIMEOUT_MS[host.accel.accel];
+}
+
+/** Guest RAM: the function's memory, plus the runtime's files when they live in RAM (initrd layout). */
+export function guestRamMB(host: HostSetup, memoryMB: number): number {
+  return host.runtime.layout === "initrd" ? memoryMB + 256 : memoryMB;
+}
+
+/** How the guest mounts the folders it is given. */
+export function mountRequests(mounts: ResolvedMount[]): MountRequest[] {
+  return mounts.map((mount) => ({ tag: mount.tag, guestPath: mount.target, readOnly: mount.readOnly }));
+}
+
+type MachineParts = Pick<
+  LaunchOptions["spec"],
+  "initrd" | "cmdline" | "sharedFolders" | "memoryFile" | "incoming" | "qmp" | "allowSpawn"
+>;
+
+/** The machine for a VM of `shape` on this host: what boots and what is restored differ only in `parts`. */
+export function vmSpec(host: HostSetup, shape: VmShape, parts: MachineParts): LaunchOptions["spec"] {
+  return {
+    accel: host.accel.accel,
+    kernel: { path: host.kernel.path, entry: host.kernel.entry },
+    ...(host.runtime.disk ? { runtimeDisk: host.runtime.disk } : {}),
+    memoryMB: guestRamMB(host, shape.memoryMB),
+    cpus: 1,
+    channel: host.channel,
+    sandbox: true,
+    network: shape.network,
+    ...parts,
+  };
+}
+
+export interface BootPlan {
+  shape: VmShape;
+  mounts: ResolvedMount[];
+  payload: BootPayload;
+  /** Nonce of the frames the runtime sends before an invocation ("ready"); a cold invocation's are its own. */
+  bootNonce?: string;
+  decoderLimits?: DecoderLimits;
+  /** Show kernel messages on the console. */
+  verbose?: boolean;
+  /**
+   * Boot a VM to be saved: guest RAM in this file (shared, so the file holds it),
+   * QMP, permission to run `migrate exec:`, and a runtime prepared for reseeding
+   * after restore.
+   */
+  snapshotRam?: string;
+}
+
+export interface BootedVm {
+  vm: Vm;
+  /** The nonce its runtime reads and writes frames with until an invocation says otherwise. */
+  bootNonce: string;
+  cmdline: string;
+}
+
+/** The boot recipe. The VM owns its run directory and its shared folders' daemons: vm.kill() ends them all. */
+export async function bootVm(host: HostSetup, plan: BootPlan): Promise<BootedVm> {
+  const bootNonce = plan.bootNonce ?? randomNonce();
+  const runDirectory = await makeRunDirectory();
+  let folders: SharedFolders | undefined;
+  try {
+    folders = await SharedFolders.start(runDirectory, plan.mounts);
+    const initrd = await writeInitrd(runDirectory, host.runtime.bootArchive, plan.payload);
+    const cmdline = buildKernelCmdline({
+      channel: host.channel,
+      runtime: host.runtime.layout,
+      bootNonce,
+      snapshot: plan.snapshotRam !== undefined,
+      nodeOptions: guestNodeOptions(plan.shape.memoryMB, host.accel.accel),
+      network: plan.shape.network,
+      verbose: plan.verbose ?? false,
+      firmwareBoot: host.kernel.entry === "bios",
+    });
+    const saving = plan.snapshotRam
+      ? { memoryFile: { path: plan.snapshotRam, shared: true }, qmp: true, allowSpawn: true }
+      : {};
+    const vm = await Vm.launch({
+      qemuPath: host.qemuPath,
+      runDirectory,
+      nonce: plan.payload.kind === "invocation" ? plan.payload.invocation.nonce : bootNonce,
+      ...(plan.decoderLimits ? { decoderLimits: plan.decoderLimits } : {}),
+      spec: vmSpec(host, plan.shape, { initrd, cmdline, sharedFolders: folders.devices, ...saving }),
+    });
+    const started = folders;
+    vm.addCompanion(() => started.stop());
+    return { vm, bootNonce, cmdline };
+  } catch (error) {
+    await folders?.stop();
+    await rm(runDirectory, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+/** What restoring a saved VM needs of it. */
+export interface SavedVm {
+  /** Guest RAM, mapped privately by each clone: never written. */
+  ram: string;
+  /** The device state QEMU wrote when the VM was saved. */
+  state: string;
+  memoryMB: number;
+  bootNonce: string;
+  cmdline: string;
+}
+
+/** What restoring takes from the host: its QEMU and the machine the VM was saved from. */
+export interface RestoreTarget {
+  qemuPath: string;
+  spec: LaunchOptions["spec"];
+}
+
+export function restoreTarget(host: HostSetup, saved: SavedVm): RestoreTarget {
+  return {
+    qemuPath: host.qemuPath,
+    spec: vmSpec(
+      host,
+      { memoryMB: saved.memoryMB, network: false },
+      {
+        initrd: host.runtime.bootArchive,
+        cmdline: saved.cmdline,
+        sharedFolders: [],
+        memoryFile: { path: saved.ram, shared: false },
+        incoming: true,
+        qmp: true,
+      },
+    ),
+  };
+}
+
+/**
+ * The restore recipe: a clone of `saved`. QEMU maps the RAM file privately and
+ * loads the device state, and the clone is sent its wake-up (fresh entropy and
+ * the time, to reseed with). The VM runs as soon as the state is loaded. Until
+ * it is sent an invocation (with `saved.bootNonce`, switching to the
+ * invocation's nonce: `vm.send(message, bootNonce, nonce)`), only frames with
+ * the boot nonce count.
+ *
+ * Nothing before QEMU's spawn waits for I/O, so a prestart (start/prestart.ts)
+ * spawns it at once even while the CLI is busy loading.
+ */
+export async function restoreVm(
+  target: RestoreTarget,
+  saved: SavedVm,
+  runDirectory: string,
+  decoderLimits?: DecoderLimits,
+): Promise<Vm> {
+  // QEMU reads the device state from an inherited descriptor: a clone, which runs
+  // a function, may not start processes (no `exec:cat`).
+  const state = openSync(saved.state, "r");
+  let vm: Vm;
+  try {
+    vm = await Vm.launch({
+      qemuPath: target.qemuPath,
+      runDirectory,
+      nonce: saved.bootNonce,
+      ...(decoderLimits ? { decoderLimits } : {}),
+      inheritFds: [state],
+      spec: target.spec,
+    });
+  } finally {
+    closeSync(state);
+  }
+  // The wake-up waits in the channel's socket until the restored guest reads it.
+  vm.send({ type: "wake", entropy: randomBytes(64).toString("hex"), epochMs: Date.now() }, saved.bootNonce);
+  try {
+    const qmp = await Promise.race([
+      vm.qmp,
+      vm.exited.then((exit) => {
+        throw new BootError(`QEMU exited before restoring: ${exit.stderr}`, vm.consoleTail.lastLines(10));
+      }),
+    ]);
+    if (!qmp) throw new Error("no QMP");
+    qmp.onEvent((event) => {
+      if (event === "RESUME") vm.marks.resumed ??= vm.elapsed();
+    });
+    // Both at once (QMP answers in order): each round trip is a wait for a CLI
+    // that may be busy loading (a prestart).
+    const capabilities = qmp.execute("migrate-set-capabilities", {
+      capabilities: [{ capability: "x-ignore-shared", state: true }],
+    });
+    const incoming = qmp.execute("migrate-incoming", { uri: "fd:3" });
+    await capabilities;
+    vm.marks.restoreStarted = vm.elapsed();
+    await incoming;
+    return vm;
+  } catch (error) {
+    await vm.kill();
+    throw error instanceof BootError
+      ? error
+      : new BootError(`restoring the snapshot failed: ${(error as Error).message}`, "");
+  }
+}
