@@ -1,7 +1,6 @@
-/** What the CLI's commands share: their I/O, and helpers for input and errors. */
+/** What the CLI's commands share: their I/O, and reading their input within limits. */
 import { readFile, stat } from "node:fs/promises";
-import { type FnrunError, FunctionError, UsageError } from "../util/errors.ts";
-import { sanitizeForTerminal } from "./terminal.ts";
+import { UsageError } from "../util/errors.ts";
 
 export interface CliIo {
   stdout: { write(text: string): unknown; isTTY?: boolean };
@@ -49,62 +48,11 @@ export function parseJson(text: string, source: string): unknown {
   }
 }
 
-export function describeFailure(error: FnrunError): string {
-  if (error instanceof FunctionError) {
-    const stack = error.trace.filter((line) => line.trimStart().startsWith("at ")).join("\n");
-    return sanitizeForTerminal(
-      `fnrun: function error: ${error.errorType}: ${error.errorMessage}\n${stack ? `${stack}\n` : ""}`,
-    );
-  }
-  return sanitizeForTerminal(`fnrun: ${error.name}: ${error.message}\n`);
-}
-
-export /** Resolves when fnrun is asked to stop (SIGINT/SIGTERM), for long-running commands. */
-function untilStopped(io: CliIo): Promise<void> {
+/** Resolves when fnrun is asked to stop (SIGINT/SIGTERM), for long-running commands. */
+export function untilStopped(io: CliIo): Promise<void> {
   return new Promise((resolve) => {
     if (!io.signal) return;
     if (io.signal.aborted) resolve();
     io.signal.addEventListener("abort", () => resolve(), { once: true });
   });
-}
-
-export interface ProgressReporter {
-  /** Called with each slow step (kernel build, runtime image, snapshot). */
-  step?: (line: string) => void;
-  /** Ends the last step's line. */
-  done: () => void;
-}
-
-/**
- * Progress on slow steps: on a terminal, one line per step whose elapsed time
- * keeps counting; otherwise one plain line per step; nothing in CI (CI is set),
- * with --json or --quiet.
- */
-export function createProgress(io: CliIo, options: { quiet?: boolean; json?: boolean }): ProgressReporter {
-  if (options.quiet || options.json) return { done: () => {} };
-  if (!io.stderr.isTTY) {
-    if (io.env.CI) return { done: () => {} };
-    return { step: (line) => io.stderr.write(`fnrun: ${line}\n`), done: () => {} };
-  }
-  let current: { text: string; started: number } | undefined;
-  let timer: NodeJS.Timeout | undefined;
-  const seconds = () => Math.round((Date.now() - (current?.started ?? Date.now())) / 1000);
-  const redraw = () => {
-    if (current) io.stderr.write(`\r\u001b[2Kfnrun: ${current.text} … ${seconds()} s`);
-  };
-  const finish = () => {
-    clearInterval(timer);
-    if (current) io.stderr.write(`\r\u001b[2Kfnrun: ${current.text} (${seconds()} s)\n`);
-    current = undefined;
-  };
-  return {
-    step: (line) => {
-      finish();
-      current = { text: line, started: Date.now() };
-      redraw();
-      timer = setInterval(redraw, 1000);
-      timer.unref();
-    },
-    done: finish,
-  };
 }

@@ -10,10 +10,9 @@ import { bundleFunction } from "../build/bundle.ts";
 import { FunctionDirectory } from "../build/functions-dir.ts";
 import { type HostSetup, resolveHost } from "../host/setup.ts";
 import { invokeBundle } from "../invoke/invoke.ts";
-import { FnrunError } from "../util/errors.ts";
 import { History } from "./history.ts";
 import type { JobOutcome, JobQueue } from "./queue.ts";
-import { recordOf } from "./record.ts";
+import { jobOutcome, runAndRecord } from "./record.ts";
 
 export interface WorkerOptions {
   queue: string;
@@ -50,44 +49,22 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         file = fn.file;
         bundle = await bundleFunction(fn.file);
       }
-      const result = await invokeBundle(bundle, { event: JSON.parse(job.event), host: machine });
-      history.add(
-        recordOf({
-          file,
-          functionName: job.functionName,
-          trigger: job.trigger,
-          event: job.event,
-          startedAt,
-          outcome: result,
-        }),
+      const ready = bundle;
+      const result = await runAndRecord(
+        history,
+        { file, functionName: job.functionName, trigger: job.trigger, event: job.event },
+        () => invokeBundle(ready, { event: JSON.parse(job.event), host: machine }),
       );
       notice(
         `fnrun worker ${name}: job ${job.id} (${job.functionName}) done in ${Date.now() - startedAt} ms`,
       );
-      return {
-        ok: true,
-        requestId: result.requestId,
-        detail: JSON.stringify({ result: JSON.parse(result.resultJson), worker: name }),
-      };
+      return jobOutcome(result, name);
     } catch (error) {
-      if (error instanceof FnrunError) {
-        history.add(
-          recordOf({
-            file,
-            functionName: job.functionName,
-            trigger: job.trigger,
-            event: job.event,
-            startedAt,
-            outcome: error,
-          }),
-        );
-      }
-      const detail =
-        error instanceof FnrunError ? error.toJSON() : { errorMessage: (error as Error).message };
+      const outcome = jobOutcome(error, name);
       notice(
-        `fnrun worker ${name}: job ${job.id} (${job.functionName}) failed: ${JSON.stringify(detail).slice(0, 300)}`,
+        `fnrun worker ${name}: job ${job.id} (${job.functionName}) failed: ${outcome.detail.slice(0, 300)}`,
       );
-      return { ok: false, detail: JSON.stringify({ ...detail, worker: name }) };
+      return outcome;
     }
   }, options.concurrency ?? 2);
   return {

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { resolveHost } from "../../src/host/setup.ts";
-import { openStateDatabase, SqliteQueue } from "../../src/jobs/queue.ts";
+import { openStateDatabase, SqliteQueue } from "../../src/jobs/queue-sqlite.ts";
 import { serve } from "../../src/serve/server.ts";
 import { expectNothingLeftBehind, qemuProcesses, runCli } from "./helpers.ts";
 

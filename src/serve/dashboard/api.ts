@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { join } from "node:path";
 import type { InvocationRecord } from "../../jobs/history.ts";
 import { packageRoot } from "../../util/paths.ts";
-import type { FnrunServer } from "../server.ts";
+import type { ServerContext } from "../context.ts";
 import type { BenchResults } from "./charts.ts";
 
 function json(response: ServerResponse, status: number, value: unknown): void {
@@ -34,7 +34,7 @@ function summary(record: InvocationRecord) {
   };
 }
 
-async function functionsView(server: FnrunServer) {
+async function functionsView(server: ServerContext) {
   const schedules = server.scheduler?.entries() ?? [];
   return (await server.functions.list()).map((fn) => ({
     name: fn.name,
@@ -63,7 +63,7 @@ async function functionsView(server: FnrunServer) {
   }));
 }
 
-function streamInvocations(server: FnrunServer, request: IncomingMessage, response: ServerResponse): void {
+function streamInvocations(server: ServerContext, request: IncomingMessage, response: ServerResponse): void {
   response.writeHead(200, {
     "content-type": "text/event-stream",
     "cache-control": "no-store",
@@ -91,7 +91,7 @@ async function readBenchResults(): Promise<(BenchResults & { table: string }) | 
 }
 
 export async function handleDashboard(
-  server: FnrunServer,
+  server: ServerContext,
   request: IncomingMessage,
   response: ServerResponse,
   url: URL,

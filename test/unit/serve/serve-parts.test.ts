@@ -15,7 +15,7 @@ import {
   verifyWebhookSignature,
   webhookSignature,
 } from "../../../src/serve/auth.ts";
-import { functionNameFromPath } from "../../../src/serve/server.ts";
+import { functionNameFromPath } from "../../../src/serve/routes/lambda.ts";
 
 describe("webhook signatures", () => {
   it("accepts GitHub's sha256= HMAC of the raw body, and nothing else", () => {

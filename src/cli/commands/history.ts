@@ -1,0 +1,52 @@
+/** `fnrun history [id]`: recent invocations (from the CLI and serve), or one of them in full. */
+
+import { ExitCode, UsageError } from "../../util/errors.ts";
+import { defineCommand } from "../command.ts";
+import type { CliIo } from "../io.ts";
+
+async function runHistory(
+  args: { id?: string; limit: number; function?: string; json?: boolean },
+  io: CliIo,
+) {
+  const { History, LIMITS: HISTORY_LIMITS } = await import("../../jobs/history.ts");
+  const { checkRange } = await import("../../util/validate.ts");
+  checkRange(args.limit, "--limit", { min: 1, max: HISTORY_LIMITS.records }, true);
+  const history = await History.open(io.env);
+  try {
+    if (args.id) {
+      const record = history.get(args.id);
+      if (!record) throw new UsageError(`no invocation ${args.id} in the history`);
+      io.stdout.write(`${JSON.stringify(record, null, 2)}\n`);
+      return ExitCode.ok;
+    }
+    const records = history.list(args.limit, args.function);
+    if (args.json) {
+      io.stdout.write(`${JSON.stringify(records)}\n`);
+      return ExitCode.ok;
+    }
+    if (records.length === 0) io.stderr.write("no invocations yet\n");
+    for (const record of records) {
+      const when = new Date(record.startedAt).toISOString().replace("T", " ").slice(0, 19);
+      io.stdout.write(
+        `${record.requestId.slice(0, 8)}  ${when}  ${record.functionName.padEnd(16)} ${record.status.padEnd(14)} ${`${Math.round(record.durationMs)} ms`.padStart(8)}  ${record.startMode.padEnd(8)} ${record.trigger}\n`,
+      );
+    }
+    return ExitCode.ok;
+  } finally {
+    history.close();
+  }
+}
+
+export default defineCommand<{ id?: string; limit: number; function?: string; json?: boolean }>({
+  command: "history [id]",
+  describe: "Recent invocations (from the CLI and serve), or one of them in full",
+  builder: (command) =>
+    command
+      .positional("id", { type: "string", describe: "A request id, or its first characters" })
+      .option("limit", { type: "number", default: 20 })
+      .option("function", { type: "string", describe: "Only this function's" })
+      .option("json", { type: "boolean" })
+      .example("$0 history", "The last 20 invocations")
+      .example("$0 history 3f2a", "One invocation: event, result or error, logs, timeline"),
+  run: runHistory,
+});

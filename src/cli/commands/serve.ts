@@ -1,0 +1,122 @@
+/** `fnrun serve [directory]`: serve the functions in a directory: Lambda Invoke API, webhooks, schedules. */
+
+import { DEFAULTS } from "../../invoke/options.ts";
+import { ExitCode } from "../../util/errors.ts";
+import { defineCommand } from "../command.ts";
+import type { CliIo } from "../io.ts";
+import { untilStopped } from "../io.ts";
+import { sanitizeForTerminal } from "../terminal.ts";
+
+interface ServeArgs {
+  directory: string;
+  port: number;
+  host: string;
+  allowRemote?: boolean;
+  token?: string;
+  queue: string;
+  pool: number;
+  memory?: number;
+  maxConcurrency?: number;
+  maxWaiting: number;
+  workers?: number;
+  schedules: boolean;
+  stateDir: string;
+  accel: "auto" | "kvm" | "tcg";
+}
+async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
+  const { serve } = await import("../../serve/server.ts");
+  const notice = (line: string) => io.stderr.write(`${sanitizeForTerminal(line)}\n`);
+  const server = await serve({
+    directory: args.directory,
+    port: args.port,
+    address: args.host,
+    ...(args.allowRemote ? { allowRemote: true } : {}),
+    ...(args.token || io.env.FNRUN_TOKEN ? { token: args.token ?? io.env.FNRUN_TOKEN } : {}),
+    queue: args.queue,
+    pool: args.pool,
+    ...(args.memory !== undefined ? { memory: args.memory } : {}),
+    ...(args.maxConcurrency !== undefined ? { maxConcurrency: args.maxConcurrency } : {}),
+    maxWaiting: args.maxWaiting,
+    ...(args.workers !== undefined ? { workers: args.workers } : {}),
+    schedules: args.schedules,
+    stateDirectory: args.stateDir,
+    accel: args.accel,
+    onNotice: notice,
+  });
+  const names = (await server.functions.list()).map((fn) => fn.name);
+  io.stderr.write(
+    `fnrun serve: ${names.length} function(s) from ${server.directory}: ${names.join(", ") || "none yet"}\n` +
+      `fnrun serve: listening on ${server.url} (dashboard: ${server.url}/_fnrun/)\n`,
+  );
+  await untilStopped(io);
+  io.stderr.write("fnrun serve: stopping; letting invocations in flight finish (again to force)\n");
+  await server.close();
+  return ExitCode.ok;
+}
+
+export default defineCommand<ServeArgs>({
+  command: "serve [directory]",
+  describe: "Serve the functions in a directory: Lambda Invoke API, webhooks, schedules",
+  builder: (command) =>
+    command
+      .positional("directory", {
+        type: "string",
+        default: "functions",
+        describe: "Where the functions are",
+      })
+      .option("port", {
+        alias: "p",
+        type: "number",
+        default: 9000,
+        describe: "TCP port (0: any free one)",
+      })
+      .option("host", { type: "string", default: "127.0.0.1", describe: "Address to listen on" })
+      .option("allow-remote", {
+        type: "boolean",
+        describe: "Allow listening beyond loopback (needs --token)",
+      })
+      .option("token", {
+        type: "string",
+        describe: "Token every request must carry (default: $FNRUN_TOKEN)",
+      })
+      .option("queue", {
+        type: "string",
+        default: "sqlite",
+        describe: "sqlite (.fnrun/state.db) or redis://HOST:PORT",
+      })
+      .option("pool", { type: "number", default: 1, describe: "Warm VMs kept per function (0: none)" })
+      .option("memory", {
+        type: "number",
+        describe: `Guest RAM of pooled VMs in MB (default ${DEFAULTS.memoryMB})`,
+      })
+      .option("max-concurrency", {
+        type: "number",
+        describe: "Invocations running at once (default: 2 per core)",
+      })
+      .option("max-waiting", {
+        type: "number",
+        default: 32,
+        describe: "Requests waiting for a place before 429",
+      })
+      .option("workers", {
+        type: "number",
+        describe: "Queue workers in this server (default: 1 per core)",
+      })
+      .option("schedules", {
+        type: "boolean",
+        default: true,
+        describe: "Run config.schedule (--no-schedules: off)",
+      })
+      .option("state-dir", {
+        type: "string",
+        default: ".fnrun",
+        describe: "Where the queue and schedule state live",
+      })
+      .option("accel", { choices: ["auto", "kvm", "tcg"] as const, default: "auto" })
+      .example("$0 serve", "Serve functions/ on http://127.0.0.1:9000")
+      .example(
+        "$0 serve --queue redis://127.0.0.1:6379 --workers 0",
+        "Enqueue to Redis; let `fnrun worker`s run the jobs",
+      ),
+  run: runServe,
+});

@@ -1,0 +1,72 @@
+/** HTTP helpers for fnrun serve's routes: errors in Lambda's shape, bounded bodies, JSON replies. */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { DEFAULTS } from "../invoke/options.ts";
+
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly type: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const MAX_BODY = DEFAULTS.maxEventBytes;
+
+export function readBody(request: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    request.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY) {
+        reject(
+          new HttpError(413, "RequestTooLargeException", `Request must be smaller than ${MAX_BODY} bytes`),
+        );
+        request.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    request.on("end", () => resolve(Buffer.concat(chunks)));
+    request.on("error", reject);
+  });
+}
+
+export function sendJson(
+  response: ServerResponse,
+  status: number,
+  value: unknown,
+  headers: Record<string, string> = {},
+): void {
+  const body = typeof value === "string" ? value : JSON.stringify(value);
+  response.writeHead(status, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(body),
+    ...headers,
+  });
+  response.end(body);
+}
+
+/** Lambda's error responses: x-amzn-ErrorType names the exception, the body says why. */
+export function sendAwsError(response: ServerResponse, error: HttpError): void {
+  sendJson(
+    response,
+    error.status,
+    { Type: "User", message: error.message },
+    { "x-amzn-errortype": error.type },
+  );
+}
+
+/** A request body as the event: JSON text, `{}` when empty. */
+export function parseEvent(body: Buffer): string {
+  if (body.length === 0) return "{}";
+  const text = body.toString("utf8");
+  try {
+    JSON.parse(text);
+  } catch {
+    throw new HttpError(400, "InvalidRequestContentException", "Could not parse request body into json");
+  }
+  return text;
+}
