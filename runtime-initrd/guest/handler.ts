@@ -1,0 +1,258 @@
+/**
+ * The function and its outcome, the way Lambda's Node.js runtime does it: its
+ * settings and environment, its import (the init phase), finding and calling
+ * the handler (promise, callback or context.succeed/fail), and exactly one
+ * outcome sent for the invocation, whatever the function does to the process.
+ */
+import fs from "node:fs";
+import { pathToFileURL } from "node:url";
+import type { FunctionSettings, HostMessage, Invocation, LambdaError } from "../../src/vm/protocol.ts";
+import { mark, send, useNonce } from "./channel.ts";
+import { flushLogs } from "./logs.ts";
+import { agent } from "./reseed.ts";
+import { currentInvocation, marks, now, setInvocation } from "./state.ts";
+
+const FUNCTION_PATH = "/fnrun/function.mjs";
+
+function describeError(error: unknown): LambdaError {
+  if (error instanceof Error) {
+    return {
+      errorType: error.name || error.constructor?.name || "Error",
+      errorMessage: error.message,
+      stack: (error.stack ?? "").split("\n").filter((line) => line.length > 0),
+    };
+  }
+  let message: string;
+  try {
+    message = typeof error === "string" ? error : (JSON.stringify(error) ?? String(error));
+  } catch {
+    message = String(error);
+  }
+  // What Lambda reports for a thrown non-Error: its type and its value.
+  return { errorType: typeof error, errorMessage: message, stack: [] };
+}
+
+type Outcome = { result: unknown } | { error: LambdaError };
+let outcome: Outcome | undefined;
+
+/** Forgets the outcome (after the rehearsal). */
+export function clearOutcome(): void {
+  outcome = undefined;
+}
+
+/** Records the one outcome (later ones, e.g. a callback after a throw, are ignored) and sends it. */
+function finish(value: Outcome): void {
+  if (outcome) return;
+  outcome = value;
+  const invocation = currentInvocation();
+  if (invocation) sendOutcome(invocation);
+}
+
+export function sendOutcome(current: Invocation): void {
+  flushLogs();
+  marks.handlerEnd = now();
+  send({ type: "mark", name: "handlerEnd", at: marks.handlerEnd });
+  if (!outcome || "error" in outcome) {
+    send({ type: "error", error: outcome?.error ?? describeError(new Error("no outcome")) });
+    return;
+  }
+  let json: string;
+  try {
+    json = JSON.stringify(outcome.result === undefined ? null : outcome.result) ?? "null";
+  } catch (error) {
+    send({
+      type: "error",
+      error: {
+        errorType: "Runtime.SerializationError",
+        errorMessage: `the handler's result cannot be turned into JSON: ${(error as Error).message}`,
+        stack: [],
+      },
+    });
+    return;
+  }
+  const size = Buffer.byteLength(json);
+  if (size > current.maxResultBytes) {
+    send({
+      type: "error",
+      error: {
+        errorType: "Function.ResponseSizeTooLarge",
+        errorMessage: `Response payload size (${size} bytes) exceeded maximum allowed payload size (${current.maxResultBytes} bytes).`,
+        stack: [],
+      },
+    });
+    return;
+  }
+  send({ type: "result", json });
+}
+
+function failWith(error: unknown, errorType?: string): void {
+  const described = describeError(error);
+  finish({ error: errorType ? { ...described, errorType } : described });
+}
+
+/** A function's failures outside the handler's own promise are its failures too. */
+export function installProcessHooks(): void {
+  process.on("uncaughtException", (error) => failWith(error));
+  process.on("unhandledRejection", (reason) => failWith(reason, "Runtime.UnhandledPromiseRejection"));
+  const exit = (code?: number | string | null) => {
+    finish({
+      error: {
+        errorType: "Runtime.ExitError",
+        errorMessage: `RequestId: ${currentInvocation()?.requestId ?? "none"} Error: Runtime exited with error: exit status ${code ?? process.exitCode ?? 0}`,
+        stack: [],
+      },
+    });
+    // PID 1 must not exit (the kernel would panic); the host ends the VM.
+    return new Promise<never>(() => {}) as never;
+  };
+  process.exit = exit as typeof process.exit;
+  process.abort = (() => {
+    finish({
+      error: {
+        errorType: "Runtime.ExitError",
+        errorMessage: `RequestId: ${currentInvocation()?.requestId ?? "none"} Error: Runtime exited with error: signal: aborted (SIGABRT)`,
+        stack: [],
+      },
+    });
+    return new Promise<never>(() => {}) as never;
+  }) as typeof process.abort;
+}
+
+type Callback = (error?: unknown, result?: unknown) => void;
+type Handler = (event: unknown, context: unknown, callback: Callback) => unknown;
+
+/** Lambda's variables, then the function's own; mounts its shared folders. */
+export function applySettings(settings: FunctionSettings, requestId: string): void {
+  for (const mount of settings.mounts) {
+    agent(`mount ${mount.tag} ${mount.guestPath} ${mount.readOnly ? "ro" : "rw"}`);
+  }
+  Object.assign(process.env, {
+    AWS_LAMBDA_FUNCTION_NAME: settings.functionName,
+    AWS_LAMBDA_FUNCTION_VERSION: settings.functionVersion,
+    AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(settings.memoryLimitInMB),
+    AWS_LAMBDA_LOG_GROUP_NAME: `/aws/lambda/${settings.functionName}`,
+    AWS_LAMBDA_LOG_STREAM_NAME: requestId,
+    LAMBDA_TASK_ROOT: "/fnrun",
+    _HANDLER: `function.${settings.handler}`,
+    // TZ (UTC, as Lambda's) is set by the stage-0 init: assigning it makes V8
+    // reload its time zone data.
+    ...settings.env,
+  });
+}
+
+export type Loaded = { module: Record<string, unknown> } | { error: LambdaError };
+
+/** The function's init phase: importing it runs its top-level code. */
+export async function importFunction(path = FUNCTION_PATH): Promise<Loaded> {
+  try {
+    return { module: (await import(pathToFileURL(path).href)) as Record<string, unknown> };
+  } catch (error) {
+    const described = describeError(error);
+    return {
+      error: {
+        ...described,
+        errorType: "Runtime.ImportModuleError",
+        errorMessage: `${described.errorType}: ${described.errorMessage}`,
+      },
+    };
+  }
+}
+
+function findHandler(module: Record<string, unknown>, name: string): Handler {
+  const candidates: unknown[] = [module[name]];
+  const fallback = module.default;
+  if (fallback && typeof fallback === "object") {
+    // A CommonJS `module.exports.handler` is esbuild's default export's property.
+    candidates.push((fallback as Record<string, unknown>)[name]);
+  }
+  if (name === "handler") candidates.push(fallback);
+  const found = candidates.find((candidate) => typeof candidate === "function");
+  if (found) return found as Handler;
+  const exported = Object.keys(module).join(", ") || "nothing";
+  const error = new Error(
+    `the function exports no handler named "${name}" (it exports: ${exported}). ` +
+      `Export one: \`export const ${name} = async (event, context) => { ... }\`, or \`export default\`.`,
+  );
+  error.name = "Runtime.HandlerNotFound";
+  throw error;
+}
+
+export async function runHandler(current: Invocation, loaded: Loaded): Promise<void> {
+  if ("error" in loaded) return finish({ error: loaded.error });
+  if (outcome) return; // the init phase already failed (an error thrown from a timer, say)
+  let handler: Handler;
+  try {
+    handler = findHandler(loaded.module, current.handler);
+  } catch (error) {
+    return failWith(error);
+  }
+  const event = JSON.parse(current.event) as unknown;
+  mark("handlerStart");
+  const deadline = now() + current.timeoutMs;
+  let settle: Callback = () => {};
+  const settled = new Promise<unknown>((resolve, reject) => {
+    settle = (error, result) => (error !== undefined && error !== null ? reject(error) : resolve(result));
+  });
+  const context = {
+    awsRequestId: current.requestId,
+    requestId: current.requestId,
+    functionName: current.functionName,
+    functionVersion: current.functionVersion,
+    invokedFunctionArn: current.invokedFunctionArn,
+    memoryLimitInMB: String(current.memoryLimitInMB),
+    logGroupName: `/aws/lambda/${current.functionName}`,
+    logStreamName: current.requestId,
+    callbackWaitsForEmptyEventLoop: true,
+    getRemainingTimeInMillis: () => Math.max(0, Math.round(deadline - now())),
+    // Lambda's legacy completion methods.
+    done: (error?: unknown, result?: unknown) => settle(error, result),
+    succeed: (result?: unknown) => settle(undefined, result),
+    fail: (error?: unknown) => settle(error ?? new Error("failed")),
+  };
+  try {
+    const returned = handler(event, context, settle);
+    const isThenable = typeof (returned as { then?: unknown } | null)?.then === "function";
+    // An async handler finishes with its promise (or the callback, if it calls it
+    // first); a callback-style one, or a plain function that returns nothing, through
+    // the callback or context.succeed/done/fail; any other with its return value.
+    const waitsForCallback = handler.length >= 3 || returned === undefined;
+    const value = isThenable ? Promise.race([returned, settled]) : waitsForCallback ? settled : returned;
+    finish({ result: await value });
+  } catch (error) {
+    failWith(error);
+  }
+}
+
+/** The invocation is known: from now on the function's output may go out, under its nonce. */
+export function begin(invocation: Invocation): void {
+  setInvocation(invocation);
+  useNonce(invocation.nonce);
+}
+
+export type InvokeMessage = Extract<HostMessage, { type: "invoke" }>;
+
+/** One invocation, from the moment its message is in: shared by the real thing and the rehearsal. */
+export async function runInvocation(
+  message: InvokeMessage,
+  loaded: Loaded | undefined,
+  path: string,
+): Promise<void> {
+  const current = message.invocation;
+  begin(current);
+  if (marks.awake !== undefined) send({ type: "mark", name: "awake", at: marks.awake });
+  mark("invocationReceived");
+  process.env.AWS_LAMBDA_LOG_STREAM_NAME = current.requestId;
+  if (outcome) {
+    // The init phase failed before the invocation came (a pooled VM).
+    sendOutcome(current);
+    return;
+  }
+  flushLogs();
+  let ready = loaded;
+  if (!ready) {
+    if (message.bundle !== undefined) fs.writeFileSync(path, message.bundle);
+    applySettings(current, current.requestId);
+    ready = await importFunction(path);
+  }
+  await runHandler(current, ready);
+}

@@ -1,0 +1,69 @@
+/**
+ * After a snapshot restore: fresh randomness before any function code runs,
+ * with the stage-0 agent (runtime-initrd/init.c) doing what Node cannot.
+ */
+import { randomFillSync } from "node:crypto";
+import fs from "node:fs";
+import type { HostMessage } from "../../src/vm/protocol.ts";
+import { writeAll } from "./channel.ts";
+import { boot } from "./state.ts";
+
+const AGENT_REQUEST_FD = 3;
+const AGENT_REPLY_FD = 4;
+
+/** Asks the stage-0 agent (runtime-initrd/init.c) to do what Node has no API for. */
+export function agent(request: string): void {
+  writeAll(AGENT_REQUEST_FD, `${request}\n`);
+  const reply = Buffer.alloc(64);
+  let text = "";
+  while (!text.includes("\n")) {
+    const count = fs.readSync(AGENT_REPLY_FD, reply, 0, reply.length, null);
+    if (count === 0) throw new Error("fnrun: the guest agent is gone");
+    text += reply.toString("latin1", 0, count);
+  }
+  if (!text.startsWith("ok"))
+    throw new Error(`fnrun: agent refused "${request.split(" ")[0]}": ${text.trim()}`);
+}
+
+/**
+ * A VM restored from a snapshot carries the random state of the VM that was
+ * saved, like every other clone of it. Before user code runs: reseed the kernel
+ * with the host's fresh bytes, move the clock back to the true time (stage-0 set
+ * it in the future before Node started, so OpenSSL sees time go backwards and
+ * reseeds from the kernel on its next use), and replace V8's Math.random, whose
+ * state cannot be reseeded, by one drawing on OpenSSL.
+ */
+function reseedAfterRestore(entropy: string, epochMs: number, ask: (request: string) => void = agent): void {
+  const seconds = Math.floor(epochMs / 1000);
+  // One round trip to the agent: every one costs two context switches.
+  ask(`reseed ${seconds} ${Math.round((epochMs - seconds * 1000) * 1e6)} ${entropy}`);
+  const pool = Buffer.alloc(4096);
+  let offset = pool.length;
+  Object.defineProperty(Math, "random", {
+    configurable: true,
+    writable: true,
+    enumerable: false,
+    value: function random(): number {
+      if (offset + 8 > pool.length) {
+        randomFillSync(pool);
+        offset = 0;
+      }
+      // 53 random bits, as V8 does: 27 high and 26 low.
+      const high = pool.readUInt32LE(offset) >>> 5;
+      const low = pool.readUInt32LE(offset + 4) >>> 6;
+      offset += 8;
+      return (high * 67108864 + low) / 9007199254740992;
+    },
+  });
+}
+
+export type WakeMessage = Extract<HostMessage, { type: "wake" }>;
+let reseeded = false;
+
+/** A clone's first message: reseed before any function code runs (once, in a VM restored from a snapshot). */
+export function wakeUp(message: WakeMessage, rehearsal = false): void {
+  if (!boot.snapshot || reseeded) return;
+  // The rehearsal runs the same code, with the agent asked nothing that matters.
+  reseedAfterRestore(message.entropy, message.epochMs, rehearsal ? () => agent("ping") : agent);
+  reseeded = !rehearsal;
+}
