@@ -16,6 +16,9 @@
  *
  * Environment: BENCH_RUNS (default 10), BENCH_THROUGHPUT_SECONDS (default 60).
  * Writes bench/results/latest.json and the charts in docs/.
+ *
+ * One file on purpose: every row runs interleaved in one loop, so that drift in
+ * the machine's speed hits them all alike.
  */
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";

@@ -36,4 +36,5 @@ export {
   TimeoutError,
   UsageError,
 } from "./util/errors.ts";
-export type { LogEntry, TimelineEntry } from "./vm/session.ts";
+export type { LogEntry } from "./vm/log-collector.ts";
+export type { TimelineEntry } from "./vm/timeline.ts";

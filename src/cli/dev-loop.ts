@@ -12,7 +12,7 @@ import type { HostSetup } from "../host/setup.ts";
 import type { InvokeResult } from "../invoke/options.ts";
 import { createPool, type Pool } from "../invoke/pool.ts";
 import { FnrunError, FunctionError } from "../util/errors.ts";
-import type { LogEntry } from "../vm/session.ts";
+import type { LogEntry } from "../vm/log-collector.ts";
 import { sanitizeForTerminal } from "./terminal.ts";
 
 export interface DevOptions {

@@ -1,6 +1,6 @@
 /** How the CLI shows what happened: failures, and the boot timeline. */
 import { type FnrunError, FunctionError } from "../util/errors.ts";
-import type { TimelineEntry } from "../vm/session.ts";
+import type { TimelineEntry } from "../vm/timeline.ts";
 import { sanitizeForTerminal } from "./terminal.ts";
 
 export function describeFailure(error: FnrunError): string {

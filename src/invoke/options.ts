@@ -9,7 +9,8 @@ import type { StartMode } from "../start/run.ts";
 import { UsageError } from "../util/errors.ts";
 import type { Progress } from "../util/progress.ts";
 import { checkRange, shown } from "../util/validate.ts";
-import type { LogEntry, TimelineEntry } from "../vm/session.ts";
+import type { LogEntry } from "../vm/log-collector.ts";
+import type { TimelineEntry } from "../vm/timeline.ts";
 
 export type { StartMode };
 

@@ -10,7 +10,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type Database from "better-sqlite3";
 import { stateDirectory } from "../util/paths.ts";
-import type { TimelineEntry } from "../vm/session.ts";
+import type { TimelineEntry } from "../vm/timeline.ts";
 import type { Trigger } from "./queue.ts";
 
 export type InvocationStatus =

@@ -3,6 +3,9 @@
  * mode, synchronous=FULL. A job is accepted only once its row is committed, so a
  * server killed at any moment (SIGKILL included) loses no accepted event; a job
  * that was running when its server died is run again.
+ *
+ * Longer than most modules: the schema and every statement on it are kept
+ * side by side, so the claims, leases and retries read as one protocol.
  */
 import { hostname } from "node:os";
 import type Database from "better-sqlite3";

@@ -10,16 +10,11 @@ import type { HostSetup } from "../host/setup.ts";
 import { BootError, UsageError } from "../util/errors.ts";
 import type { Progress } from "../util/progress.ts";
 import { bootTimeoutMs, bootVm, mountRequests, restoreTarget, restoreVm } from "../vm/launch.ts";
+import type { LogEntry } from "../vm/log-collector.ts";
 import type { ResolvedMount } from "../vm/mounts.ts";
 import type { Invocation } from "../vm/protocol.ts";
 import { makeRunDirectory } from "../vm/run-directory.ts";
-import {
-  decoderLimitsFor,
-  type LogEntry,
-  runSession,
-  type SessionLimits,
-  type SessionReport,
-} from "../vm/session.ts";
+import { decoderLimitsFor, runSession, type SessionLimits, type SessionReport } from "../vm/session.ts";
 import { abandonPrestart, adoptPrestarted, notePrestart } from "./prestart.ts";
 import {
   discardSnapshot,

@@ -29,38 +29,19 @@ const PAYLOAD_FIRST_INODE = 1_000_000;
 
 /** The archive appended for `payload`, or undefined when there is nothing to append. */
 export function payloadArchive(payload: BootPayload): Buffer | undefined {
-  const bundle = (code: string) =>
-    ({ type: "file", path: "fnrun/function.mjs", data: Buffer.from(code), mode: 0o644 }) as const;
-  switch (payload.kind) {
-    case "invocation":
-      return encodeCpio(
-        [
-          {
-            type: "file",
-            path: "fnrun/invocation.json",
-            data: Buffer.from(JSON.stringify(payload.invocation)),
-            mode: 0o600,
-          },
-          bundle(payload.bundleCode),
-        ],
-        PAYLOAD_FIRST_INODE,
-      );
-    case "function":
-      return encodeCpio(
-        [
-          {
-            type: "file",
-            path: "fnrun/function.json",
-            data: Buffer.from(JSON.stringify(payload.settings)),
-            mode: 0o600,
-          },
-          bundle(payload.bundleCode),
-        ],
-        PAYLOAD_FIRST_INODE,
-      );
-    case "none":
-      return undefined;
-  }
+  if (payload.kind === "none") return undefined;
+  // A cold invocation runs at once; a function's settings make the runtime import it and wait.
+  const [path, described] =
+    payload.kind === "invocation"
+      ? ["fnrun/invocation.json", payload.invocation]
+      : ["fnrun/function.json", payload.settings];
+  return encodeCpio(
+    [
+      { type: "file", path, data: Buffer.from(JSON.stringify(described)), mode: 0o600 },
+      { type: "file", path: "fnrun/function.mjs", data: Buffer.from(payload.bundleCode), mode: 0o644 },
+    ],
+    PAYLOAD_FIRST_INODE,
+  );
 }
 
 /** The initramfs for one VM: the base archive itself, or a copy in `runDirectory` with the payload appended. */

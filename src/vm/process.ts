@@ -11,6 +11,10 @@
  *   per-invocation initramfs, removed when the VM is gone.
  * - Everything the guest sends is parsed by the bounded FrameDecoder and
  *   validated; console text is kept as a bounded tail for error messages.
+ *
+ * Longer than most modules: one QEMU process and everything wired to it (its
+ * console, channel and QMP sockets, its exit, its companions) live and die
+ * together, and are read best together.
  */
 
 import { type ChildProcess, spawn } from "node:child_process";

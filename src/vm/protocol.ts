@@ -14,7 +14,8 @@
  * (say, by echoing its input) cannot forge a result.
  *
  * This module is bundled into the guest runtime too: keep it free of host-only
- * imports.
+ * imports. It is longer than most on purpose: the one definition of the wire
+ * format (frames, messages, limits, validation) for both sides.
  */
 import { crc32 } from "node:zlib";
 

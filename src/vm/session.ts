@@ -13,65 +13,10 @@ import {
   ResultTooLargeError,
   TimeoutError,
 } from "../util/errors.ts";
-import type { HostMarks, Vm } from "./process.ts";
+import { LogCollector, type LogEntry } from "./log-collector.ts";
+import type { Vm } from "./process.ts";
 import type { DecoderLimits, GuestMark, GuestMessage, LambdaError } from "./protocol.ts";
-
-export type LogStream = "stdout" | "stderr" | "console";
-
-export interface LogEntry {
-  stream: LogStream;
-  text: string;
-}
-
-export const TRUNCATION_MARKER = "\n[fnrun: log output truncated at the limit]\n";
-
-/** Keeps logs up to a byte limit, then one marker; never grows past it. */
-export class LogCollector {
-  readonly entries: LogEntry[] = [];
-  #bytes = 0;
-  #truncated = false;
-
-  constructor(
-    private readonly maxBytes: number,
-    private readonly onLog?: (entry: LogEntry) => void,
-  ) {}
-
-  get truncated(): boolean {
-    return this.#truncated;
-  }
-
-  add(stream: LogStream, text: string): void {
-    if (this.#truncated || text.length === 0) return;
-    const room = this.maxBytes - this.#bytes;
-    let kept = text;
-    if (Buffer.byteLength(text) > room) {
-      kept = Buffer.from(text)
-        .subarray(0, Math.max(0, room))
-        .toString("utf8")
-        .replace(/\uFFFD$/, "");
-      this.#truncated = true;
-    }
-    if (kept.length > 0) this.#push({ stream, text: kept });
-    if (this.#truncated) this.#push({ stream: "stderr", text: TRUNCATION_MARKER });
-  }
-
-  text(): string {
-    return this.entries.map((entry) => entry.text).join("");
-  }
-
-  #push(entry: LogEntry): void {
-    this.entries.push(entry);
-    this.#bytes += Buffer.byteLength(entry.text);
-    this.onLog?.(entry);
-  }
-}
-
-export interface TimelineEntry {
-  name: string;
-  /** Milliseconds since QEMU was spawned (guest points mapped onto the host clock). */
-  atMs: number;
-  source: "host" | "guest";
-}
+import { buildTimeline, type TimelineEntry } from "./timeline.ts";
 
 export interface SessionLimits {
   /** From spawn (or restore) until the runtime says "ready". */
@@ -103,40 +48,6 @@ const OOM_PATTERNS = [
   /Cannot allocate memory/,
   /deadlocked on memory/,
 ];
-
-/** Maps guest marks (guest clock) onto the host clock: offset = min(receipt - sent). */
-function buildTimeline(
-  hostMarks: HostMarks,
-  guest: Array<{ name: GuestMark; at: number; receivedAt: number }>,
-) {
-  const entries: TimelineEntry[] = [];
-  const host: Array<[string, number | undefined]> = [
-    ["qemuSpawn", hostMarks.spawn],
-    ["firstConsoleOutput", hostMarks.firstConsoleOutput],
-    ["ready", hostMarks.ready],
-    ["restoreStarted", hostMarks.restoreStarted],
-    ["vmResumed", hostMarks.resumed],
-    ["cloneAdopted", hostMarks.adopted],
-    ["invocationSent", hostMarks.invocationSent],
-    ["resultReceived", hostMarks.resultReceived],
-    ["vmGone", hostMarks.exited],
-  ];
-  for (const [name, at] of host) if (at !== undefined) entries.push({ name, atMs: at, source: "host" });
-  if (guest.length > 0) {
-    const offset = Math.min(...guest.map((mark) => mark.receivedAt - mark.at));
-    const seen = new Set<string>();
-    for (const mark of guest) {
-      if (seen.has(mark.name)) continue;
-      seen.add(mark.name);
-      entries.push({ name: mark.name, atMs: mark.at + offset, source: "guest" });
-    }
-    // Kernel start is the guest clock's zero, when the VM booted (not restored).
-    if (guest.some((mark) => mark.name === "initStart")) {
-      entries.push({ name: "kernelStart", atMs: Math.max(0, offset), source: "guest" });
-    }
-  }
-  return entries.sort((a, b) => a.atMs - b.atMs);
-}
 
 /** What the host's frame decoder allows for a session whose results may be `maxResultBytes`. */
 export function decoderLimitsFor(maxResultBytes: number): DecoderLimits {

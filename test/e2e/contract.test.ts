@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { ExitCode, invoke } from "../../src/index.ts";
-import { TRUNCATION_MARKER } from "../../src/vm/session.ts";
+import { TRUNCATION_MARKER } from "../../src/vm/log-collector.ts";
 import { expectNothingLeftBehind, runCli } from "./helpers.ts";
 
 const FORMS = "test/fixtures/contract/forms.ts";

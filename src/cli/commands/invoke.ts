@@ -7,7 +7,7 @@ import { invoke } from "../../invoke/invoke.ts";
 import { DEFAULTS, type InvokeOptions, type InvokeResult } from "../../invoke/options.ts";
 import { backgroundSnapshots } from "../../start/snapshot.ts";
 import { ExitCode, FnrunError, toFnrunError, UsageError } from "../../util/errors.ts";
-import type { LogEntry } from "../../vm/session.ts";
+import type { LogEntry } from "../../vm/log-collector.ts";
 import { defineCommand } from "../command.ts";
 import { parseDotenv, parseEnvPairs } from "../dotenv.ts";
 import { type CliIo, parseJson, readLimitedFile, readStdin } from "../io.ts";

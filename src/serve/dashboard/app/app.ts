@@ -5,6 +5,9 @@
  * errors, names) reaches the page through textContent or SVG text nodes, never
  * as HTML: a function that prints markup shows markup, it does not run it. The
  * page's Content-Security-Policy allows only this script anyway.
+ *
+ * One file on purpose: it is served as one script (no module loader in the
+ * page), and its views share the few helpers at its top.
  */
 
 interface Summary {

@@ -1,0 +1,142 @@
+import { describe, expect, it } from "vitest";
+import type { HostSetup } from "../../../src/host/setup.ts";
+import { payloadArchive } from "../../../src/vm/initrd.ts";
+import { guestRamMB, mountRequests, restoreTarget, vmSpec } from "../../../src/vm/launch.ts";
+import { buildQemuArgs } from "../../../src/vm/qemu.ts";
+
+const host: HostSetup = {
+  accel: { accel: "tcg" } as HostSetup["accel"],
+  qemuPath: "/usr/bin/qemu-system-x86_64",
+  kernel: { path: "/cache/vmlinux", entry: "pvh", origin: "fnrun", virtio: true } as HostSetup["kernel"],
+  runtime: { layout: "disk", key: "k", bootArchive: "/cache/boot.cpio", disk: "/cache/runtime.erofs" },
+  channel: "virtio",
+};
+
+describe("vmSpec", () => {
+  it("gives a booted VM and a clone the same machine, differing only in memory and start", () => {
+    const booted = vmSpec(
+      host,
+      { memoryMB: 256, network: false },
+      {
+        initrd: "/cache/boot.cpio",
+        cmdline: "CMDLINE",
+        sharedFolders: [],
+        memoryFile: { path: "/cache/snap/ram", shared: true },
+        qmp: true,
+        allowSpawn: true,
+      },
+    );
+    const restored = restoreTarget(host, {
+      ram: "/cache/snap/ram",
+      state: "/cache/snap/state",
+      memoryMB: 256,
+      bootNonce: "0".repeat(32),
+      cmdline: "CMDLINE",
+    });
+    expect(restored.qemuPath).toBe("/usr/bin/qemu-system-x86_64");
+    const argsOf = (spec: typeof booted) =>
+      buildQemuArgs({
+        ...spec,
+        channel: { kind: "virtio", socketPath: "/run/channel.sock" },
+        qmpSocket: "/run/qmp.sock",
+      });
+    const saved = argsOf(booted);
+    const clone = argsOf(restored.spec);
+    expect(saved).toEqual([
+      "-M",
+      "microvm,acpi=off,memory-backend=mem",
+      "-accel",
+      "tcg",
+      "-m",
+      "256",
+      "-smp",
+      "1",
+      "-object",
+      "memory-backend-file,id=mem,size=256M,mem-path=/cache/snap/ram,share=on",
+      "-nodefaults",
+      "-no-user-config",
+      "-no-reboot",
+      "-display",
+      "none",
+      "-serial",
+      "stdio",
+      "-kernel",
+      "/cache/vmlinux",
+      "-initrd",
+      "/cache/boot.cpio",
+      "-append",
+      "CMDLINE",
+      "-drive",
+      "file=/cache/runtime.erofs,format=raw,if=none,id=runtime,readonly=on",
+      "-device",
+      "virtio-blk-device,drive=runtime",
+      "-device",
+      "virtio-serial-device",
+      "-chardev",
+      "socket,id=channel,path=/run/channel.sock",
+      "-device",
+      "virtserialport,chardev=channel,name=fnrun",
+      "-chardev",
+      "socket,id=qmp,path=/run/qmp.sock",
+      "-mon",
+      "chardev=qmp,mode=control",
+      "-sandbox",
+      "on,obsolete=deny,elevateprivileges=deny,spawn=allow,resourcecontrol=deny",
+    ]);
+    // The clone: the same devices, its RAM mapped privately, waiting for its state, no process spawning.
+    expect(clone).toEqual(
+      saved
+        .map((arg) => arg.replace("share=on", "share=off").replace("spawn=allow", "spawn=deny"))
+        .toSpliced(saved.indexOf("-sandbox"), 0, "-incoming", "defer"),
+    );
+  });
+
+  it("adds the runtime's files to guest RAM in the initrd layout", () => {
+    const initrdHost = { ...host, runtime: { layout: "initrd" as const, key: "k", bootArchive: "/b" } };
+    expect(guestRamMB(host, 256)).toBe(256);
+    expect(guestRamMB(initrdHost, 256)).toBe(512);
+    expect(
+      vmSpec(
+        initrdHost,
+        { memoryMB: 256, network: true },
+        {
+          initrd: "/b",
+          cmdline: "",
+          sharedFolders: [],
+        },
+      ),
+    ).toMatchObject({ memoryMB: 512, network: true, sandbox: true, cpus: 1 });
+  });
+
+  it("tells the guest how to mount each shared folder", () => {
+    expect(
+      mountRequests([
+        { source: "/home/a/data", target: "/mnt/data", readOnly: true, tag: "fnrun0" },
+        { source: "/home/a/out", target: "/mnt/out", readOnly: false, tag: "fnrun1" },
+      ]),
+    ).toEqual([
+      { tag: "fnrun0", guestPath: "/mnt/data", readOnly: true },
+      { tag: "fnrun1", guestPath: "/mnt/out", readOnly: false },
+    ]);
+  });
+});
+
+describe("payloadArchive", () => {
+  it("appends nothing for a VM that waits for its function, and the function's files otherwise", () => {
+    expect(payloadArchive({ kind: "none" })).toBeUndefined();
+    const settings = {
+      functionName: "hello",
+      functionVersion: "$LATEST",
+      memoryLimitInMB: 256,
+      handler: "handler",
+      env: {},
+      mounts: [],
+    };
+    const pooled = payloadArchive({ kind: "function", settings, bundleCode: "export const handler = 1;" });
+    const text = pooled?.toString("latin1") ?? "";
+    expect(text).toContain("fnrun/function.json");
+    expect(text).toContain(JSON.stringify(settings));
+    expect(text).toContain("export const handler = 1;");
+    expect(text).not.toContain("fnrun/invocation.json");
+  });
+});
