@@ -28,6 +28,7 @@ export {
   ExitCode,
   FnrunError,
   FunctionError,
+  HandlerNotFoundError,
   InternalError,
   InterruptedError,
   OutOfMemoryError,

@@ -10,6 +10,7 @@ import type { FunctionSettings, HostMessage, Invocation, LambdaError } from "../
 import { mark, send, useNonce } from "./channel.ts";
 import { flushLogs } from "./logs.ts";
 import { agent } from "./reseed.ts";
+import { resolveHandler } from "./resolve-handler.ts";
 import { currentInvocation, marks, now, setInvocation } from "./state.ts";
 
 const FUNCTION_PATH = "/fnrun/function.mjs";
@@ -158,34 +159,16 @@ export async function importFunction(path = FUNCTION_PATH): Promise<Loaded> {
   }
 }
 
-function findHandler(module: Record<string, unknown>, name: string): Handler {
-  const candidates: unknown[] = [module[name]];
-  const fallback = module.default;
-  if (fallback && typeof fallback === "object") {
-    // A CommonJS `module.exports.handler` is esbuild's default export's property.
-    candidates.push((fallback as Record<string, unknown>)[name]);
-  }
-  if (name === "handler") candidates.push(fallback);
-  const found = candidates.find((candidate) => typeof candidate === "function");
-  if (found) return found as Handler;
-  const exported = Object.keys(module).join(", ") || "nothing";
-  const error = new Error(
-    `the function exports no handler named "${name}" (it exports: ${exported}). ` +
-      `Export one: \`export const ${name} = async (event, context) => { ... }\`, or \`export default\`.`,
-  );
-  error.name = "Runtime.HandlerNotFound";
-  throw error;
-}
-
 export async function runHandler(current: Invocation, loaded: Loaded): Promise<void> {
   if ("error" in loaded) return finish({ error: loaded.error });
   if (outcome) return; // the init phase already failed (an error thrown from a timer, say)
-  let handler: Handler;
-  try {
-    handler = findHandler(loaded.module, current.handler);
-  } catch (error) {
-    return failWith(error);
-  }
+  const resolved = resolveHandler(
+    loaded.module,
+    current.handler,
+    `${current.functionName}.${current.handler}`,
+  );
+  if ("error" in resolved) return finish({ error: { ...resolved.error, stack: [] } });
+  const handler = resolved.handler as Handler;
   const event = JSON.parse(current.event) as unknown;
   mark("handlerStart");
   const deadline = now() + current.timeoutMs;

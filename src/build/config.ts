@@ -2,6 +2,7 @@
  * A function's own configuration (`export const config = { ... }`): its shape,
  * its limits, and their validation. Reading it from a file is config-extract.ts.
  */
+import { isHandlerString } from "./handler.ts";
 
 export interface MountConfig {
   /** Host directory; relative paths are relative to the function's file. */
@@ -24,7 +25,7 @@ export interface FunctionConfig {
   env?: Record<string, string>;
   /** Give the guest a network device (user-mode networking). Off by default. */
   net?: boolean;
-  /** The export to call. */
+  /** What to call: an export, a path in the exports ("nested.handler"), or Lambda's MODULE.PATH. */
   handler?: string;
   mounts?: MountConfig[];
   /** Cron expressions (5 fields) on which `fnrun serve` runs the function. */
@@ -122,8 +123,10 @@ export function validateConfig(value: unknown, name: string): FunctionConfig {
     config.net = value.net;
   }
   if (value.handler !== undefined) {
-    if (typeof value.handler !== "string" || !/^[A-Za-z_$][\w$]*$/.test(value.handler)) {
-      throw new Error(`${name}.handler must be an export name`);
+    if (!isHandlerString(value.handler) || value.handler.includes("/")) {
+      throw new Error(
+        `${name}.handler must be an export, a path to one ("nested.handler") or MODULE.PATH, not ${JSON.stringify(value.handler)}`,
+      );
     }
     config.handler = value.handler;
   }

@@ -3,6 +3,7 @@
  * contract's), and their checks at the boundary, so inner code trusts them.
  */
 import { LIMITS, type MountConfig, validateEnv } from "../build/config.ts";
+import { isHandlerString } from "../build/handler.ts";
 import type { AccelRequest } from "../host/accel.ts";
 import type { HostSetup } from "../host/setup.ts";
 import type { StartMode } from "../start/run.ts";
@@ -26,7 +27,10 @@ export const DEFAULTS = {
 export interface InvokeOptions {
   /** The event: any JSON value (default `{}`). */
   event?: unknown;
-  /** The export to call (default: config.handler, else `handler`, else the default export). */
+  /**
+   * What to call (default: config.handler, else `handler`, else the default export): an
+   * export, a path in the exports ("nested.handler"), or Lambda's MODULE.PATH for this file.
+   */
   handler?: string;
   /** Seconds the handler may run (default: config.timeout, else 30). */
   timeout?: number;
@@ -107,11 +111,10 @@ export function validateInvokeOptions(options: InvokeOptions): void {
   checkRange(options.memory, "memory", LIMITS.memoryMB, true);
   checkRange(options.maxResultBytes, "maxResultBytes", { min: 1, max: 256 * 1024 * 1024 }, true);
   checkRange(options.maxLogBytes, "maxLogBytes", { min: 1024, max: 256 * 1024 * 1024 }, true);
-  if (
-    options.handler !== undefined &&
-    (typeof options.handler !== "string" || !/^(?:[^/]+\.)?[A-Za-z_$][\w$]*$/.test(options.handler))
-  ) {
-    throw new UsageError(`handler must be an export name (or FILE.EXPORT), not ${shown(options.handler)}`);
+  if (options.handler !== undefined && !isHandlerString(options.handler)) {
+    throw new UsageError(
+      `handler must be an export or a path to one (nested.handler), or Lambda's MODULE.PATH, not ${shown(options.handler)}`,
+    );
   }
   if (options.accel !== undefined && !["auto", "kvm", "tcg"].includes(options.accel)) {
     throw new UsageError(`accel must be auto, kvm or tcg, not ${shown(options.accel)}`);
@@ -164,18 +167,4 @@ export function eventJson(event: unknown): string {
     );
   }
   return json;
-}
-
-/** "greet", or Lambda's "FILE.EXPORT" form ("hello.greet" for hello.ts). */
-export function exportName(handler: string, functionName: string): string {
-  const dot = handler.lastIndexOf(".");
-  if (dot < 0) return handler;
-  const file = handler.slice(0, dot);
-  const name = handler.slice(dot + 1);
-  if (file !== functionName) {
-    throw new UsageError(
-      `handler "${handler}" names the file "${file}", but the function is ${functionName}: use ${functionName}.${name}, or just ${name}`,
-    );
-  }
-  return name;
 }

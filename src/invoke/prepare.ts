@@ -7,6 +7,7 @@ import { randomUUID } from "node:crypto";
 import { resolve as resolvePath } from "node:path";
 import type { Bundle } from "../build/bundle.ts";
 import { parseMount } from "../build/config.ts";
+import { handlerPath } from "../build/handler.ts";
 import { type HostSetup, resolveHost } from "../host/setup.ts";
 import type { PreparedInvocation } from "../start/run.ts";
 import { UsageError } from "../util/errors.ts";
@@ -14,7 +15,7 @@ import { checkMounts } from "../vm/mounts.ts";
 import { randomNonce } from "../vm/process.ts";
 import type { Invocation } from "../vm/protocol.ts";
 import type { SessionLimits } from "../vm/session.ts";
-import { DEFAULTS, eventJson, exportName, type InvokeOptions } from "./options.ts";
+import { DEFAULTS, eventJson, type InvokeOptions } from "./options.ts";
 
 export function prepareInvocation(bundle: Bundle, options: InvokeOptions): PreparedInvocation {
   const config = bundle.config;
@@ -41,7 +42,7 @@ export function prepareInvocation(bundle: Bundle, options: InvokeOptions): Prepa
     invokedFunctionArn: `arn:aws:lambda:local:000000000000:function:${bundle.name}`,
     memoryLimitInMB: memoryMB,
     timeoutMs: Math.round(timeoutSeconds * 1000),
-    handler: options.handler ? exportName(options.handler, bundle.name) : (config.handler ?? "handler"),
+    handler: handlerPath(options.handler ?? config.handler ?? "handler", bundle.name),
     env: { ...(config.env ?? {}), ...(options.env ?? {}) },
     event: eventJson(options.event),
     maxResultBytes,

@@ -2,7 +2,7 @@
 import { createStackMapper } from "../build/sourcemap.ts";
 import type { HostSetup } from "../host/setup.ts";
 import type { PreparedInvocation } from "../start/run.ts";
-import { FunctionError, InternalError } from "../util/errors.ts";
+import { FunctionError, functionErrorOf, InternalError } from "../util/errors.ts";
 import type { SessionReport } from "../vm/session.ts";
 import type { InvokeResult } from "./options.ts";
 
@@ -26,7 +26,7 @@ export function finishReport(
     let failure = report.failure;
     if (failure instanceof FunctionError) {
       const map = createStackMapper(bundle.sourceMap);
-      failure = new FunctionError({
+      failure = functionErrorOf({
         errorType: failure.errorType,
         errorMessage: failure.errorMessage,
         // The runtime's own frames are noise to the function's author.

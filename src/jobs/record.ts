@@ -7,6 +7,7 @@ import type { JobOutcome, Trigger } from "./queue.ts";
 
 const STATUS: Record<string, InvocationStatus> = {
   FUNCTION: "function error",
+  HANDLER_NOT_FOUND: "function error",
   TIMEOUT: "timeout",
   OUT_OF_MEMORY: "out of memory",
   BOOT: "boot failure",

@@ -14,6 +14,7 @@ export const ExitCode = {
   boot: 7,
   setup: 8,
   resultTooLarge: 9,
+  handlerNotFound: 10,
   interrupted: 130,
 } as const;
 
@@ -21,6 +22,7 @@ export type ErrorCode =
   | "USAGE"
   | "BUNDLE"
   | "FUNCTION"
+  | "HANDLER_NOT_FOUND"
   | "TIMEOUT"
   | "OUT_OF_MEMORY"
   | "BOOT"
@@ -94,8 +96,8 @@ export interface LambdaErrorShape {
 
 /** The function itself failed: it threw, rejected, exited, or returned something unserialisable. */
 export class FunctionError extends FnrunError {
-  readonly code = "FUNCTION";
-  readonly exitCode = ExitCode.function;
+  readonly code: "FUNCTION" | "HANDLER_NOT_FOUND" = "FUNCTION";
+  readonly exitCode: number = ExitCode.function;
   readonly errorType: string;
   readonly errorMessage: string;
   readonly trace: string[];
@@ -115,6 +117,24 @@ export class FunctionError extends FnrunError {
       code: this.code,
     };
   }
+}
+
+/**
+ * The handler string names nothing callable in the function's module: Lambda's
+ * Runtime.HandlerNotFound, with the path that was tried. A function error in
+ * Lambda's shape, with an exit code of its own: the fix is in the handler
+ * setting, not in the function's code.
+ */
+export class HandlerNotFoundError extends FunctionError {
+  override readonly code = "HANDLER_NOT_FOUND";
+  override readonly exitCode = ExitCode.handlerNotFound;
+}
+
+/** The FunctionError for a function's error as the guest reported it. */
+export function functionErrorOf(error: LambdaErrorShape): FunctionError {
+  return error.errorType === "Runtime.HandlerNotFound"
+    ? new HandlerNotFoundError(error)
+    : new FunctionError(error);
 }
 
 /** The handler ran past its time limit; the VM was killed. */

@@ -8,6 +8,7 @@ import {
   BootError,
   type FnrunError,
   FunctionError,
+  functionErrorOf,
   InterruptedError,
   OutOfMemoryError,
   ResultTooLargeError,
@@ -172,7 +173,7 @@ export async function runSession(vm: Vm, options: SessionOptions): Promise<Sessi
     );
     outcome = undefined;
   }
-  if (outcome?.kind === "error") failure = new FunctionError(outcome.error);
+  if (outcome?.kind === "error") failure = functionErrorOf(outcome.error);
 
   const origin = options.timeOrigin ?? 0;
   const timeline = buildTimeline(vm.marks, guestMarks)

@@ -1,6 +1,6 @@
 // The function contract (docs/functions.md), each part in a real VM.
 
-import { rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -8,12 +8,19 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { ExitCode, invoke } from "../../src/index.ts";
 import { TRUNCATION_MARKER } from "../../src/vm/log-collector.ts";
-import { expectNothingLeftBehind, runCli } from "./helpers.ts";
+import { expectNothingLeftBehind, runCli, runCliProcess } from "./helpers.ts";
 
 const FORMS = "test/fixtures/contract/forms.ts";
+/** A project laid out as Lambda's: the function under functions/, fnrun run from its root. */
+const functionsTree = mkdtempSync(join(tmpdir(), "fnrun-handler-"));
+mkdirSync(join(functionsTree, "functions"));
+copyFileSync("test/fixtures/lambda/nestedHandler.js", join(functionsTree, "functions", "nestedHandler.cjs"));
 const FAILURES = "test/fixtures/contract/failures.ts";
 
-afterAll(() => expectNothingLeftBehind(expect));
+afterAll(async () => {
+  rmSync(functionsTree, { recursive: true, force: true });
+  await expectNothingLeftBehind(expect);
+});
 
 function failure(promise: Promise<unknown>) {
   return promise.then(
@@ -54,11 +61,55 @@ describe.concurrent("handler forms", () => {
     expect(fromDefault.result).toBe("default export greets Ada");
     expect(fromCommonJs.result).toEqual({ form: "commonjs", echo: { n: 1 } });
     const run = await runCli(["invoke", FORMS, "--handler", "nope"]);
-    expect(run.code).toBe(ExitCode.function);
-    expect(run.stderr).toContain('Runtime.HandlerNotFound: the function exports no handler named "nope"');
-    expect((await runCli(["invoke", FORMS, "--handler", "other.handler"])).stderr).toContain(
-      'names the file "other", but the function is forms',
+    expect(run.code).toBe(ExitCode.handlerNotFound);
+    expect(run.stderr).toContain("Runtime.HandlerNotFound: forms.nope is undefined or not exported");
+    expect((await runCli(["invoke", FORMS, "--handler", "src/other.handler"])).stderr).toContain(
+      "names the module src/other, but the function is forms",
     );
+  });
+});
+
+describe.concurrent("handler strings, as Lambda reads them", () => {
+  const NESTED = "test/fixtures/lambda/nestedHandler.js";
+
+  it("calls a nested PATH in FILE's exports, and MODULE.PATH with no FILE, found here or under functions/", async () => {
+    const [withFile, asLambda, fromFunctions] = await Promise.all([
+      runCli(["invoke", NESTED, "--handler", "nested.somethingComplex.handler"]),
+      runCliProcess(["invoke", "--handler", "nestedHandler.nested.somethingComplex.handler"], {
+        cwd: "test/fixtures/lambda",
+      }),
+      runCliProcess(
+        ["invoke", "--handler", "nestedHandler.nested.somethingComplex.handler", "--start", "boot"],
+        {
+          cwd: functionsTree,
+        },
+      ),
+    ]);
+    for (const run of [withFile, asLambda, fromFunctions]) {
+      expect({ code: run.code, stdout: run.stdout }).toEqual({
+        code: 0,
+        stdout: '"something interesting"\n',
+      });
+    }
+  });
+
+  it("answers a path that names nothing, or no function, with Runtime.HandlerNotFound and its own exit code", async () => {
+    const [missing, notAFunction, noModule] = await Promise.all([
+      runCli(["invoke", NESTED, "--handler", "nested.somethingSimple.handler"]),
+      runCli(["invoke", NESTED, "--handler", "nested.somethingComplex", "--json"]),
+      runCliProcess(["invoke", "--handler", "elsewhere.handler"], { cwd: "test/fixtures/lambda" }),
+    ]);
+    expect(missing.code).toBe(ExitCode.handlerNotFound);
+    expect(missing.stderr).toContain(
+      "Runtime.HandlerNotFound: nestedHandler.nested.somethingSimple.handler is undefined or not exported",
+    );
+    expect(notAFunction.code).toBe(ExitCode.handlerNotFound);
+    expect(JSON.parse(notAFunction.stdout).error).toMatchObject({
+      errorType: "Runtime.HandlerNotFound",
+      errorMessage: "nestedHandler.nested.somethingComplex is not a function (it is an object)",
+    });
+    expect(noModule.code).toBe(ExitCode.usage);
+    expect(noModule.stderr).toContain("no module elsewhere");
   });
 });
 

@@ -1,6 +1,7 @@
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { resolve } from "node:path";
 import { Readable } from "node:stream";
 import { main } from "../../src/cli/main.ts";
 import { backgroundSnapshots } from "../../src/start/snapshot.ts";
@@ -51,4 +52,19 @@ export async function expectNothingLeftBehind(
   await backgroundSnapshots();
   expect(qemuProcesses()).toEqual([]);
   expect(leftoverRunDirectories()).toEqual([]);
+}
+
+/** Runs `fnrun ARGS` as its own process (the built CLI), in `cwd`. */
+export function runCliProcess(args: string[], options: { cwd?: string } = {}): Promise<CliRun> {
+  return new Promise((done) => {
+    execFile(
+      process.execPath,
+      [resolve("bin/fnrun.js"), ...args],
+      { cwd: options.cwd ?? process.cwd(), encoding: "utf8", timeout: 180_000 },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
+        done({ code, stdout, stderr });
+      },
+    );
+  });
 }

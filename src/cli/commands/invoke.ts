@@ -3,6 +3,8 @@
  * logs and fnrun's own messages on stderr (or one JSON object with --json).
  * The hot path of the CLI: what it loads at start-up is kept small.
  */
+import { resolve } from "node:path";
+import { findHandlerModule } from "../../build/handler.ts";
 import { invoke } from "../../invoke/invoke.ts";
 import { DEFAULTS, type InvokeOptions, type InvokeResult } from "../../invoke/options.ts";
 import { backgroundSnapshots } from "../../start/snapshot.ts";
@@ -16,7 +18,8 @@ import { describeFailure, formatTimeline } from "../render.ts";
 import { sanitizeForTerminal } from "../terminal.ts";
 
 export interface InvokeArgs {
-  file: string;
+  /** Optional when the handler names its module (Lambda's MODULE.PATH). */
+  file?: string;
   event?: string;
   eventFile?: string;
   handler?: string;
@@ -69,6 +72,16 @@ export async function runInvoke(
   io: CliIo,
   trigger: "cli" | "replay" = "cli",
 ): Promise<number> {
+  const file =
+    args.file ??
+    (args.handler !== undefined
+      ? await findHandlerModule(args.handler, [process.cwd(), resolve("functions")])
+      : undefined);
+  if (file === undefined) {
+    throw new UsageError(
+      "say which function to run: fnrun invoke FILE, or --handler MODULE.EXPORT as Lambda's handler setting reads (index.handler)",
+    );
+  }
   const event = await readEvent(args, io);
   const env = {
     ...(args.envFile
@@ -107,7 +120,7 @@ export async function runInvoke(
   const history = openHistory(io.env);
   let outcome: InvokeResult | FnrunError;
   try {
-    outcome = await invoke(args.file, options);
+    outcome = await invoke(file, options);
   } catch (error) {
     outcome = toFnrunError(error);
   } finally {
@@ -131,7 +144,7 @@ export async function runInvoke(
   }
   // After the output: the history is a convenience and must never cost the answer.
   if (!(outcome instanceof FnrunError) || outcome.report) {
-    await recordInHistory(history, args.file, JSON.stringify(event ?? {}), trigger, startedAt, outcome);
+    await recordInHistory(history, file, JSON.stringify(event ?? {}), trigger, startedAt, outcome);
   }
   // With no snapshot yet, this invocation booted and one is being made alongside
   // for the next: fnrun ends once it is saved, leaving no VM behind.
@@ -172,11 +185,14 @@ async function recordInHistory(
 }
 
 export default defineCommand<InvokeArgs>({
-  command: "invoke <file>",
+  command: "invoke [file]",
   describe: "Run a function once in a fresh VM and print its result",
   builder: (command) =>
     command
-      .positional("file", { type: "string", describe: "The function's file (.ts, .js, .mjs, .cjs)" })
+      .positional("file", {
+        type: "string",
+        describe: "The function's file (.ts, .js, .mjs, .cjs); optional when --handler names its module",
+      })
       .option("event", {
         alias: "e",
         type: "string",
@@ -185,7 +201,8 @@ export default defineCommand<InvokeArgs>({
       .option("event-file", { type: "string", describe: "Read the event from this JSON file" })
       .option("handler", {
         type: "string",
-        describe: "The export to call (default: handler, else default)",
+        describe:
+          "What to call: an export, a path in the exports (nested.handler), or Lambda's MODULE.PATH (default: handler, else default)",
       })
       .option("timeout", {
         type: "number",

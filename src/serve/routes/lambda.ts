@@ -30,7 +30,9 @@ export function functionErrorBody(error: FnrunError): Record<string, unknown> {
 
 /** Errors that are the function's doing, returned by Lambda as 200 + X-Amz-Function-Error. */
 export function isFunctionFault(error: FnrunError): boolean {
-  return ["FUNCTION", "TIMEOUT", "OUT_OF_MEMORY", "RESULT_TOO_LARGE", "BUNDLE"].includes(error.code);
+  return ["FUNCTION", "HANDLER_NOT_FOUND", "TIMEOUT", "OUT_OF_MEMORY", "RESULT_TOO_LARGE", "BUNDLE"].includes(
+    error.code,
+  );
 }
 
 function logTail(logs: string): string {
