@@ -3,8 +3,12 @@
  *   - it dies with the fnrun process that started it (parent-death signal), and
  *   - a read-only folder is read-only on the host too: virtiofsd has no read-only
  *     mode, so it runs in a private mount namespace where the folder is a
- *     read-only bind mount. Whatever the guest does (even root in the guest
- *     mounting it read-write), writes fail with EROFS on the host side.
+ *     read-only bind mount, every file system mounted inside it included
+ *     (mount_setattr with AT_RECURSIVE). Whatever the guest does (even root in the
+ *     guest mounting it read-write), writes fail with EROFS on the host side.
+ *     mount_setattr changes only the read-only attribute, so it also works where a
+ *     remount would have to repeat flags a user namespace may not drop (a nosuid,
+ *     nodev /tmp or /dev/shm: remounting without them fails with EPERM).
  * When not run as root, a user namespace maps the caller to root first (virtiofsd
  * needs root, or the appearance of it, for its own sandbox).
  *
@@ -21,7 +25,28 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+/* From <linux/mount.h>, which does not mix with glibc's <sys/mount.h>. */
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#ifndef MOUNT_ATTR_RDONLY
+#define MOUNT_ATTR_RDONLY 0x00000001
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+struct fnrun_mount_attr {
+  unsigned long long attr_set, attr_clr, propagation, userns_fd;
+};
+
+/* Makes the mount at `path` and every mount below it read-only (Linux 5.12+). */
+static int make_read_only_recursively(const char *path) {
+  struct fnrun_mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
+  return (int)syscall(SYS_mount_setattr, AT_FDCWD, path, AT_RECURSIVE, &attr, sizeof attr);
+}
 
 static void fail(const char *what) {
   fprintf(stderr, "fnrun-virtiofsd: %s: %s\n", what, strerror(errno));
@@ -60,7 +85,9 @@ int main(int argc, char **argv) {
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) fail("making mounts private");
   if (read_only) {
     if (mount(source, source, NULL, MS_BIND | MS_REC, NULL) < 0) fail("bind-mounting the folder");
-    if (mount(NULL, source, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0) fail("making the folder read-only");
+    if (make_read_only_recursively(source) < 0)
+      fail(errno == ENOSYS ? "making the folder read-only (mount_setattr needs Linux 5.12 or newer)"
+                           : "making the folder read-only");
   }
   execv(argv[3], argv + 3);
   fail(argv[3]);

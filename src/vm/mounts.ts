@@ -97,7 +97,7 @@ export async function locateVirtiofsd(env: NodeJS.ProcessEnv = process.env): Pro
 const WRAPPER_SOURCE = join(runtimeSourceDir, "virtiofsd-wrapper.c");
 
 /** Compiles the host-side wrapper once (cached by its source's hash). */
-async function wrapperPath(env: NodeJS.ProcessEnv): Promise<string> {
+export async function virtiofsdWrapper(env: NodeJS.ProcessEnv = process.env): Promise<string> {
   const source = await readFile(WRAPPER_SOURCE);
   const entry = await ensureEntry(
     "host-tools",
@@ -140,7 +140,7 @@ export class SharedFolders {
     env = process.env,
   ): Promise<SharedFolders> {
     if (mounts.length === 0) return new SharedFolders([], [], []);
-    const [virtiofsd, wrapper] = await Promise.all([locateVirtiofsd(env), wrapperPath(env)]);
+    const [virtiofsd, wrapper] = await Promise.all([locateVirtiofsd(env), virtiofsdWrapper(env)]);
     const daemons: Daemon[] = [];
     const devices: SharedFolderDevice[] = [];
     try {

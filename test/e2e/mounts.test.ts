@@ -1,6 +1,6 @@
 // Shared folders with virtio-fs, in real VMs: reading, writing, read-only
 // enforced in the guest and on the host, no way out of the folder, no daemon left.
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import {
   existsSync,
   mkdirSync,
@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { resolveHost } from "../../src/host/setup.ts";
 import { createPool, invoke } from "../../src/index.ts";
+import { virtiofsdWrapper } from "../../src/vm/mounts.ts";
 import { expectNothingLeftBehind, runCli } from "./helpers.ts";
 
 let root: string;
@@ -87,6 +88,86 @@ describe("shared folders", () => {
     expect(existsSync(join(data, "should-not-exist.txt"))).toBe(false);
     expect(virtiofsdProcesses()).toEqual([]);
   });
+
+  // As root (CI): root in the guest remounts the folder read-write; the host's
+  // read-only bind held at the folder's top, but a tmpfs mounted inside the folder
+  // stayed writable.
+  it.runIf(process.getuid?.() === 0)(
+    "keeps a read-only folder read-only on the host, file systems mounted inside it too, whatever root in the guest does",
+    async () => {
+      const shared = join(root, "with-inner");
+      const inner = join(shared, "inner");
+      mkdirSync(inner, { recursive: true });
+      execFileSync("gcc", [
+        "-static",
+        "-O2",
+        "-o",
+        join(shared, "remount-rw"),
+        "test/fixtures/mounts/remount-rw.c",
+      ]);
+      execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", inner]);
+      try {
+        const { result } = await invoke("test/fixtures/mounts/writes-nested.ts", {
+          mounts: [`${shared}:/mnt/data`],
+        });
+        expect(result).toEqual({
+          unmounted: 1,
+          mountedReadWrite: true,
+          top: expect.stringMatching(/^error (EROFS|EACCES|EPERM)$/),
+          nested: expect.stringMatching(/^error (EROFS|EACCES|EPERM)$/),
+        });
+        expect(existsSync(join(shared, "top.txt"))).toBe(false);
+        expect(existsSync(join(inner, "from-guest.txt"))).toBe(false);
+      } finally {
+        execFileSync("umount", [inner]);
+      }
+    },
+  );
+
+  // The wrapper's promise, checked as a non-root user on a source whose mount has
+  // locked flags (nosuid, nodev: as /tmp and /dev/shm often are): remounting it
+  // read-only without them failed with EPERM, so ":ro" did not work there at all.
+  it.runIf(process.getuid?.() === 0)(
+    "makes a folder on a nosuid,nodev file system read-only for a non-root user, recursively",
+    async () => {
+      const locked = mkdtempSync(join(tmpdir(), "fnrun-test-locked-"));
+      execFileSync("mount", ["-t", "tmpfs", "-o", "nosuid,nodev,size=4m,mode=0755", "tmpfs", locked]);
+      try {
+        const folder = join(locked, "folder");
+        mkdirSync(join(folder, "inner"), { recursive: true });
+        execFileSync("mount", ["-t", "tmpfs", "-o", "nosuid,nodev,size=1m", "tmpfs", join(folder, "inner")]);
+        execFileSync("chown", ["-R", "65534:65534", folder]);
+        const wrapper = join(locked, "fnrun-virtiofsd");
+        execFileSync("cp", [await virtiofsdWrapper(), wrapper]);
+        const asNobody = (...command: string[]) =>
+          spawnSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", ...command], {
+            encoding: "utf8",
+          });
+        // Without the wrapper, the folder is nobody's to write.
+        expect(asNobody("/bin/sh", "-c", `echo x > ${folder}/plain`).status).toBe(0);
+        const shell = (target: string) =>
+          `if { echo x > ${target}; } 2>/dev/null; then echo written; else echo refused; fi`;
+        const run = asNobody(
+          wrapper,
+          folder,
+          "ro",
+          "/bin/sh",
+          "-c",
+          `${shell(`${folder}/top`)}; ${shell(`${folder}/inner/nested`)}`,
+        );
+        expect({ status: run.status, stderr: run.stderr, stdout: run.stdout }).toEqual({
+          status: 0,
+          stderr: "",
+          stdout: "refused\nrefused\n",
+        });
+        expect(existsSync(join(folder, "top"))).toBe(false);
+        expect(existsSync(join(folder, "inner", "nested"))).toBe(false);
+      } finally {
+        spawnSync("umount", ["-R", locked]);
+        rmSync(locked, { recursive: true, force: true });
+      }
+    },
+  );
 
   it("refuses mounts that cannot work, before any VM starts", async () => {
     const cases: Array<[string, RegExp]> = [
