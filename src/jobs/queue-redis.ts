@@ -179,14 +179,13 @@ export class RedisQueue implements JobQueue {
     if (concurrency <= 0) return;
     const worker = new this.bullmq.Worker<JobData, JobReturn>(
       QUEUE_NAME,
-      async (job) => {
+      async (job, _token, signal) => {
         const record = await toRecord(job);
-        const outcome = await handler({
-          ...record,
-          state: "running",
-          attempts: job.attemptsMade + 1,
-          artifact: job.data.artifact,
-        });
+        const outcome = await handler(
+          { ...record, state: "running", attempts: job.attemptsMade + 1, artifact: job.data.artifact },
+          // BullMQ's own lock renewal fences its jobs; its signal says when this run is no longer wanted.
+          signal ?? new AbortController().signal,
+        );
         // BullMQ retries (with backoff) on a throw, and moves the job to "failed" after its last attempt.
         if (!outcome.ok) throw new Error(outcome.detail);
         return {

@@ -7,6 +7,7 @@
  * Longer than most modules: the schema and every statement on it are kept
  * side by side, so the claims, leases and retries read as one protocol.
  */
+import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import type Database from "better-sqlite3";
 import { UsageError } from "../util/errors.ts";
@@ -40,6 +41,7 @@ interface JobRow {
   serial_key: string | null;
   created_at: number;
   updated_at: number;
+  claim_token: string | null;
 }
 
 function toRecord(row: JobRow): JobRecord {
@@ -78,7 +80,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   request_id TEXT,
   serial_key TEXT,
   created_at INTEGER NOT NULL,
-  updated_at INTEGER NOT NULL
+  updated_at INTEGER NOT NULL,
+  claim_token TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (state, available_at);
 CREATE INDEX IF NOT EXISTS jobs_serial ON jobs (serial_key, state);
@@ -102,6 +105,26 @@ export async function openStateDatabase(path: string): Promise<Database.Database
   return database;
 }
 
+/** Columns added since the first schema, for state databases made before them. */
+const ADDED_COLUMNS: Array<[name: string, definition: string]> = [["claim_token", "TEXT"]];
+
+function migrate(database: Database.Database): void {
+  const present = new Set(
+    (database.prepare("PRAGMA table_info(jobs)").all() as Array<{ name: string }>).map(
+      (column) => column.name,
+    ),
+  );
+  for (const [name, definition] of ADDED_COLUMNS) {
+    if (!present.has(name)) database.exec(`ALTER TABLE jobs ADD COLUMN ${name} ${definition}`);
+  }
+}
+
+/** A job as its claimant holds it: the record, and the token that fences its claim. */
+export interface Claim {
+  job: JobRecord;
+  token: string;
+}
+
 export interface SqliteQueueOptions {
   /** Delay before the first retry; doubles after each (default 1 s: local development). */
   retryBaseMs?: number;
@@ -110,6 +133,8 @@ export interface SqliteQueueOptions {
   /** Finished jobs kept for inspection (default 1000). */
   keepFinished?: number;
   pollMs?: number;
+  /** Lines about claims lost and settles refused. */
+  onNotice?: (line: string) => void;
 }
 
 export class SqliteQueue implements JobQueue {
@@ -119,6 +144,7 @@ export class SqliteQueue implements JobQueue {
   readonly #leaseMs: number;
   readonly #keepFinished: number;
   readonly #pollMs: number;
+  readonly #notice: (line: string) => void;
   #closing = false;
   readonly #running = new Set<Promise<void>>();
   readonly #wakers = new Set<() => void>();
@@ -132,7 +158,9 @@ export class SqliteQueue implements JobQueue {
     this.#leaseMs = options.leaseMs ?? 30_000;
     this.#keepFinished = options.keepFinished ?? 1000;
     this.#pollMs = options.pollMs ?? 250;
+    this.#notice = options.onNotice ?? (() => {});
     database.exec(SCHEMA);
+    migrate(database);
     this.reclaim();
   }
 
@@ -148,7 +176,7 @@ export class SqliteQueue implements JobQueue {
       return ownerHost === host && Number(ownerPid) !== process.pid && !processAlive(Number(ownerPid));
     });
     const release = this.database.prepare(
-      "UPDATE jobs SET state = 'pending', owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ? AND state = 'running'",
+      "UPDATE jobs SET state = 'pending', owner = NULL, lease_until = NULL, claim_token = NULL, updated_at = ? WHERE id = ? AND state = 'running'",
     );
     for (const row of orphans) release.run(now, row.id);
     return orphans.length;
@@ -213,8 +241,13 @@ export class SqliteQueue implements JobQueue {
     return row !== undefined;
   }
 
-  /** Claims the oldest job that is due (one transaction: two workers never take the same job). */
-  claim(now = Date.now()): JobRecord | undefined {
+  /**
+   * Claims the oldest job that is due (one transaction: two workers never take
+   * the same job). The claim's token fences it: renewing the lease and settling
+   * the job succeed only with it, so a claimant that lost its claim (its lease
+   * ran out while it was stopped, and the job was claimed again) changes nothing.
+   */
+  claim(now = Date.now()): Claim | undefined {
     const take = this.database.transaction(() => {
       const row = this.database
         .prepare(
@@ -224,32 +257,48 @@ export class SqliteQueue implements JobQueue {
         )
         .get(now) as JobRow | undefined;
       if (!row) return undefined;
+      const token = randomUUID();
       this.database
         .prepare(
-          "UPDATE jobs SET state = 'running', attempts = attempts + 1, owner = ?, lease_until = ?, updated_at = ? WHERE id = ?",
+          "UPDATE jobs SET state = 'running', attempts = attempts + 1, owner = ?, lease_until = ?, claim_token = ?, updated_at = ? WHERE id = ?",
         )
-        .run(this.#owner, now + this.#leaseMs, now, row.id);
-      return toRecord({ ...row, state: "running", attempts: row.attempts + 1 });
+        .run(this.#owner, now + this.#leaseMs, token, now, row.id);
+      return { job: toRecord({ ...row, state: "running", attempts: row.attempts + 1 }), token };
     });
     return take.immediate();
   }
 
-  /** Records how a claimed job went: done, retried later, or dead after its last attempt. */
-  settle(job: JobRecord, outcome: JobOutcome, now = Date.now()): JobState {
+  /** Extends a claim's lease; false when the claim is no longer held (another claimant has the job). */
+  renew(claim: Claim, now = Date.now()): boolean {
+    return (
+      this.database
+        .prepare("UPDATE jobs SET lease_until = ? WHERE id = ? AND state = 'running' AND claim_token = ?")
+        .run(now + this.#leaseMs, Number(claim.job.id), claim.token).changes === 1
+    );
+  }
+
+  /**
+   * Records how a claimed job went: done, retried later, or dead after its last
+   * attempt. Undefined (nothing recorded) when the claim is no longer held.
+   */
+  settle(claim: Claim, outcome: JobOutcome, now = Date.now()): JobState | undefined {
+    const { job, token } = claim;
     let state: JobState;
+    let changes: number;
     if (outcome.ok) {
       state = "done";
-      this.database
+      changes = this.database
         .prepare(
-          "UPDATE jobs SET state = 'done', result = ?, request_id = ?, owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",
+          `UPDATE jobs SET state = 'done', result = ?, request_id = ?, owner = NULL, lease_until = NULL, claim_token = NULL, updated_at = ?
+           WHERE id = ? AND state = 'running' AND claim_token = ?`,
         )
-        .run(outcome.detail, outcome.requestId ?? null, now, Number(job.id));
+        .run(outcome.detail, outcome.requestId ?? null, now, Number(job.id), token).changes;
     } else {
       state = job.attempts >= job.maxAttempts ? "dead" : "pending";
-      this.database
+      changes = this.database
         .prepare(
-          `UPDATE jobs SET state = ?, last_error = ?, request_id = ?, available_at = ?, owner = NULL, lease_until = NULL, updated_at = ?
-           WHERE id = ?`,
+          `UPDATE jobs SET state = ?, last_error = ?, request_id = ?, available_at = ?, owner = NULL, lease_until = NULL, claim_token = NULL, updated_at = ?
+           WHERE id = ? AND state = 'running' AND claim_token = ?`,
         )
         .run(
           state,
@@ -258,8 +307,10 @@ export class SqliteQueue implements JobQueue {
           now + retryDelayMs(job.attempts, this.#retryBaseMs),
           now,
           Number(job.id),
-        );
+          token,
+        ).changes;
     }
+    if (changes === 0) return undefined;
     this.#trimFinished();
     return state;
   }
@@ -279,8 +330,8 @@ export class SqliteQueue implements JobQueue {
   async #loop(handler: JobHandler): Promise<void> {
     while (!this.#closing) {
       this.reclaim();
-      const job = this.claim();
-      if (!job) {
+      const claim = this.claim();
+      if (!claim) {
         await new Promise<void>((resolve) => {
           const wake = () => {
             clearTimeout(timer);
@@ -292,12 +343,15 @@ export class SqliteQueue implements JobQueue {
         });
         continue;
       }
+      const { job } = claim;
+      // A claim lost (the lease ran out and another claimant has the job) stops the run.
+      const lost = new AbortController();
       const renew = setInterval(() => {
-        this.database
-          .prepare("UPDATE jobs SET lease_until = ? WHERE id = ? AND owner = ?")
-          .run(Date.now() + this.#leaseMs, Number(job.id), this.#owner);
+        if (this.renew(claim) || lost.signal.aborted) return;
+        this.#notice(`fnrun: job ${job.id} (${job.functionName}): its claim was lost; stopping this run`);
+        lost.abort(new Error("the job's claim was lost"));
       }, this.#leaseMs / 3);
-      const run = handler(job)
+      const run = handler(job, lost.signal)
         .catch(
           (error: unknown): JobOutcome => ({
             ok: false,
@@ -305,7 +359,11 @@ export class SqliteQueue implements JobQueue {
           }),
         )
         .then((outcome) => {
-          this.settle(job, outcome);
+          if (this.settle(claim, outcome) === undefined) {
+            this.#notice(
+              `fnrun: job ${job.id} (${job.functionName}): settle refused, another claimant holds the job (this run took longer than its lease)`,
+            );
+          }
         })
         .finally(() => clearInterval(renew));
       this.#running.add(run);

@@ -47,7 +47,11 @@ export interface JobOutcome {
   detail: string;
 }
 
-export type JobHandler = (job: JobRecord & { artifact?: unknown }) => Promise<JobOutcome>;
+/** Runs one job; `signal` aborts when the job is no longer this run's (its claim was lost, or the queue closes). */
+export type JobHandler = (
+  job: JobRecord & { artifact?: unknown },
+  signal: AbortSignal,
+) => Promise<JobOutcome>;
 
 export interface JobQueue {
   readonly kind: "sqlite" | "redis";

@@ -37,7 +37,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const history = await History.open();
   const functions = options.directory ? new FunctionDirectory(options.directory) : undefined;
   const name = `${hostname()}/${process.pid}`;
-  queue.work(async (job): Promise<JobOutcome> => {
+  queue.work(async (job, signal): Promise<JobOutcome> => {
     const startedAt = Date.now();
     let file = `${job.functionName} (artifact)`;
     try {
@@ -53,7 +53,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       const result = await runAndRecord(
         history,
         { file, functionName: job.functionName, trigger: job.trigger, event: job.event },
-        () => invokeBundle(ready, { event: JSON.parse(job.event), host: machine }),
+        () => invokeBundle(ready, { event: JSON.parse(job.event), host: machine, signal }),
       );
       notice(
         `fnrun worker ${name}: job ${job.id} (${job.functionName}) done in ${Date.now() - startedAt} ms`,

@@ -27,5 +27,5 @@ export interface ServerContext {
   /** The function called `name`, or a 404 in Lambda's words. */
   requireFunction(name: string): Promise<ServedFunction>;
   /** Runs a function now, within the server's limits, and records it. */
-  run(name: string, event: string, trigger: Trigger): Promise<InvokeResult>;
+  run(name: string, event: string, trigger: Trigger, signal?: AbortSignal): Promise<InvokeResult>;
 }

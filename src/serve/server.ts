@@ -146,7 +146,7 @@ export async function serve(options: ServeOptions = {}): Promise<FnrunServer> {
     // Workers on other hosts have no source tree: each job carries its function.
     queue = withArtifacts(redis, functions);
   } else {
-    queue = new SqliteQueue(database, { retryBaseMs: options.retryBaseMs ?? 1000 });
+    queue = new SqliteQueue(database, { retryBaseMs: options.retryBaseMs ?? 1000, onNotice: notice });
   }
 
   const inFlight = new Set<Promise<unknown>>();
@@ -165,20 +165,25 @@ export async function serve(options: ServeOptions = {}): Promise<FnrunServer> {
   }
 
   /** Runs `name` now: admission, the pool, the history. */
-  async function run(name: string, event: string, trigger: Trigger): Promise<InvokeResult> {
+  async function run(
+    name: string,
+    event: string,
+    trigger: Trigger,
+    signal?: AbortSignal,
+  ): Promise<InvokeResult> {
     const fn = await requireFunction(name);
     const release = await admission.enter(name, fn.config.concurrency, shutdown.signal);
     const work = runAndRecord(history, { file: fn.file, functionName: name, trigger, event }, () =>
-      pool.invoke(fn.file, { event: JSON.parse(event) }),
+      pool.invoke(fn.file, { event: JSON.parse(event), ...(signal ? { signal } : {}) }),
     ).finally(release);
     inFlight.add(work);
     work.catch(() => {}).finally(() => inFlight.delete(work));
     return work;
   }
 
-  queue.work(async (job) => {
+  queue.work(async (job, signal) => {
     try {
-      return jobOutcome(await run(job.functionName, job.event, job.trigger));
+      return jobOutcome(await run(job.functionName, job.event, job.trigger, signal));
     } catch (error) {
       const outcome = jobOutcome(error);
       notice(

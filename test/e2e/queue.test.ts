@@ -171,6 +171,57 @@ describe("the embedded SQLite queue", () => {
   });
 });
 
+describe("a claim on a job is fenced", () => {
+  it("refuses the settle of a worker that was stopped past its lease while another ran the job", async () => {
+    const path = join(state, "fenced.db");
+    const database = await openStateDatabase(path);
+    const queue = new SqliteQueue(database, { leaseMs: 1200, pollMs: 20 });
+    const id = await queue.enqueue({ functionName: "any", event: "{}", trigger: "queue" });
+    const stalled = spawn(process.execPath, ["test/fixtures/queue/slow-worker.mjs", path, "1200"], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let output = "";
+    stalled.stdout?.on("data", (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    try {
+      await until("the first worker to take the job", async () =>
+        output.includes("started") ? true : undefined,
+      );
+      // Suspended past its lease (as a laptop lid closing, or a long GC pause), its claim runs out.
+      stalled.kill("SIGSTOP");
+      await new Promise((resolveWait) => setTimeout(resolveWait, 2000));
+      let ranHere = 0;
+      queue.work(async () => {
+        ranHere++;
+        return { ok: true, detail: '"from the second worker"' };
+      }, 1);
+      await until("the second worker to finish the job", async () =>
+        (await queue.get(id))?.state === "done" ? true : undefined,
+      );
+      stalled.kill("SIGCONT");
+      await until("the stalled worker to finish its run", async () =>
+        output.includes("finished") ? true : undefined,
+      );
+      await new Promise((resolveWait) => setTimeout(resolveWait, 300));
+      expect(ranHere).toBe(1);
+      expect(await queue.get(id)).toMatchObject({
+        state: "done",
+        result: '"from the second worker"',
+        attempts: 2,
+      });
+      expect(output).toContain("finished, claim lost");
+      expect(output).toMatch(/notice: .*job .* settle refused/);
+    } finally {
+      stalled.kill("SIGCONT");
+      stalled.kill("SIGTERM");
+      await new Promise((resolveExit) => stalled.once("exit", resolveExit));
+      await queue.close();
+      database.close();
+    }
+  });
+});
+
 describe("BullMQ on Redis", () => {
   it("shares the jobs of one server between two workers", async () => {
     const redisPort = await freePort();
