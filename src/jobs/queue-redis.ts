@@ -9,6 +9,7 @@
  * Redis restart. Overlap "queue" for schedules is not enforced across hosts
  * here (runs may overlap); "skip" is.
  */
+import { createHash } from "node:crypto";
 import { hostname } from "node:os";
 import type { Job, Queue, Worker } from "bullmq";
 import { UsageError } from "../util/errors.ts";
@@ -132,6 +133,10 @@ export class RedisQueue implements JobQueue {
         backoff: { type: "exponential", delay: this.retryBaseMs },
         removeOnComplete: { count: 1000 },
         removeOnFail: false,
+        // BullMQ adds nothing for an id it holds already (ids may not contain ":").
+        ...(job.dedupeKey
+          ? { jobId: `dedupe-${createHash("sha256").update(job.dedupeKey).digest("hex")}` }
+          : {}),
       },
     );
     return String(added.id);

@@ -42,6 +42,7 @@ interface JobRow {
   created_at: number;
   updated_at: number;
   claim_token: string | null;
+  dedupe_key: string | null;
 }
 
 function toRecord(row: JobRow): JobRecord {
@@ -81,7 +82,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   serial_key TEXT,
   created_at INTEGER NOT NULL,
   updated_at INTEGER NOT NULL,
-  claim_token TEXT
+  claim_token TEXT,
+  dedupe_key TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (state, available_at);
 CREATE INDEX IF NOT EXISTS jobs_serial ON jobs (serial_key, state);
@@ -106,7 +108,10 @@ export async function openStateDatabase(path: string): Promise<Database.Database
 }
 
 /** Columns added since the first schema, for state databases made before them. */
-const ADDED_COLUMNS: Array<[name: string, definition: string]> = [["claim_token", "TEXT"]];
+const ADDED_COLUMNS: Array<[name: string, definition: string]> = [
+  ["claim_token", "TEXT"],
+  ["dedupe_key", "TEXT"],
+];
 
 function migrate(database: Database.Database): void {
   const present = new Set(
@@ -117,6 +122,9 @@ function migrate(database: Database.Database): void {
   for (const [name, definition] of ADDED_COLUMNS) {
     if (!present.has(name)) database.exec(`ALTER TABLE jobs ADD COLUMN ${name} ${definition}`);
   }
+  database.exec(
+    "CREATE UNIQUE INDEX IF NOT EXISTS jobs_dedupe ON jobs (dedupe_key) WHERE dedupe_key IS NOT NULL",
+  );
 }
 
 /** A job as its claimant holds it: the record, and the token that fences its claim. */
@@ -186,8 +194,8 @@ export class SqliteQueue implements JobQueue {
     const now = Date.now();
     const result = this.database
       .prepare(
-        `INSERT INTO jobs (function_name, event, trigger, state, attempts, max_attempts, available_at, serial_key, created_at, updated_at)
-         VALUES (?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?)`,
+        `INSERT OR IGNORE INTO jobs (function_name, event, trigger, state, attempts, max_attempts, available_at, serial_key, dedupe_key, created_at, updated_at)
+         VALUES (?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?)`,
       )
       .run(
         job.functionName,
@@ -196,9 +204,16 @@ export class SqliteQueue implements JobQueue {
         job.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
         now,
         job.serialKey ?? null,
+        job.dedupeKey ?? null,
         now,
         now,
       );
+    if (result.changes === 0 && job.dedupeKey !== undefined) {
+      const first = this.database.prepare("SELECT id FROM jobs WHERE dedupe_key = ?").get(job.dedupeKey) as {
+        id: number;
+      };
+      return String(first.id);
+    }
     this.#wakeAll();
     return String(result.lastInsertRowid);
   }

@@ -21,6 +21,11 @@ export interface NewJob {
   serialKey?: string;
   /** A bundled function shipped with the job (workers on other hosts have no source). */
   artifact?: unknown;
+  /**
+   * Enqueueing a job with a key already queued (a schedule's occurrence) adds
+   * nothing and returns the first one's id.
+   */
+  dedupeKey?: string;
 }
 
 export interface JobRecord {

@@ -88,6 +88,7 @@ export class Scheduler {
     private readonly functions: FunctionDirectory,
     private readonly queue: JobQueue,
     private readonly notice: (line: string) => void,
+    private readonly options: { rescanMs?: number } = {},
   ) {
     database.exec(`
       CREATE TABLE IF NOT EXISTS schedule_runs (
@@ -109,7 +110,7 @@ export class Scheduler {
     // Functions and their schedules change while the server runs.
     this.#rescan = setInterval(() => {
       void this.#load(false).then(() => this.#arm());
-    }, 5000);
+    }, this.options.rescanMs ?? 5000);
     this.#rescan.unref();
   }
 
@@ -130,15 +131,17 @@ export class Scheduler {
     this.database
       .prepare(
         `INSERT INTO schedule_runs (function_name, expression, last_run_at) VALUES (?, ?, ?)
-         ON CONFLICT (function_name, expression) DO UPDATE SET last_run_at = excluded.last_run_at`,
+         ON CONFLICT (function_name, expression) DO UPDATE SET last_run_at = MAX(last_run_at, excluded.last_run_at)`,
       )
       .run(entry.functionName, entry.expression, at);
   }
 
   async #load(catchUp: boolean): Promise<void> {
+    const served = await this.functions.list();
+    // Taken after the scan, which may take long (bundling): not before.
     const now = Date.now();
     const fresh: ScheduleEntry[] = [];
-    for (const fn of await this.functions.list()) {
+    for (const fn of served) {
       for (const expression of fn.config.schedule ?? []) {
         const entry: ScheduleEntry = {
           functionName: fn.name,
@@ -160,6 +163,9 @@ export class Scheduler {
     for (const entry of fresh) {
       if (entry.problem) continue;
       const last = this.#lastRun(entry);
+      // The next occurrence follows the last one that ran, which the database knows
+      // (not a time taken before the scan): one fired meanwhile is not due again.
+      if (last !== undefined && !catchUp) entry.next = nextOccurrence(entry.expression, Math.min(now, last));
       if (last === undefined) {
         this.#setLastRun(entry, now);
       } else if (catchUp) {
@@ -196,19 +202,26 @@ export class Scheduler {
     this.#arm();
   }
 
+  /**
+   * Queues the occurrence due at `time`, then records it as run: a crash between
+   * the two fires it again after a restart, and the job's key (the schedule and
+   * the occurrence) makes that second enqueue a no-op; nor can two firings of one
+   * occurrence (two servers on one state directory, a rescan racing a tick) queue it twice.
+   */
   async #fire(entry: ScheduleEntry, time: number, missed: number): Promise<void> {
-    this.#setLastRun(entry, time);
     if (entry.overlap === "skip" && (await this.queue.hasUnfinished(entry.key))) {
       this.notice(
         `fnrun: ${entry.functionName}: skipped the run due ${new Date(time).toISOString()}: the previous one is still going`,
       );
-      return;
+    } else {
+      await this.queue.enqueue({
+        functionName: entry.functionName,
+        event: JSON.stringify(scheduledEvent(entry, time, missed)),
+        trigger: "cron",
+        dedupeKey: `${entry.key}@${new Date(time).toISOString()}`,
+        ...(entry.overlap === "allow" ? {} : { serialKey: entry.key }),
+      });
     }
-    await this.queue.enqueue({
-      functionName: entry.functionName,
-      event: JSON.stringify(scheduledEvent(entry, time, missed)),
-      trigger: "cron",
-      ...(entry.overlap === "allow" ? {} : { serialKey: entry.key }),
-    });
+    this.#setLastRun(entry, time);
   }
 }
