@@ -14,7 +14,7 @@ import { basename, dirname, extname, join, relative, resolve } from "node:path";
 import type * as Esbuild from "esbuild";
 import { cacheRoot, sha256, writeFileAtomic } from "../util/cache.ts";
 import { BundleError, UsageError } from "../util/errors.ts";
-import type { FunctionConfig } from "./config.ts";
+import { CONFIG_FORMAT, type FunctionConfig } from "./config.ts";
 
 type EsbuildModule = typeof Esbuild;
 let esbuildModule: Promise<EsbuildModule> | undefined;
@@ -173,7 +173,7 @@ async function bundleCacheVersion(): Promise<string> {
   if (!cacheVersion) {
     const esbuildPackage = createRequire(import.meta.url).resolve("esbuild/package.json");
     const { version } = JSON.parse(await readFile(esbuildPackage, "utf8")) as { version: string };
-    cacheVersion = `bundle-v1 esbuild-${version} node-${process.versions.node.split(".")[0]}`;
+    cacheVersion = `bundle-v1 config-${CONFIG_FORMAT} esbuild-${version} node-${process.versions.node.split(".")[0]}`;
   }
   return cacheVersion;
 }

@@ -15,7 +15,12 @@ export interface MountConfig {
 export interface WebhookConfig {
   /** The environment variable (on the host running `fnrun serve`) that holds the shared secret. */
   secretEnv: string;
+  /** Whose signatures the deliveries carry (default "github"). */
+  scheme?: WebhookScheme;
 }
+
+export const WEBHOOK_SCHEMES = ["github", "stripe", "slack"] as const;
+export type WebhookScheme = (typeof WEBHOOK_SCHEMES)[number];
 
 export interface FunctionConfig {
   /** Seconds the handler may run. */
@@ -36,6 +41,12 @@ export interface FunctionConfig {
   /** At most this many VMs of this function at once under `fnrun serve`. */
   concurrency?: number;
 }
+
+/**
+ * Changes whenever what validateConfig keeps changes: cached bundles carry their
+ * config, and one read by an older fnrun must not be reused (build/bundle.ts).
+ */
+export const CONFIG_FORMAT = 2;
 
 export const CONFIG_KEYS = [
   "timeout",
@@ -149,7 +160,16 @@ export function validateConfig(value: unknown, name: string): FunctionConfig {
     if (!isRecord(webhook) || typeof webhook.secretEnv !== "string" || !webhook.secretEnv) {
       throw new Error(`${name}.webhook must be { secretEnv: "NAME_OF_THE_VARIABLE_HOLDING_THE_SECRET" }`);
     }
-    config.webhook = { secretEnv: webhook.secretEnv };
+    const scheme = webhook.scheme ?? "github";
+    if (!(WEBHOOK_SCHEMES as readonly unknown[]).includes(scheme)) {
+      throw new Error(
+        `${name}.webhook.scheme must be one of ${WEBHOOK_SCHEMES.join(", ")}, not ${JSON.stringify(scheme)}`,
+      );
+    }
+    config.webhook = {
+      secretEnv: webhook.secretEnv,
+      ...(webhook.scheme !== undefined ? { scheme: scheme as WebhookScheme } : {}),
+    };
   }
   if (value.concurrency !== undefined) {
     config.concurrency = checkNumber(value.concurrency, `${name}.concurrency`, LIMITS.concurrency);

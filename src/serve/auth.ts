@@ -8,8 +8,8 @@
  *   `Authorization: Bearer TOKEN`, or an AWS Signature V4 made with TOKEN as the
  *   secret key (so AWS SDK clients work with credentials { accessKeyId: "fnrun",
  *   secretAccessKey: TOKEN }), or the dashboard's cookie.
- * - Webhooks carry GitHub's `X-Hub-Signature-256: sha256=HMAC(secret, body)`,
- *   compared in constant time.
+ * - Webhooks carry their sender's signature (webhook-signatures.ts), compared in
+ *   constant time.
  */
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage } from "node:http";
@@ -30,15 +30,6 @@ export function sameSecret(given: string, expected: string): boolean {
   const a = createHash("sha256").update(given).digest();
   const b = createHash("sha256").update(expected).digest();
   return timingSafeEqual(a, b);
-}
-
-export function webhookSignature(secret: string, body: Buffer): string {
-  return `sha256=${createHmac("sha256", secret).update(body).digest("hex")}`;
-}
-
-export function verifyWebhookSignature(secret: string, body: Buffer, header: string | undefined): boolean {
-  if (!header || !/^sha256=[0-9a-f]{64}$/i.test(header.trim())) return false;
-  return sameSecret(header.trim().toLowerCase(), webhookSignature(secret, body));
 }
 
 function hmac(key: Buffer | string, data: string): Buffer {

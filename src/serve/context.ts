@@ -9,6 +9,7 @@ import type { Pool } from "../invoke/pool.ts";
 import type { History } from "../jobs/history.ts";
 import type { JobQueue, Trigger } from "../jobs/queue.ts";
 import type { Scheduler } from "../jobs/scheduler.ts";
+import type { DeliveryLog } from "./deliveries.ts";
 
 export interface ServerContext {
   directory: string;
@@ -21,6 +22,8 @@ export interface ServerContext {
   queue: JobQueue;
   pool: Pool;
   scheduler: Scheduler | undefined;
+  /** Webhook deliveries accepted, to refuse replays. */
+  deliveries: DeliveryLog;
   /** Aborted when the server shuts down. */
   shutdown: AbortSignal;
   notice: (line: string) => void;

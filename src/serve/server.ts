@@ -21,6 +21,7 @@ import { checkRange, shown } from "../util/validate.ts";
 import { Admission } from "./admission.ts";
 import { isLoopbackAddress } from "./auth.ts";
 import type { ServerContext } from "./context.ts";
+import { DeliveryLog } from "./deliveries.ts";
 import { answerFailure, handleRequest } from "./handler.ts";
 import { HttpError } from "./http.ts";
 
@@ -206,6 +207,7 @@ export async function serve(options: ServeOptions = {}): Promise<FnrunServer> {
     queue,
     pool,
     scheduler,
+    deliveries: new DeliveryLog(database),
     shutdown: shutdown.signal,
     notice,
     requireFunction,

@@ -178,6 +178,72 @@ describe("webhooks", () => {
   });
 });
 
+describe("webhook replays", () => {
+  const secret = "webhook-secret-for-tests";
+  const hmac = (text: string) => createHmac("sha256", secret).update(text).digest("hex");
+  const seconds = () => Math.floor(Date.now() / 1000);
+
+  it("refuses a captured delivery sent again (409), and one signed outside the 5-minute window, starting nothing", async () => {
+    // Jobs only queue here (no workers): a refused delivery adds none.
+    const hooks = await serve({
+      directory: "test/fixtures/webhooks",
+      port: 0,
+      stateDirectory: join(state, "webhooks"),
+      pool: 0,
+      workers: 0,
+      machine: await resolveHost(),
+      schedules: false,
+    });
+    try {
+      const jobs = async () => (await hooks.queue.list(undefined, 1000)).length;
+      const send = (name: string, body: string, headers: Record<string, string>) =>
+        post(`${hooks.url}/webhooks/${name}`, body, headers).then((reply) => reply.status);
+
+      // GitHub: the delivery id, or (without one) the body, identifies a delivery.
+      const github = JSON.stringify({ action: "opened", n: 1 });
+      const githubHeaders = { "x-hub-signature-256": `sha256=${hmac(github)}`, "x-github-delivery": "d-1" };
+      expect(await send("github", github, githubHeaders)).toBe(202);
+      expect(await send("github", github, githubHeaders)).toBe(409);
+      const anonymous = JSON.stringify({ action: "closed" });
+      expect(await send("github", anonymous, { "x-hub-signature-256": `sha256=${hmac(anonymous)}` })).toBe(
+        202,
+      );
+      expect(await send("github", anonymous, { "x-hub-signature-256": `sha256=${hmac(anonymous)}` })).toBe(
+        409,
+      );
+      expect(await jobs()).toBe(2);
+
+      // Stripe: t= is signed with the body; the event's id identifies it.
+      const stripe = JSON.stringify({ id: "evt_1", type: "charge.succeeded" });
+      const stripeSigned = (t: number, body = stripe) => ({
+        "stripe-signature": `t=${t},v1=${hmac(`${t}.${body}`)}`,
+      });
+      const now = seconds();
+      expect(await send("stripe", stripe, stripeSigned(now))).toBe(202);
+      expect(await send("stripe", stripe, stripeSigned(now))).toBe(409);
+      expect(await send("stripe", stripe, stripeSigned(now + 1))).toBe(409);
+      const old = JSON.stringify({ id: "evt_2", type: "charge.succeeded" });
+      expect(await send("stripe", old, stripeSigned(now - 600, old))).toBe(409);
+      expect(await send("stripe", stripe, { "stripe-signature": `t=${now},v1=${"0".repeat(64)}` })).toBe(401);
+      expect(await jobs()).toBe(3);
+
+      // Slack: v0:TIMESTAMP:BODY is signed; the body identifies a delivery within the window.
+      const slack = "token=x&command=%2Fdeploy";
+      const slackSigned = (t: number) => ({
+        "x-slack-request-timestamp": String(t),
+        "x-slack-signature": `v0=${hmac(`v0:${t}:${slack}`)}`,
+      });
+      expect(await send("slack", slack, slackSigned(now))).toBe(202);
+      expect(await send("slack", slack, slackSigned(now))).toBe(409);
+      expect(await send("slack", slack, slackSigned(now - 301))).toBe(409);
+      expect(await send("slack", slack, { ...slackSigned(now), "x-slack-signature": "v0=00" })).toBe(401);
+      expect(await jobs()).toBe(4);
+    } finally {
+      await hooks.close();
+    }
+  });
+});
+
 describe("access", () => {
   it("refuses requests a web page could make through the browser", async () => {
     const rebinding = await post(`${server.url}/invoke/echo`, "{}", { host: "attacker.example:9000" });

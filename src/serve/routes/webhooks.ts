@@ -1,13 +1,16 @@
 /**
  * Webhooks: POST /webhooks/{name} for functions with `config.webhook`. A
- * delivery must carry a valid signature (a bad one costs nothing: no VM, no
- * queue entry); it is queued as a function URL-shaped event.
+ * delivery must carry a valid signature of its sender's scheme
+ * (webhook-signatures.ts), signed within five minutes where the scheme signs a
+ * time, and must not have been accepted before (deliveries.ts); it is queued as
+ * a function URL-shaped event. A bad signature or a replay costs nothing: no VM,
+ * no queue entry.
  */
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { verifyWebhookSignature } from "../auth.ts";
 import type { ServerContext } from "../context.ts";
 import { HttpError, sendJson } from "../http.ts";
+import { checkDelivery } from "../webhook-signatures.ts";
 
 /** The event a webhook delivery becomes: the shape of a Lambda function URL request (payload 2.0). */
 export function httpEvent(
@@ -45,7 +48,7 @@ export function httpEvent(
   };
 }
 
-/** POST /webhooks/{name}: a signed delivery, queued. */
+/** POST /webhooks/{name}: a signed delivery, queued once. */
 export async function webhookDelivery(
   server: ServerContext,
   request: IncomingMessage,
@@ -54,21 +57,37 @@ export async function webhookDelivery(
   body: Buffer,
 ) {
   const fn = await server.functions.get(name);
-  const secretEnv = fn?.config.webhook?.secretEnv;
-  if (!fn || !secretEnv) throw new HttpError(404, "ResourceNotFoundException", `no webhook named ${name}`);
-  const secret = process.env[secretEnv];
+  const webhook = fn?.config.webhook;
+  if (!fn || !webhook) throw new HttpError(404, "ResourceNotFoundException", `no webhook named ${name}`);
+  const secret = process.env[webhook.secretEnv];
   if (!secret)
-    throw new HttpError(503, "ServiceException", `the webhook's secret is not set: export ${secretEnv}`);
-  const signature = request.headers["x-hub-signature-256"];
-  // A bad signature costs nothing: no VM, no queue entry.
-  if (!verifyWebhookSignature(secret, body, typeof signature === "string" ? signature : undefined)) {
-    throw new HttpError(401, "InvalidSignatureException", "the X-Hub-Signature-256 signature does not match");
+    throw new HttpError(
+      503,
+      "ServiceException",
+      `the webhook's secret is not set: export ${webhook.secretEnv}`,
+    );
+  // A bad signature or a replay costs nothing: no VM, no queue entry.
+  const check = checkDelivery(webhook.scheme ?? "github", secret, request.headers, body);
+  if (!check.ok) {
+    throw new HttpError(
+      check.status,
+      check.status === 401 ? "InvalidSignatureException" : "ResourceConflictException",
+      check.message,
+    );
   }
-  const requestId = randomUUID();
-  const id = await server.queue.enqueue({
-    functionName: fn.name,
-    event: JSON.stringify(httpEvent(request, body, requestId)),
-    trigger: "webhook",
-  });
+  if (!server.deliveries.remember(fn.name, check.key)) {
+    throw new HttpError(409, "ResourceConflictException", "this delivery was accepted already (a replay)");
+  }
+  let id: string;
+  try {
+    id = await server.queue.enqueue({
+      functionName: fn.name,
+      event: JSON.stringify(httpEvent(request, body, randomUUID())),
+      trigger: "webhook",
+    });
+  } catch (error) {
+    server.deliveries.forget(fn.name, check.key);
+    throw error;
+  }
   sendJson(response, 202, { accepted: true, job: id });
 }

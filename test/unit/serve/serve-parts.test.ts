@@ -8,27 +8,73 @@ import { retryDelayMs } from "../../../src/jobs/queue.ts";
 import { redisConnection } from "../../../src/jobs/queue-redis.ts";
 import { countOccurrences, nextOccurrence, scheduledEvent } from "../../../src/jobs/scheduler.ts";
 import { Admission, TooManyRequests } from "../../../src/serve/admission.ts";
-import {
-  hostOfHeader,
-  isLoopbackAddress,
-  verifySigV4,
-  verifyWebhookSignature,
-  webhookSignature,
-} from "../../../src/serve/auth.ts";
+import { hostOfHeader, isLoopbackAddress, verifySigV4 } from "../../../src/serve/auth.ts";
 import { functionNameFromPath } from "../../../src/serve/routes/lambda.ts";
+import { checkDelivery } from "../../../src/serve/webhook-signatures.ts";
 
 describe("webhook signatures", () => {
-  it("accepts GitHub's sha256= HMAC of the raw body, and nothing else", () => {
+  const hmac = (secret: string, text: string) => createHmac("sha256", secret).update(text).digest("hex");
+  const now = Date.UTC(2026, 11, 2, 12, 0, 0);
+  const t = Math.floor(now / 1000);
+
+  it("accepts GitHub's sha256= HMAC of the raw body, and nothing else; the delivery id names it", () => {
     const body = Buffer.from('{"action":"opened"}');
-    const good = webhookSignature("secret", body);
-    expect(good).toMatch(/^sha256=[0-9a-f]{64}$/);
-    expect(verifyWebhookSignature("secret", body, good)).toBe(true);
-    expect(verifyWebhookSignature("secret", body, good.toUpperCase().replace("SHA256", "sha256"))).toBe(true);
-    expect(verifyWebhookSignature("other", body, good)).toBe(false);
-    expect(verifyWebhookSignature("secret", Buffer.from('{"action":"closed"}'), good)).toBe(false);
-    for (const bad of [undefined, "", "sha1=abc", good.slice(0, -1), `${good}0`]) {
-      expect(verifyWebhookSignature("secret", body, bad)).toBe(false);
+    const good = `sha256=${hmac("secret", body.toString())}`;
+    const github = (signature: string | undefined, delivery?: string) =>
+      checkDelivery(
+        "github",
+        "secret",
+        {
+          ...(signature !== undefined ? { "x-hub-signature-256": signature } : {}),
+          ...(delivery ? { "x-github-delivery": delivery } : {}),
+        },
+        body,
+        now,
+      );
+    expect(github(good, "d-1")).toEqual({ ok: true, key: "delivery:d-1" });
+    expect(github(good.toUpperCase().replace("SHA256", "sha256"))).toEqual({
+      ok: true,
+      key: `body:${createHash("sha256").update(body).digest("hex")}`,
+    });
+    for (const bad of [
+      undefined,
+      "",
+      "sha1=abc",
+      good.slice(0, -1),
+      `${good}0`,
+      `sha256=${hmac("other", body.toString())}`,
+    ]) {
+      expect(github(bad)).toMatchObject({ ok: false, status: 401 });
     }
+  });
+
+  it("checks Stripe's t= and Slack's timestamp: signed, and within five minutes", () => {
+    const body = Buffer.from('{"id":"evt_9","type":"ping"}');
+    const stripe = (time: number, signature = hmac("secret", `${time}.${body}`)) =>
+      checkDelivery(
+        "stripe",
+        "secret",
+        { "stripe-signature": `t=${time},v1=${"0".repeat(64)},v1=${signature}` },
+        body,
+        now,
+      );
+    expect(stripe(t)).toEqual({ ok: true, key: "event:evt_9", signedAt: t * 1000 });
+    expect(stripe(t - 300)).toMatchObject({ ok: true });
+    expect(stripe(t - 301)).toMatchObject({ ok: false, status: 409 });
+    expect(stripe(t + 301)).toMatchObject({ ok: false, status: 409 });
+    expect(stripe(t, hmac("secret", `${t + 1}.${body}`))).toMatchObject({ ok: false, status: 401 });
+    const slackBody = Buffer.from("command=%2Fdeploy");
+    const slack = (time: number, signature = `v0=${hmac("secret", `v0:${time}:${slackBody}`)}`) =>
+      checkDelivery(
+        "slack",
+        "secret",
+        { "x-slack-request-timestamp": String(time), "x-slack-signature": signature },
+        slackBody,
+        now,
+      );
+    expect(slack(t)).toMatchObject({ ok: true, key: expect.stringMatching(/^body:[0-9a-f]{64}$/) });
+    expect(slack(t - 400)).toMatchObject({ ok: false, status: 409 });
+    expect(slack(t, "v0=00")).toMatchObject({ ok: false, status: 401 });
   });
 });
 
