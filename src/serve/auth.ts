@@ -7,7 +7,9 @@
  * - Bound elsewhere (only with --allow-remote), every request needs the token:
  *   `Authorization: Bearer TOKEN`, or an AWS Signature V4 made with TOKEN as the
  *   secret key (so AWS SDK clients work with credentials { accessKeyId: "fnrun",
- *   secretAccessKey: TOKEN }), or the dashboard's cookie.
+ *   secretAccessKey: TOKEN }), or the dashboard's cookie (a value derived from
+ *   the token, set once in exchange for the dashboard's ?token=). All of it is
+ *   decided from the headers, before any of the body is read.
  * - Webhooks carry their sender's signature (webhook-signatures.ts), compared in
  *   constant time.
  */
@@ -57,23 +59,24 @@ const SIGV4 =
   /^AWS4-HMAC-SHA256\s+Credential=([^/,\s]+)\/(\d{8})\/([^/,\s]+)\/([^/,\s]+)\/aws4_request,\s*SignedHeaders=([a-z0-9;-]+),\s*Signature=([0-9a-f]{64})$/;
 
 /**
- * Verifies an AWS Signature Version 4 made with `secret`: the signed headers,
- * the path, the query and the body (the payload hash is recomputed), within
- * 15 minutes of its date.
+ * Verifies an AWS Signature Version 4 made with `secret` over the request's
+ * signed headers, path and query, and the payload hash it claims
+ * (X-Amz-Content-Sha256, which AWS SDKs send), within 15 minutes of its date:
+ * without reading the body. Returns the claimed hash ("UNSIGNED-PAYLOAD" when
+ * the body is not signed), or undefined when the signature does not hold.
  */
-export function verifySigV4(
+export function verifySigV4Signature(
   request: IncomingMessage,
-  body: Buffer,
   secret: string,
   now = Date.now(),
-): boolean {
+): string | undefined {
   const authorization = request.headers.authorization ?? "";
   const match = authorization.match(SIGV4);
-  if (!match) return false;
+  if (!match) return undefined;
   const [, , date, region, service, signedHeaderList, signature] = match as unknown as string[];
   const amzDate = String(request.headers["x-amz-date"] ?? "");
   const parsed = amzDate.match(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/);
-  if (!parsed || amzDate.slice(0, 8) !== date) return false;
+  if (!parsed || amzDate.slice(0, 8) !== date) return undefined;
   const [year, month, day, hour, minute, second] = parsed.slice(1).map(Number) as [
     number,
     number,
@@ -83,10 +86,12 @@ export function verifySigV4(
     number,
   ];
   const signedAt = Date.UTC(year, month - 1, day, hour, minute, second);
-  if (Math.abs(now - signedAt) > 15 * 60 * 1000) return false;
+  if (Math.abs(now - signedAt) > 15 * 60 * 1000) return undefined;
 
   const signedHeaders = (signedHeaderList as string).split(";");
-  if (!signedHeaders.includes("host")) return false;
+  const claimed = request.headers["x-amz-content-sha256"];
+  if (!signedHeaders.includes("host") || !signedHeaders.includes("x-amz-content-sha256")) return undefined;
+  if (typeof claimed !== "string" || !/^(?:[0-9a-f]{64}|UNSIGNED-PAYLOAD)$/.test(claimed)) return undefined;
   const canonicalHeaders = signedHeaders
     .map((name) => {
       const value = request.headers[name];
@@ -98,16 +103,13 @@ export function verifySigV4(
   const rawPath = (request.url ?? "/").split("?")[0] ?? "/";
   // Services other than S3 sign the path encoded twice: the wire form, encoded again.
   const canonicalPath = encodeURIComponent(rawPath).replace(/%2F/g, "/");
-  const payloadHash = createHash("sha256").update(body).digest("hex");
-  const claimed = request.headers["x-amz-content-sha256"];
-  if (typeof claimed === "string" && claimed !== "UNSIGNED-PAYLOAD" && claimed !== payloadHash) return false;
   const canonicalRequest = [
     request.method ?? "GET",
     canonicalPath,
     canonicalQuery(url.search),
     canonicalHeaders,
     signedHeaderList,
-    typeof claimed === "string" ? claimed : payloadHash,
+    claimed,
   ].join("\n");
   const scope = `${date}/${region}/${service}/aws4_request`;
   const stringToSign = [
@@ -120,7 +122,25 @@ export function verifySigV4(
     hmac(hmac(hmac(`AWS4${secret}`, date as string), region as string), service as string),
     "aws4_request",
   );
-  return sameSecret(createHmac("sha256", key).update(stringToSign).digest("hex"), signature as string);
+  return sameSecret(createHmac("sha256", key).update(stringToSign).digest("hex"), signature as string)
+    ? claimed
+    : undefined;
+}
+
+/** Whether `body` is the payload a verified signature claimed. */
+export function payloadMatches(claimed: string, body: Buffer): boolean {
+  return claimed === "UNSIGNED-PAYLOAD" || claimed === createHash("sha256").update(body).digest("hex");
+}
+
+/** verifySigV4Signature and payloadMatches together, for a request whose body is read. */
+export function verifySigV4(
+  request: IncomingMessage,
+  body: Buffer,
+  secret: string,
+  now = Date.now(),
+): boolean {
+  const claimed = verifySigV4Signature(request, secret, now);
+  return claimed !== undefined && payloadMatches(claimed, body);
 }
 
 export function cookieValue(request: IncomingMessage, name: string): string | undefined {
@@ -133,13 +153,30 @@ export function cookieValue(request: IncomingMessage, name: string): string | un
 
 export const TOKEN_COOKIE = "fnrun_token";
 
-/** Whether a request carries the token, in any of the accepted forms. */
-export function hasToken(request: IncomingMessage, body: Buffer, token: string): boolean {
+/** What the dashboard's cookie holds: a value derived from the token, good for the cookie only. */
+export function cookieFor(token: string): string {
+  return createHmac("sha256", token).update("fnrun dashboard cookie").digest("hex");
+}
+
+/**
+ * Whether a request carries the token, from its headers alone (the body is not
+ * read for a caller who has not proven who they are): Bearer, X-Fnrun-Token, the
+ * dashboard's cookie, or a SigV4 signature, whose claimed payload hash must then
+ * match the body once read (`payload`).
+ */
+export function authenticate(
+  request: IncomingMessage,
+  token: string,
+  now = Date.now(),
+): { ok: false } | { ok: true; payload?: string } {
   const authorization = request.headers.authorization ?? "";
-  if (authorization.startsWith("Bearer ")) return sameSecret(authorization.slice(7).trim(), token);
-  if (authorization.startsWith("AWS4-HMAC-SHA256")) return verifySigV4(request, body, token);
+  if (authorization.startsWith("Bearer ")) return { ok: sameSecret(authorization.slice(7).trim(), token) };
+  if (authorization.startsWith("AWS4-HMAC-SHA256")) {
+    const claimed = verifySigV4Signature(request, token, now);
+    return claimed === undefined ? { ok: false } : { ok: true, payload: claimed };
+  }
   const header = request.headers["x-fnrun-token"];
-  if (typeof header === "string") return sameSecret(header, token);
+  if (typeof header === "string") return { ok: sameSecret(header, token) };
   const cookie = cookieValue(request, TOKEN_COOKIE);
-  return cookie !== undefined && sameSecret(cookie, token);
+  return { ok: cookie !== undefined && sameSecret(cookie, cookieFor(token)) };
 }

@@ -9,6 +9,7 @@ import type { Pool } from "../invoke/pool.ts";
 import type { History } from "../jobs/history.ts";
 import type { JobQueue, Trigger } from "../jobs/queue.ts";
 import type { Scheduler } from "../jobs/scheduler.ts";
+import type { ClientLimits } from "./client-limits.ts";
 import type { DeliveryLog } from "./deliveries.ts";
 
 export interface ServerContext {
@@ -22,6 +23,8 @@ export interface ServerContext {
   queue: JobQueue;
   pool: Pool;
   scheduler: Scheduler | undefined;
+  /** Per-client bounds on connections and request bytes (beyond loopback only). */
+  clientLimits: ClientLimits | undefined;
   /** Webhook deliveries accepted, to refuse replays. */
   deliveries: DeliveryLog;
   /** Aborted when the server shuts down. */

@@ -14,19 +14,31 @@ export class HttpError extends Error {
 
 const MAX_BODY = DEFAULTS.maxEventBytes;
 
-export function readBody(request: IncomingMessage): Promise<Buffer> {
+/** The sender's share of request bytes in flight: false when it is spent. */
+export type BodyBudget = (bytes: number) => boolean;
+
+export function readBody(request: IncomingMessage, budget?: BodyBudget): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    // Stop reading: the refusal is answered, and the connection closed behind it (server.ts).
+    const fail = (error: HttpError) => {
+      request.removeAllListeners("data");
+      request.pause();
+      reject(error);
+    };
     request.on("data", (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY) {
-        reject(
+      if (size + chunk.length > MAX_BODY) {
+        return fail(
           new HttpError(413, "RequestTooLargeException", `Request must be smaller than ${MAX_BODY} bytes`),
         );
-        request.destroy();
-        return;
       }
+      if (budget && !budget(chunk.length)) {
+        return fail(
+          new HttpError(429, "TooManyRequestsException", "too many request bytes in flight from this client"),
+        );
+      }
+      size += chunk.length;
       chunks.push(chunk);
     });
     request.on("end", () => resolve(Buffer.concat(chunks)));

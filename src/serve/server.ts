@@ -20,6 +20,7 @@ import { UsageError } from "../util/errors.ts";
 import { checkRange, shown } from "../util/validate.ts";
 import { Admission } from "./admission.ts";
 import { isLoopbackAddress } from "./auth.ts";
+import { ClientLimits } from "./client-limits.ts";
 import type { ServerContext } from "./context.ts";
 import { DeliveryLog } from "./deliveries.ts";
 import { answerFailure, handleRequest } from "./handler.ts";
@@ -47,6 +48,10 @@ export interface ServeOptions {
   maxConcurrency?: number;
   /** Synchronous requests waiting for a place before 429 (default 32). */
   maxWaiting?: number;
+  /** Beyond loopback: connections one client may hold open at once (default 32). */
+  maxConnectionsPerClient?: number;
+  /** Beyond loopback: request body bytes one client may have in flight (default 16 MB). */
+  maxBodyBytesPerClient?: number;
   /** Queue workers in this server (default: one per core; 0: only enqueue). */
   workers?: number;
   /** First retry delay of failed asynchronous invocations (default 1 s, doubling). */
@@ -83,6 +88,8 @@ function validateServeOptions(options: ServeOptions): void {
   checkRange(options.memory, "memory", LIMITS.memoryMB, true);
   checkRange(options.maxConcurrency, "maxConcurrency", { min: 1, max: 1024 }, true);
   checkRange(options.maxWaiting, "maxWaiting", { min: 0, max: 100_000 }, true);
+  checkRange(options.maxConnectionsPerClient, "maxConnectionsPerClient", { min: 1, max: 100_000 }, true);
+  checkRange(options.maxBodyBytesPerClient, "maxBodyBytesPerClient", { min: 1024, max: 1024 ** 3 }, true);
   checkRange(options.workers, "workers", { min: 0, max: 256 }, true);
   checkRange(options.retryBaseMs, "retryBaseMs", { min: 0, max: 3_600_000 });
   for (const name of ["directory", "address", "token", "queue", "stateDirectory"] as const) {
@@ -208,6 +215,12 @@ export async function serve(options: ServeOptions = {}): Promise<FnrunServer> {
     pool,
     scheduler,
     deliveries: new DeliveryLog(database),
+    clientLimits: loopback
+      ? undefined
+      : new ClientLimits(
+          options.maxConnectionsPerClient ?? 32,
+          options.maxBodyBytesPerClient ?? 16 * 1024 * 1024,
+        ),
     shutdown: shutdown.signal,
     notice,
     requireFunction,
@@ -219,7 +232,18 @@ export async function serve(options: ServeOptions = {}): Promise<FnrunServer> {
     );
     inFlight.add(handling);
     handling.finally(() => inFlight.delete(handling));
+    // A request answered before all of its body came (refused, or over a limit):
+    // the rest is drained for a moment, then the connection goes.
+    response.once("finish", () => {
+      if (request.complete) return;
+      request.resume();
+      setTimeout(() => request.socket.destroy(), 2000).unref();
+    });
   });
+  if (context.clientLimits) {
+    const limits = context.clientLimits;
+    server.on("connection", (socket) => limits.admit(socket));
+  }
   await new Promise<void>((resolveListen, reject) => {
     server.once("error", reject);
     server.listen(options.port ?? 9000, address, () => resolveListen());

@@ -291,6 +291,110 @@ describe("access", () => {
   });
 });
 
+describe("tokens", () => {
+  const token = "s3cret-token";
+  let remote: FnrunServer;
+  let url: string;
+
+  beforeAll(async () => {
+    remote = await serve({
+      directory: DIRECTORY,
+      address: "0.0.0.0",
+      allowRemote: true,
+      token,
+      port: 0,
+      pool: 0,
+      maxConnectionsPerClient: 8,
+      maxBodyBytesPerClient: 8 * 1024 * 1024,
+      stateDirectory: join(state, "tokens"),
+      machine: await resolveHost(),
+      schedules: false,
+    });
+    url = `http://127.0.0.1:${remote.port}`;
+  });
+  afterAll(() => remote.close());
+
+  function get(path: string, headers: Record<string, string> = {}): Promise<Reply> {
+    return new Promise((resolve, reject) => {
+      httpRequest(`${url}${path}`, { headers }, (response) => {
+        let text = "";
+        response.on("data", (chunk) => (text += chunk));
+        response.on("end", () =>
+          resolve({ status: response.statusCode ?? 0, headers: response.headers, body: text }),
+        );
+      })
+        .on("error", reject)
+        .end();
+    });
+  }
+
+  it("takes the dashboard's ?token= once, for an HttpOnly cookie, and sends the browser on without it", async () => {
+    expect((await get("/_fnrun/?token=wrong")).status).toBe(401);
+    expect((await get(`/_fnrun/?token=${token.slice(0, -1)}`)).status).toBe(401);
+    const exchanged = await get(`/_fnrun/?token=${token}&view=queue`);
+    expect(exchanged.status).toBe(303);
+    expect(exchanged.headers.location).toBe("/_fnrun/?view=queue");
+    const cookie = String(exchanged.headers["set-cookie"]);
+    expect(cookie).toMatch(/^fnrun_token=[^;]+; HttpOnly; SameSite=Strict; Path=\//);
+    expect(cookie).not.toContain(token);
+    const page = await get("/_fnrun/", { cookie: cookie.split(";")[0] as string });
+    expect(page.status).toBe(200);
+    expect(page.body).not.toContain(token);
+  });
+
+  it("refuses a request without the token before reading its body", async () => {
+    const started = Date.now();
+    const reply = await new Promise<Reply>((resolve, reject) => {
+      const request = httpRequest(
+        `${url}/invoke/echo`,
+        {
+          method: "POST",
+          headers: { "content-length": String(100 * 1024 * 1024), authorization: "Bearer wrong" },
+        },
+        (response) => {
+          response.resume();
+          response.on("end", () =>
+            resolve({ status: response.statusCode ?? 0, headers: response.headers, body: "" }),
+          );
+        },
+      );
+      request.on("error", reject);
+      // A few bytes of the 100 MB it announced, and then nothing.
+      request.write("x".repeat(1024));
+    });
+    expect(reply.status).toBe(401);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it("bounds one client's connections and the request bytes it has in flight", async () => {
+    const { connect } = await import("node:net");
+    const sockets = await Promise.all(
+      Array.from(
+        { length: 12 },
+        () =>
+          new Promise<import("node:net").Socket>((resolve) => {
+            const socket = connect(remote.port, "127.0.0.1", () => resolve(socket));
+            socket.on("error", () => {});
+          }),
+      ),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const open = sockets.filter((socket) => !socket.destroyed && socket.readyState === "open").length;
+    for (const socket of sockets) socket.destroy();
+    expect(open).toBeLessThanOrEqual(8);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+
+    // Three 5 MB uploads at once, authenticated: the third would pass 8 MB in flight.
+    const body = JSON.stringify({ blob: "b".repeat(5 * 1024 * 1024) });
+    const statuses = await Promise.all(
+      [0, 1, 2].map(() =>
+        post(`${url}/invoke/echo`, body, { authorization: `Bearer ${token}` }).then((reply) => reply.status),
+      ),
+    );
+    expect(statuses.filter((status) => status === 429).length).toBeGreaterThanOrEqual(1);
+  });
+});
+
 describe("concurrency", () => {
   it("lets a bounded number wait and answers 429 beyond, and keeps a function to its own limit", async () => {
     const machine = await resolveHost();
