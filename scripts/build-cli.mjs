@@ -52,7 +52,7 @@ const common = {
   target: "node20",
   // Native code (better-sqlite3) and packages that read their own files at run
   // time (esbuild's binary, BullMQ's Lua scripts) stay in node_modules.
-  external: ["esbuild", "better-sqlite3", "bullmq"],
+  external: ["esbuild", "better-sqlite3", "bullmq", "ioredis"],
   sourcemap: "linked",
   // Bundled CommonJS dependencies call require().
   banner: {

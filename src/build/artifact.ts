@@ -4,6 +4,7 @@
  * each file; `fnrun invoke ARTIFACT.tgz` runs it as is, and queue workers on
  * other hosts receive the same content with each job, never a source tree.
  */
+import { createHmac, timingSafeEqual } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
@@ -43,6 +44,61 @@ export function toPortable(bundle: Bundle): PortableFunction {
     config: bundle.config,
     sha256: sha256(bundle.code),
   };
+}
+
+/** A portable function with the HMAC of its manifest, made with a key its receivers hold. */
+export interface SignedPortableFunction extends PortableFunction {
+  signature: string;
+}
+
+/** JSON with object keys in order, so that sender and receiver sign the same text. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (value && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, entry]) => entry !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([name, entry]) => `${JSON.stringify(name)}:${canonical(entry)}`).join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "null";
+}
+
+/** What the signature covers: every part of the function, its config included, by hash. */
+function manifestOf(portable: PortableFunction): string {
+  return canonical({
+    format: ARTIFACT_FORMAT,
+    name: portable.name,
+    entry: portable.entry,
+    code: sha256(portable.code),
+    sourceMap: sha256(portable.sourceMap),
+    config: portable.config ?? {},
+  });
+}
+
+export function signPortable(portable: PortableFunction, key: string): SignedPortableFunction {
+  return { ...portable, signature: createHmac("sha256", key).update(manifestOf(portable)).digest("hex") };
+}
+
+/** Thrown for an artifact that does not carry a valid signature by the expected key. */
+export class UnsignedArtifactError extends UsageError {}
+
+/** The bundle of a signed portable function, if `key` made its signature (else UnsignedArtifactError). */
+export function fromSignedPortable(value: unknown, key: string): Bundle {
+  const signature = (value as { signature?: unknown } | null)?.signature;
+  if (typeof signature !== "string" || !/^[0-9a-f]{64}$/.test(signature)) {
+    throw new UnsignedArtifactError(
+      "the job's function is not signed: this worker runs only artifacts signed with its key",
+    );
+  }
+  const expected = createHmac("sha256", key)
+    .update(manifestOf(value as PortableFunction))
+    .digest();
+  if (!timingSafeEqual(Buffer.from(signature, "hex"), expected)) {
+    throw new UnsignedArtifactError(
+      "the job's function has a signature this worker's key did not make: refused (is FNRUN_SIGNING_KEY the server's?)",
+    );
+  }
+  return fromPortable(value);
 }
 
 export function fromPortable(value: unknown): Bundle {

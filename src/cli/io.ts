@@ -56,3 +56,12 @@ export function untilStopped(io: CliIo): Promise<void> {
     io.signal.addEventListener("abort", () => resolve(), { once: true });
   });
 }
+
+/** The signing key for Redis jobs: --signing-key-file's first line, else $FNRUN_SIGNING_KEY. */
+export async function signingKey(file: string | undefined, io: CliIo): Promise<string | undefined> {
+  if (file === undefined) return io.env.FNRUN_SIGNING_KEY || undefined;
+  const key = (await readLimitedFile(file, "signing key file", 64 * 1024)).split("\n")[0]?.trim() ?? "";
+  if (key.length < 16)
+    throw new UsageError(`${file}: a signing key is at least 16 characters (say, \`openssl rand -hex 32\`)`);
+  return key;
+}

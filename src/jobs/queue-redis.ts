@@ -10,6 +10,7 @@
  * here (runs may overlap); "skip" is.
  */
 import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import type { Job, Queue, Worker } from "bullmq";
 import { UsageError } from "../util/errors.ts";
@@ -39,28 +40,97 @@ interface JobReturn {
   worker: string;
 }
 
-export function redisConnection(url: string): {
+/** The URL as it may be shown: without its password. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return url.replace(/\/\/([^:/@]*):[^@/]*@/, "//$1:***@");
+  }
+}
+
+export interface RedisConnection {
   host: string;
   port: number;
+  username?: string;
   password?: string;
   db?: number;
-  username?: string;
-} {
+  /** rediss://: TLS, checking the server's certificate (against FNRUN_REDIS_CA's PEM when set). */
+  tls?: { servername: string; ca?: string };
+}
+
+/**
+ * redis://[user:password@]host:port[/db], or rediss:// for TLS. A Redis ACL user
+ * (user:password) or AUTH (:password) comes from the URL; a CA for a private
+ * certificate from FNRUN_REDIS_CA (a PEM file).
+ */
+export function redisConnection(url: string, env: NodeJS.ProcessEnv = process.env): RedisConnection {
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
-    throw new UsageError(`--queue ${url}: expected redis://[user:password@]host:port[/db]`);
+    throw new UsageError(`--queue ${redactUrl(url)}: expected redis[s]://[user:password@]host:port[/db]`);
   }
-  if (parsed.protocol !== "redis:") throw new UsageError(`--queue ${url}: only redis:// URLs are supported`);
+  if (parsed.protocol !== "redis:" && parsed.protocol !== "rediss:")
+    throw new UsageError(`--queue ${redactUrl(url)}: only redis:// and rediss:// (TLS) URLs are supported`);
   const db = parsed.pathname.length > 1 ? Number(parsed.pathname.slice(1)) : undefined;
+  const host = parsed.hostname.replace(/^\[|\]$/g, "") || "127.0.0.1";
+  let ca: string | undefined;
+  if (parsed.protocol === "rediss:" && env.FNRUN_REDIS_CA) {
+    try {
+      ca = readFileSync(env.FNRUN_REDIS_CA, "utf8");
+    } catch (error) {
+      throw new UsageError(
+        `FNRUN_REDIS_CA=${env.FNRUN_REDIS_CA}: cannot read it (${(error as Error).message})`,
+      );
+    }
+  }
   return {
-    host: parsed.hostname || "127.0.0.1",
+    host,
     port: Number(parsed.port || 6379),
     ...(parsed.password ? { password: decodeURIComponent(parsed.password) } : {}),
     ...(parsed.username ? { username: decodeURIComponent(parsed.username) } : {}),
     ...(db !== undefined && Number.isInteger(db) ? { db } : {}),
+    ...(parsed.protocol === "rediss:" ? { tls: { servername: host, ...(ca ? { ca } : {}) } } : {}),
   };
+}
+
+/**
+ * Connects once, without retrying, and says why that failed (Redis down, a
+ * refused user or password, an untrusted certificate), or undefined: BullMQ's
+ * own client would retry for ever and say nothing.
+ */
+async function probe(connection: RedisConnection): Promise<string | undefined> {
+  const { Redis } = await import("ioredis");
+  const client = new Redis({
+    ...connection,
+    lazyConnect: true,
+    retryStrategy: () => null,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+  });
+  let first: unknown;
+  client.on("error", (error) => {
+    first ??= error;
+  });
+  try {
+    await client.connect();
+    await client.ping();
+    return undefined;
+  } catch (error) {
+    return describeRedisError(first ?? error, connection);
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** A Redis error's words, without anything of the connection's secrets. */
+function describeRedisError(error: unknown, connection: RedisConnection): string {
+  let text = (error as Error)?.message ?? String(error);
+  if (connection.password) text = text.split(connection.password).join("***");
+  return text;
 }
 
 async function stateOf(job: Job): Promise<JobState> {
@@ -96,26 +166,50 @@ export class RedisQueue implements JobQueue {
   readonly #workers: Worker[] = [];
   readonly #workerName = `${hostname()}/${process.pid}`;
 
+  readonly #notice: (line: string) => void;
+  readonly #lastSaid = new Map<string, number>();
+
   private constructor(
     private readonly queue: Queue<JobData, JobReturn>,
-    private readonly connection: ReturnType<typeof redisConnection>,
+    private readonly connection: RedisConnection,
     private readonly retryBaseMs: number,
     private readonly bullmq: typeof import("bullmq"),
-  ) {}
+    notice: (line: string) => void,
+  ) {
+    this.#notice = notice;
+    queue.on("error", (error) => this.#say(error));
+  }
 
-  static async connect(url: string, options: { retryBaseMs?: number } = {}): Promise<RedisQueue> {
+  static async connect(
+    url: string,
+    options: { retryBaseMs?: number; onNotice?: (line: string) => void } = {},
+  ): Promise<RedisQueue> {
     const connection = redisConnection(url);
+    const problem = await probe(connection);
+    if (problem) {
+      throw new UsageError(
+        `cannot use Redis at ${redactUrl(url)}: ${problem} ` +
+          "(is it up, are the user and password in the URL right, and for rediss:// is its certificate trusted? FNRUN_REDIS_CA names a CA)",
+      );
+    }
     const bullmq = await import("bullmq");
     const queue = new bullmq.Queue<JobData, JobReturn>(QUEUE_NAME, { connection });
-    try {
-      await queue.waitUntilReady();
-      // Fail fast and clearly when Redis is not there.
-      await ((await queue.client) as unknown as { ping(): Promise<string> }).ping();
-    } catch (error) {
-      await queue.close().catch(() => {});
-      throw new UsageError(`cannot reach Redis at ${url}: ${(error as Error).message}`);
-    }
-    return new RedisQueue(queue, connection, options.retryBaseMs ?? 1000, bullmq);
+    return new RedisQueue(
+      queue,
+      connection,
+      options.retryBaseMs ?? 1000,
+      bullmq,
+      options.onNotice ?? (() => {}),
+    );
+  }
+
+  /** Says a Redis error (without secrets), at most once a minute for the same words. */
+  #say(error: unknown): void {
+    const text = describeRedisError(error, this.connection);
+    const now = Date.now();
+    if (now - (this.#lastSaid.get(text) ?? 0) < 60_000) return;
+    this.#lastSaid.set(text, now);
+    this.#notice(`fnrun: Redis (${this.connection.host}:${this.connection.port}): ${text}`);
   }
 
   async enqueue(job: NewJob): Promise<string> {
@@ -191,8 +285,12 @@ export class RedisQueue implements JobQueue {
           // BullMQ's own lock renewal fences its jobs; its signal says when this run is no longer wanted.
           signal ?? new AbortController().signal,
         );
-        // BullMQ retries (with backoff) on a throw, and moves the job to "failed" after its last attempt.
-        if (!outcome.ok) throw new Error(outcome.detail);
+        // BullMQ retries (with backoff) on a throw, and moves the job to "failed" after its
+        // last attempt, or at once for an UnrecoverableError.
+        if (!outcome.ok)
+          throw outcome.final
+            ? new this.bullmq.UnrecoverableError(outcome.detail)
+            : new Error(outcome.detail);
         return {
           ...(outcome.requestId ? { requestId: outcome.requestId } : {}),
           detail: outcome.detail,
@@ -201,13 +299,16 @@ export class RedisQueue implements JobQueue {
       },
       { connection: { ...this.connection, maxRetriesPerRequest: null }, concurrency, name: this.#workerName },
     );
-    worker.on("error", () => {});
+    worker.on("error", (error) => this.#say(error));
     this.#workers.push(worker);
   }
 
   async close(): Promise<void> {
-    // Worker.close() waits for the jobs it is running.
-    await Promise.all(this.#workers.map((worker) => worker.close()));
-    await this.queue.close();
+    // Worker.close() waits for the jobs it is running, and for Redis: with Redis
+    // gone it would wait for ever, so then the workers are closed at once.
+    const reachable = (await probe(this.connection)) === undefined;
+    await Promise.all(this.#workers.map((worker) => worker.close(!reachable).catch(() => {})));
+    if (reachable) await this.queue.close();
+    else await this.queue.disconnect().catch(() => {});
   }
 }

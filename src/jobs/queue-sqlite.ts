@@ -309,7 +309,7 @@ export class SqliteQueue implements JobQueue {
         )
         .run(outcome.detail, outcome.requestId ?? null, now, Number(job.id), token).changes;
     } else {
-      state = job.attempts >= job.maxAttempts ? "dead" : "pending";
+      state = outcome.final || job.attempts >= job.maxAttempts ? "dead" : "pending";
       changes = this.database
         .prepare(
           `UPDATE jobs SET state = ?, last_error = ?, request_id = ?, available_at = ?, owner = NULL, lease_until = NULL, claim_token = NULL, updated_at = ?

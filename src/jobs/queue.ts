@@ -47,6 +47,8 @@ export interface JobRecord {
 
 export interface JobOutcome {
   ok: boolean;
+  /** A failure that retrying cannot mend (a job refused): it is dead-lettered at once. */
+  final?: boolean;
   requestId?: string;
   /** The result JSON, or the error as JSON. */
   detail: string;

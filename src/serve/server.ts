@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
 import type Database from "better-sqlite3";
-import { toPortable } from "../build/artifact.ts";
+import { signPortable, toPortable } from "../build/artifact.ts";
 import { LIMITS } from "../build/config.ts";
 import { FunctionDirectory, type ServedFunction } from "../build/functions-dir.ts";
 import type { AccelRequest } from "../host/accel.ts";
@@ -13,6 +13,7 @@ import type { InvokeResult } from "../invoke/options.ts";
 import { createPool, type Pool } from "../invoke/pool.ts";
 import { History, type InvocationRecord } from "../jobs/history.ts";
 import type { JobQueue, Trigger } from "../jobs/queue.ts";
+import { redactUrl } from "../jobs/queue-redis.ts";
 import { openStateDatabase, SqliteQueue } from "../jobs/queue-sqlite.ts";
 import { jobOutcome, runAndRecord } from "../jobs/record.ts";
 import { Scheduler } from "../jobs/scheduler.ts";
@@ -36,8 +37,13 @@ export interface ServeOptions {
   allowRemote?: boolean;
   /** Required of every request when set (and always when not on loopback). */
   token?: string;
-  /** "sqlite" (default: .fnrun/state.db) or a redis:// URL (BullMQ). */
+  /** "sqlite" (default: .fnrun/state.db) or a redis:// or rediss:// URL (BullMQ). */
   queue?: string;
+  /**
+   * With a Redis queue: the key the bundles each job carries are signed with; the
+   * workers are given the same key, and run nothing it did not sign.
+   */
+  signingKey?: string;
   /** Where fnrun keeps the queue and schedule state (default .fnrun in the current directory). */
   stateDirectory?: string;
   /** Warm VMs kept per function (default 1; 0 turns the pool off). */
@@ -92,13 +98,19 @@ function validateServeOptions(options: ServeOptions): void {
   checkRange(options.maxBodyBytesPerClient, "maxBodyBytesPerClient", { min: 1024, max: 1024 ** 3 }, true);
   checkRange(options.workers, "workers", { min: 0, max: 256 }, true);
   checkRange(options.retryBaseMs, "retryBaseMs", { min: 0, max: 3_600_000 });
-  for (const name of ["directory", "address", "token", "queue", "stateDirectory"] as const) {
+  for (const name of ["directory", "address", "token", "queue", "stateDirectory", "signingKey"] as const) {
     const value = options[name];
     if (value !== undefined && (typeof value !== "string" || value === ""))
       throw new UsageError(`${name} must be a non-empty string, not ${shown(value)}`);
   }
   if (options.queue !== undefined && options.queue !== "sqlite" && !/^rediss?:\/\//.test(options.queue)) {
-    throw new UsageError(`queue must be "sqlite" or a redis:// URL, not ${shown(options.queue)}`);
+    throw new UsageError(`queue must be "sqlite" or a redis:// URL, not ${shown(redactUrl(options.queue))}`);
+  }
+  if (options.queue !== undefined && options.queue !== "sqlite" && !options.signingKey) {
+    throw new UsageError(
+      "a Redis queue needs a signing key shared with its workers (FNRUN_SIGNING_KEY, or --signing-key-file): " +
+        "they run only the bundles it signed",
+    );
   }
   const directory = resolve(options.directory ?? "functions");
   let isDirectory = false;
@@ -150,9 +162,12 @@ export async function serve(options: ServeOptions = {}): Promise<FnrunServer> {
   let queue: JobQueue;
   if (options.queue && options.queue !== "sqlite") {
     const { RedisQueue } = await import("../jobs/queue-redis.ts");
-    const redis = await RedisQueue.connect(options.queue, { retryBaseMs: options.retryBaseMs ?? 1000 });
-    // Workers on other hosts have no source tree: each job carries its function.
-    queue = withArtifacts(redis, functions);
+    const redis = await RedisQueue.connect(options.queue, {
+      retryBaseMs: options.retryBaseMs ?? 1000,
+      onNotice: notice,
+    });
+    // Workers on other hosts have no source tree: each job carries its function, signed.
+    queue = withArtifacts(redis, functions, options.signingKey as string);
   } else {
     queue = new SqliteQueue(database, { retryBaseMs: options.retryBaseMs ?? 1000, onNotice: notice });
   }
@@ -280,13 +295,13 @@ export async function serve(options: ServeOptions = {}): Promise<FnrunServer> {
   };
 }
 
-/** A queue whose jobs carry the bundle of their function (for workers elsewhere). */
-function withArtifacts(queue: JobQueue, functions: FunctionDirectory): JobQueue {
+/** A queue whose jobs carry the bundle of their function, signed with `key` (for workers elsewhere). */
+function withArtifacts(queue: JobQueue, functions: FunctionDirectory, key: string): JobQueue {
   return {
     kind: queue.kind,
     enqueue: async (job) => {
       const fn = await functions.get(job.functionName);
-      return queue.enqueue(fn?.bundle ? { ...job, artifact: toPortable(fn.bundle) } : job);
+      return queue.enqueue(fn?.bundle ? { ...job, artifact: signPortable(toPortable(fn.bundle), key) } : job);
     },
     list: (states, limit) => queue.list(states, limit),
     get: (id) => queue.get(id),

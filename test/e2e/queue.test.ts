@@ -1,12 +1,14 @@
 // The durable queue: nothing accepted is lost when the server is SIGKILLed;
 // retries and the dead-letter list; and the same on Redis with two workers.
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { signPortable, toPortable } from "../../src/build/artifact.ts";
+import { bundleFunction } from "../../src/build/bundle.ts";
 import { resolveHost } from "../../src/host/setup.ts";
 import { openStateDatabase, SqliteQueue } from "../../src/jobs/queue-sqlite.ts";
 import { serve } from "../../src/serve/server.ts";
@@ -51,11 +53,11 @@ function invokeEvent(port: number, name: string, event: unknown): Promise<number
   });
 }
 
-function startProcess(args: string[], cwd = process.cwd()): ChildProcess {
+function startProcess(args: string[], cwd = process.cwd(), env: NodeJS.ProcessEnv = {}): ChildProcess {
   return spawn(process.execPath, [CLI, ...args], {
     cwd,
     stdio: ["ignore", "ignore", "pipe"],
-    env: process.env,
+    env: { ...process.env, ...env },
   });
 }
 
@@ -222,6 +224,255 @@ describe("a claim on a job is fenced", () => {
   });
 });
 
+function startRedis(extra: string[] = []): { port: Promise<number>; stop: () => void } {
+  let stop = () => {};
+  const port = freePort().then(async (chosen) => {
+    const redis = spawn(
+      "redis-server",
+      ["--port", String(chosen), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", ...extra],
+      { stdio: "ignore" },
+    );
+    stop = () => redis.kill("SIGTERM");
+    await new Promise((resolveWait) => setTimeout(resolveWait, 500));
+    return chosen;
+  });
+  return { port, stop: () => stop() };
+}
+
+describe("a worker runs only what its operator allowed", () => {
+  const key = "signing-key-for-tests-0123456789";
+
+  it("refuses a job written straight into Redis that shares a host folder, and a signed one asking for more than its allow-list", async () => {
+    const redis = startRedis();
+    const url = `redis://127.0.0.1:${await redis.port}`;
+    const victim = mkdtempSync(join(tmpdir(), "fnrun-test-victim-"));
+    const allowed = mkdtempSync(join(tmpdir(), "fnrun-test-allowed-"));
+    const { Queue } = await import("bullmq");
+    const queue = new Queue("fnrun", { connection: { host: "127.0.0.1", port: await redis.port } });
+    const workers: ChildProcess[] = [];
+    try {
+      const bundle = await bundleFunction("test/fixtures/queue/writes-host.ts");
+      // What anyone who can write to Redis can queue: the bundle, with a config asking for any host folder.
+      const forged = { ...toPortable(bundle), config: { mounts: [`${victim}:/mnt/h:rw`] } };
+      const job = await queue.add(
+        "writes-host",
+        {
+          functionName: "writes-host",
+          event: "{}",
+          trigger: "queue",
+          artifact: forged,
+        },
+        { attempts: 3 },
+      );
+      workers.push(
+        spawn(process.execPath, [CLI, "worker", "--queue", url], {
+          cwd: tmpdir(),
+          stdio: ["ignore", "ignore", "pipe"],
+          env: { ...process.env, FNRUN_SIGNING_KEY: key },
+        }),
+      );
+      const settled = async (id: string) =>
+        until("the job to settle", async () => {
+          const state = await queue.getJobState(id);
+          return state === "completed" || state === "failed" ? await queue.getJob(id) : undefined;
+        });
+      const refused = await settled(job.id as string);
+      expect(existsSync(join(victim, "pwned.txt"))).toBe(false);
+      expect(refused?.failedReason).toMatch(/not signed|signature/);
+      expect(refused?.attemptsMade).toBe(1);
+
+      // Signed by the operator's key, but asking for a folder this worker does not give: refused too.
+      const signed = signPortable(
+        toPortable({
+          ...bundle,
+          config: { mounts: [{ source: victim, target: "/mnt/h", readOnly: false }] },
+        }),
+        key,
+      );
+      const asking = await queue.add("writes-host", {
+        functionName: "writes-host",
+        event: "{}",
+        trigger: "queue",
+        artifact: signed,
+      });
+      expect((await settled(asking.id as string))?.failedReason).toMatch(/\/mnt\/h.*not allowed|allow-mount/);
+      expect(existsSync(join(victim, "pwned.txt"))).toBe(false);
+
+      // A worker whose operator gives /mnt/h: the job gets the worker's folder, never the one it named.
+      const first = workers.shift() as ChildProcess;
+      first.kill("SIGTERM");
+      await new Promise((done) => (first.exitCode !== null ? done(null) : first.once("exit", done)));
+      workers.push(
+        spawn(process.execPath, [CLI, "worker", "--queue", url, "--allow-mount", `${allowed}:/mnt/h:rw`], {
+          cwd: tmpdir(),
+          stdio: ["ignore", "ignore", "pipe"],
+          env: { ...process.env, FNRUN_SIGNING_KEY: key },
+        }),
+      );
+      const given = await queue.add("writes-host", {
+        functionName: "writes-host",
+        event: "{}",
+        trigger: "queue",
+        artifact: signed,
+      });
+      expect(await queue.getJobState((await settled(given.id as string))?.id as string)).toBe("completed");
+      expect(existsSync(join(allowed, "pwned.txt"))).toBe(true);
+      expect(existsSync(join(victim, "pwned.txt"))).toBe(false);
+    } finally {
+      for (const worker of workers) worker.kill("SIGTERM");
+      await Promise.all(
+        workers.map(
+          (worker) =>
+            new Promise((done) => (worker.exitCode !== null ? done(null) : worker.once("exit", done))),
+        ),
+      );
+      await queue.close();
+      redis.stop();
+      rmSync(victim, { recursive: true, force: true });
+      rmSync(allowed, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("Redis over TLS, as an ACL user", () => {
+  it("works through rediss:// with a user and password, never shows the password, and says when Redis goes", async () => {
+    const certs = mkdtempSync(join(tmpdir(), "fnrun-test-tls-"));
+    const openssl = (...args: string[]) => execFileSync("openssl", args, { cwd: certs, stdio: "ignore" });
+    openssl(
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      "ca.key",
+      "-out",
+      "ca.pem",
+      "-days",
+      "2",
+      "-subj",
+      "/CN=fnrun test CA",
+    );
+    openssl(
+      "req",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      "server.key",
+      "-out",
+      "server.csr",
+      "-subj",
+      "/CN=localhost",
+    );
+    writeFileSync(join(certs, "ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n");
+    openssl(
+      "x509",
+      "-req",
+      "-in",
+      "server.csr",
+      "-CA",
+      "ca.pem",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-out",
+      "server.pem",
+      "-days",
+      "2",
+      "-extfile",
+      "ext",
+    );
+    const tlsPort = await freePort();
+    const password = "acl-pass-7c1e9a";
+    const redis = startRedis([
+      "--port",
+      "0",
+      "--tls-port",
+      String(tlsPort),
+      "--tls-cert-file",
+      join(certs, "server.pem"),
+      "--tls-key-file",
+      join(certs, "server.key"),
+      "--tls-ca-cert-file",
+      join(certs, "ca.pem"),
+      "--tls-auth-clients",
+      "no",
+      "--user",
+      "default",
+      "off",
+      "--user",
+      "fnrun",
+      "on",
+      `>${password}`,
+      "~*",
+      "&*",
+      "+@all",
+    ]);
+    await redis.port;
+    const url = `rediss://fnrun:${password}@localhost:${tlsPort}`;
+    const previousCa = process.env.FNRUN_REDIS_CA;
+    const { RedisQueue } = await import("../../src/jobs/queue-redis.ts");
+    let worker: ChildProcess | undefined;
+    try {
+      // Without trusting the server's CA: refused, and the message says what to check.
+      delete process.env.FNRUN_REDIS_CA;
+      const untrusted = await RedisQueue.connect(url).then(
+        () => "connected",
+        (error: Error) => error.message,
+      );
+      expect(untrusted).toMatch(/certificate|FNRUN_REDIS_CA/);
+      expect(untrusted).not.toContain(password);
+      process.env.FNRUN_REDIS_CA = join(certs, "ca.pem");
+      const wrong = await RedisQueue.connect(url.replace(password, "not-the-password")).then(
+        () => "connected",
+        (error: Error) => error.message,
+      );
+      expect(wrong).toMatch(/WRONGPASS|invalid username-password/i);
+      expect(wrong).not.toContain("not-the-password");
+      expect(wrong).toContain("fnrun:***@");
+
+      const queue = await RedisQueue.connect(url);
+      const bundle = await bundleFunction("test/fixtures/served/echo.ts");
+      const id = await queue.enqueue({
+        functionName: "echo",
+        event: JSON.stringify({ over: "tls" }),
+        trigger: "queue",
+        artifact: signPortable(toPortable(bundle), "signing-key-for-tests-0123456789"),
+      });
+      let stderr = "";
+      worker = startProcess(["worker", "--queue", url], tmpdir(), {
+        FNRUN_SIGNING_KEY: "signing-key-for-tests-0123456789",
+      });
+      worker.stderr?.on("data", (chunk: Buffer) => {
+        stderr += chunk.toString();
+      });
+      const done = await until("the job to be done over TLS", async () => {
+        const job = await queue.get(id);
+        return job?.state === "done" ? job : undefined;
+      });
+      expect(JSON.parse(done.result ?? "{}").result).toMatchObject({ event: { over: "tls" } });
+      await queue.close();
+      // Redis goes away: the worker says so (without the password), instead of keeping quiet.
+      redis.stop();
+      await until(
+        "the worker to report Redis's absence",
+        async () => (/fnrun: Redis \(localhost:\d+\): /.test(stderr) ? true : undefined),
+        30_000,
+      );
+      expect(stderr).not.toContain(password);
+    } finally {
+      if (previousCa === undefined) delete process.env.FNRUN_REDIS_CA;
+      else process.env.FNRUN_REDIS_CA = previousCa;
+      worker?.kill("SIGTERM");
+      if (worker)
+        await new Promise((done) => (worker?.exitCode !== null ? done(null) : worker?.once("exit", done)));
+      redis.stop();
+      rmSync(certs, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("BullMQ on Redis", () => {
   it("shares the jobs of one server between two workers", async () => {
     const redisPort = await freePort();
@@ -241,6 +492,7 @@ describe("BullMQ on Redis", () => {
         port: 0,
         pool: 0,
         queue: url,
+        signingKey: "signing-key-for-tests-0123456789",
         workers: 0,
         stateDirectory: join(state, "redis"),
         machine: await resolveHost(),
@@ -249,7 +501,11 @@ describe("BullMQ on Redis", () => {
       try {
         // The workers get no functions directory: they run the bundles the jobs carry.
         for (let i = 0; i < 2; i++)
-          workers.push(startProcess(["worker", "--queue", url, "--concurrency", "1"], tmpdir()));
+          workers.push(
+            startProcess(["worker", "--queue", url, "--concurrency", "1"], tmpdir(), {
+              FNRUN_SIGNING_KEY: "signing-key-for-tests-0123456789",
+            }),
+          );
         const tags = ["a", "b", "c", "d", "e", "f"];
         for (const tag of tags) expect(await invokeEvent(server.port, "slow", { ms: 800, tag })).toBe(202);
         const done = await until("all jobs to be done", async () => {

@@ -4,7 +4,15 @@ import { DEFAULTS } from "../../invoke/options.ts";
 import { ExitCode } from "../../util/errors.ts";
 import { defineCommand } from "../command.ts";
 import type { CliIo } from "../io.ts";
-import { untilStopped } from "../io.ts";
+import { signingKey, untilStopped } from "../io.ts";
+
+/** With a Redis queue, the signing key the jobs are signed with. */
+async function signingKeyOption(queue: string, file: string | undefined, io: CliIo) {
+  if (queue === "sqlite") return {};
+  const key = await signingKey(file, io);
+  return key ? { signingKey: key } : {};
+}
+
 import { sanitizeForTerminal } from "../terminal.ts";
 
 interface ServeArgs {
@@ -14,6 +22,7 @@ interface ServeArgs {
   allowRemote?: boolean;
   token?: string;
   queue: string;
+  signingKeyFile?: string;
   pool: number;
   memory?: number;
   maxConcurrency?: number;
@@ -33,6 +42,7 @@ async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
     ...(args.allowRemote ? { allowRemote: true } : {}),
     ...(args.token || io.env.FNRUN_TOKEN ? { token: args.token ?? io.env.FNRUN_TOKEN } : {}),
     queue: args.queue,
+    ...(await signingKeyOption(args.queue, args.signingKeyFile, io)),
     pool: args.pool,
     ...(args.memory !== undefined ? { memory: args.memory } : {}),
     ...(args.maxConcurrency !== undefined ? { maxConcurrency: args.maxConcurrency } : {}),
@@ -82,7 +92,12 @@ export default defineCommand<ServeArgs>({
       .option("queue", {
         type: "string",
         default: "sqlite",
-        describe: "sqlite (.fnrun/state.db) or redis://HOST:PORT",
+        describe: "sqlite (.fnrun/state.db), or redis[s]://[USER:PASSWORD@]HOST:PORT for workers elsewhere",
+      })
+      .option("signing-key-file", {
+        type: "string",
+        describe:
+          "With Redis: the key jobs are signed with, shared with the workers (default: $FNRUN_SIGNING_KEY)",
       })
       .option("pool", { type: "number", default: 1, describe: "Warm VMs kept per function (0: none)" })
       .option("memory", {

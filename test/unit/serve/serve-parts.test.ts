@@ -5,7 +5,7 @@ import { SignatureV4 } from "@smithy/signature-v4";
 import { describe, expect, it } from "vitest";
 import { hookVerdict } from "../../../src/jobs/git-hooks.ts";
 import { retryDelayMs } from "../../../src/jobs/queue.ts";
-import { redisConnection } from "../../../src/jobs/queue-redis.ts";
+import { redactUrl, redisConnection } from "../../../src/jobs/queue-redis.ts";
 import { countOccurrences, nextOccurrence, scheduledEvent } from "../../../src/jobs/scheduler.ts";
 import { Admission, TooManyRequests } from "../../../src/serve/admission.ts";
 import { hostOfHeader, isLoopbackAddress, verifySigV4 } from "../../../src/serve/auth.ts";
@@ -236,6 +236,32 @@ describe("queue and schedule arithmetic", () => {
       password: "pw",
     });
     expect(() => redisConnection("http://x")).toThrow(/only redis:\/\//);
+    expect(redisConnection("rediss://fnrun:p%40ss@redis.example:6380", {})).toEqual({
+      host: "redis.example",
+      port: 6380,
+      username: "fnrun",
+      password: "p@ss",
+      tls: { servername: "redis.example" },
+    });
+    expect(() => redisConnection("rediss://u:secret@h", { FNRUN_REDIS_CA: "/nonexistent.pem" })).toThrow(
+      /FNRUN_REDIS_CA/,
+    );
+  });
+
+  it("never shows a password", () => {
+    expect(redactUrl("rediss://fnrun:hunter2@redis.example:6380/1")).toBe(
+      "rediss://fnrun:***@redis.example:6380/1",
+    );
+    expect(redactUrl("redis://:hunter2@h")).toBe("redis://:***@h");
+    expect(redactUrl("redis://h:6379")).toBe("redis://h:6379");
+    let message = "";
+    try {
+      redisConnection("ftp://fnrun:hunter2@h");
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toContain("ftp://fnrun:***@h");
+    expect(message).not.toContain("hunter2");
   });
 });
 
