@@ -82,6 +82,9 @@ export class Scheduler {
   #timer: NodeJS.Timeout | undefined;
   #rescan: NodeJS.Timeout | undefined;
   #stopped = false;
+  /** Scans and ticks under way, which stop() waits for: the database closes after them. */
+  readonly #working = new Set<Promise<void>>();
+  #scanning = false;
 
   constructor(
     private readonly database: Database.Database,
@@ -109,15 +112,36 @@ export class Scheduler {
     this.#arm();
     // Functions and their schedules change while the server runs.
     this.#rescan = setInterval(() => {
-      void this.#load(false).then(() => this.#arm());
+      if (this.#scanning) return; // a slow scan is still going: no second one behind it
+      this.#scanning = true;
+      this.#run(async () => {
+        try {
+          await this.#load(false);
+          this.#arm();
+        } finally {
+          this.#scanning = false;
+        }
+      });
     }, this.options.rescanMs ?? 5000);
     this.#rescan.unref();
   }
 
-  stop(): void {
+  /** Stops scheduling; resolves once a scan or tick under way has ended. */
+  async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
     clearInterval(this.#rescan);
+    await Promise.all([...this.#working]);
+  }
+
+  /** Runs a scan or a tick, kept for stop() to wait for, its failure said rather than thrown into the void. */
+  #run(work: () => Promise<void>): void {
+    if (this.#stopped) return;
+    const running = work().catch((error: unknown) => {
+      if (!this.#stopped) this.notice(`fnrun: the scheduler failed: ${(error as Error).message}`);
+    });
+    this.#working.add(running);
+    void running.finally(() => this.#working.delete(running));
   }
 
   #lastRun(entry: ScheduleEntry): number | undefined {
@@ -138,6 +162,7 @@ export class Scheduler {
 
   async #load(catchUp: boolean): Promise<void> {
     const served = await this.functions.list();
+    if (this.#stopped) return;
     // Taken after the scan, which may take long (bundling): not before.
     const now = Date.now();
     const fresh: ScheduleEntry[] = [];
@@ -187,7 +212,7 @@ export class Scheduler {
     const upcoming = this.#entries.filter((entry) => !entry.problem).map((entry) => entry.next);
     if (upcoming.length === 0) return;
     const wait = Math.max(0, Math.min(Math.min(...upcoming) - Date.now(), MAX_TIMER_MS));
-    this.#timer = setTimeout(() => void this.#tick(), wait);
+    this.#timer = setTimeout(() => this.#run(() => this.#tick()), wait);
     this.#timer.unref();
   }
 

@@ -281,7 +281,7 @@ export async function serve(options: ServeOptions = {}): Promise<FnrunServer> {
       closing ??= (async () => {
         // Stop taking work, then let what runs finish: no VM is killed mid-result.
         server.close();
-        scheduler?.stop();
+        await scheduler?.stop();
         await queue.close();
         await Promise.allSettled([...inFlight]);
         shutdown.abort(new Error("fnrun is shutting down"));

@@ -63,7 +63,7 @@ describe("the scheduler's missed runs", () => {
     // The restart catches up the same occurrence.
     const restarted = new Scheduler(database, functions, queue, () => {});
     await restarted.start();
-    restarted.stop();
+    await restarted.stop();
     expect(await scheduledJobs()).toHaveLength(1);
   });
 
@@ -73,7 +73,7 @@ describe("the scheduler's missed runs", () => {
     );
     const restarted = new Scheduler(database, functions, queue, () => {});
     await restarted.start();
-    restarted.stop();
+    await restarted.stop();
     expect(await scheduledJobs()).toHaveLength(1);
   });
 
@@ -92,7 +92,7 @@ describe("the scheduler's missed runs", () => {
     const scheduler = new Scheduler(database, slowToScan, queue, () => {}, { rescanMs: 200 });
     await scheduler.start();
     await new Promise((resolve) => setTimeout(resolve, 4500));
-    scheduler.stop();
+    await scheduler.stop();
     const times = await scheduledJobs();
     expect(times.length).toBeGreaterThanOrEqual(3);
     expect(times.length).toBe(new Set(times).size);
