@@ -24,6 +24,7 @@ import type { HostSetup } from "../host/setup.ts";
 import { BootError } from "../util/errors.ts";
 import { type BootPayload, writeInitrd } from "./initrd.ts";
 import { type ResolvedMount, SharedFolders } from "./mounts.ts";
+import { NetGuard } from "./net-guard.ts";
 import { type LaunchOptions, randomNonce, Vm } from "./process.ts";
 import type { DecoderLimits, MountRequest } from "./protocol.ts";
 import { buildKernelCmdline } from "./qemu.ts";
@@ -55,7 +56,7 @@ export function mountRequests(mounts: ResolvedMount[]): MountRequest[] {
 
 type MachineParts = Pick<
   LaunchOptions["spec"],
-  "initrd" | "cmdline" | "sharedFolders" | "memoryFile" | "incoming" | "qmp" | "allowSpawn"
+  "initrd" | "cmdline" | "sharedFolders" | "memoryFile" | "incoming" | "qmp" | "allowSpawn" | "netGuard"
 >;
 
 /** The machine for a VM of `shape` on this host: what boots and what is restored differ only in `parts`. */
@@ -102,8 +103,10 @@ export async function bootVm(host: HostSetup, plan: BootPlan): Promise<BootedVm>
   const bootNonce = plan.bootNonce ?? randomNonce();
   const runDirectory = await makeRunDirectory();
   let folders: SharedFolders | undefined;
+  let guard: NetGuard | undefined;
   try {
     folders = await SharedFolders.start(runDirectory, plan.mounts);
+    if (plan.shape.network) guard = await NetGuard.start(runDirectory);
     const initrd = await writeInitrd(runDirectory, host.runtime.bootArchive, plan.payload);
     const cmdline = buildKernelCmdline({
       channel: host.channel,
@@ -123,13 +126,23 @@ export async function bootVm(host: HostSetup, plan: BootPlan): Promise<BootedVm>
       runDirectory,
       nonce: plan.payload.kind === "invocation" ? plan.payload.invocation.nonce : bootNonce,
       ...(plan.decoderLimits ? { decoderLimits: plan.decoderLimits } : {}),
-      spec: vmSpec(host, plan.shape, { initrd, cmdline, sharedFolders: folders.devices, ...saving }),
+      spec: vmSpec(host, plan.shape, {
+        initrd,
+        cmdline,
+        sharedFolders: folders.devices,
+        ...(guard ? { netGuard: guard.sockets } : {}),
+        ...saving,
+      }),
     });
-    const started = folders;
-    vm.addCompanion(() => started.stop());
+    const started = { folders, guard };
+    vm.addCompanion(async () => {
+      await started.folders.stop();
+      await started.guard?.close();
+    });
     return { vm, bootNonce, cmdline };
   } catch (error) {
     await folders?.stop();
+    await guard?.close();
     await rm(runDirectory, { recursive: true, force: true });
     throw error;
   }

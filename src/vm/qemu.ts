@@ -9,6 +9,7 @@
  */
 import type { Accel } from "../host/accel.ts";
 import { QBOOT_BIOS } from "../host/qemu-binary.ts";
+import type { NetGuardSockets } from "./net-guard.ts";
 
 /** How the guest and the host exchange protocol frames. */
 export type ChannelSpec =
@@ -50,7 +51,10 @@ export interface VmSpec {
    */
   allowSpawn?: boolean;
   sharedFolders: SharedFolderDevice[];
+  /** A network device (QEMU's user-mode stack), whose frames go through fnrun's guard (net-guard.ts). */
   network: boolean;
+  /** Where the guard listens; required with `network`. */
+  netGuard?: NetGuardSockets;
 }
 
 export interface CmdlineSpec {
@@ -156,7 +160,21 @@ export function buildQemuArgs(spec: VmSpec): string[] {
     );
   });
   if (spec.network) {
-    args.push("-netdev", "user,id=net0", "-device", "virtio-net-device,netdev=net0");
+    if (!spec.netGuard) throw new Error("a VM with a network needs its guard (netGuard)");
+    // Every frame the guest sends is redirected to fnrun's guard, which passes on only
+    // the frames that cannot reach this host (net-guard.ts).
+    args.push(
+      "-netdev",
+      "user,id=net0,ipv6=off",
+      "-device",
+      "virtio-net-device,netdev=net0",
+      "-chardev",
+      `socket,id=netguard-out,path=${spec.netGuard.outSocket}`,
+      "-chardev",
+      `socket,id=netguard-in,path=${spec.netGuard.inSocket}`,
+      "-object",
+      "filter-redirector,id=netguard,netdev=net0,queue=rx,outdev=netguard-out,indev=netguard-in",
+    );
   }
   // QMP on a socket fnrun listens on: QEMU connects at start-up, so nothing races.
   if (spec.qmpSocket)

@@ -1,12 +1,14 @@
 // The function contract (docs/functions.md), each part in a real VM.
 
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
+import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { ExitCode, invoke } from "../../src/index.ts";
+import { resolveHost } from "../../src/host/setup.ts";
+import { ExitCode, invoke, serve } from "../../src/index.ts";
 import { TRUNCATION_MARKER } from "../../src/vm/log-collector.ts";
 import { expectNothingLeftBehind, runCli, runCliProcess } from "./helpers.ts";
 
@@ -234,26 +236,97 @@ describe.concurrent("limits", () => {
 });
 
 describe.concurrent("network", () => {
-  it("has no network device by default, and reaches the host with --net", async () => {
-    const server = createServer((_request, response) => response.end("hello from the host"));
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const port = (server.address() as AddressInfo).port;
+  it("has no network device by default", async () => {
+    const { result } = await invoke("test/fixtures/contract/network.ts", {
+      event: { url: "http://10.0.2.2:9/" },
+    });
+    expect(result).toEqual({
+      interfaces: ["lo"],
+      fetched: expect.stringMatching(/^failed: (ENETUNREACH|fetch failed)/),
+    });
+  });
+
+  // slirp hands the guest's connections to its gateway (10.0.2.2) to the host's
+  // loopback, where fnrun serve and Redis trust who connects; and the host's own
+  // addresses reach it as surely.
+  it("keeps a --net function from this host: its loopback (fnrun serve too) and its own addresses", async () => {
+    const loopbackOnly = createServer((_request, response) => response.end("a loopback service"));
+    const anywhere = createServer((_request, response) => response.end("a service on every address"));
+    await new Promise<void>((resolve) => loopbackOnly.listen(0, "127.0.0.1", resolve));
+    await new Promise<void>((resolve) => anywhere.listen(0, "0.0.0.0", resolve));
+    const served = await serve({
+      directory: "test/fixtures/served",
+      port: 0,
+      pool: 0,
+      workers: 0,
+      stateDirectory: join(functionsTree, "serve-state"),
+      machine: await resolveHost(),
+      schedules: false,
+    });
     try {
-      const url = `http://10.0.2.2:${port}/`;
-      const [without, withNet] = await Promise.all([
-        invoke("test/fixtures/contract/network.ts", { event: { url } }),
-        invoke("test/fixtures/contract/network.ts", { event: { url }, net: true }),
-      ]);
-      expect(without.result).toEqual({
-        interfaces: ["lo"],
-        fetched: expect.stringMatching(/^failed: (ENETUNREACH|fetch failed)/),
+      const loopbackPort = (loopbackOnly.address() as AddressInfo).port;
+      const anyPort = (anywhere.address() as AddressInfo).port;
+      const hostAddresses = Object.values(networkInterfaces())
+        .flat()
+        .filter((entry) => entry?.family === "IPv4" && !entry.internal)
+        .map((entry) => entry?.address as string);
+      const urls = [
+        `http://10.0.2.2:${loopbackPort}/`,
+        `http://10.0.2.9:${loopbackPort}/`,
+        `http://10.0.2.2:${served.port}/_fnrun/api/invocations`,
+        ...hostAddresses.map((address) => `http://${address}:${anyPort}/`),
+      ];
+      const { result } = await invoke("test/fixtures/contract/network-probe.ts", {
+        net: true,
+        // As a page on the host would: fnrun serve takes loopback callers' requests.
+        event: { urls, headers: { host: `127.0.0.1:${served.port}` } },
       });
-      expect(withNet.result).toEqual({
-        interfaces: ["eth0", "lo"],
-        fetched: "status 200: hello from the host",
+      const { interfaces, results } = result as { interfaces: string[]; results: Record<string, string> };
+      expect(interfaces).toEqual(["eth0", "lo"]);
+      for (const url of urls) expect(results[url], url).toMatch(/^failed: /);
+      expect(served.history.list(10)).toEqual([]);
+    } finally {
+      await served.close();
+      loopbackOnly.close();
+      anywhere.close();
+    }
+  });
+
+  // Outward, the network still works: a peer host (a network namespace, as root) answers.
+  it.runIf(process.getuid?.() === 0)("still reaches other hosts with --net", async () => {
+    const namespace = `fnrun-peer-${process.pid}`;
+    const run = (...args: string[]) => execFileSync("ip", args, { stdio: "ignore" });
+    run("netns", "add", namespace);
+    let peer: ReturnType<typeof spawn> | undefined;
+    try {
+      run("link", "add", `fnv${process.pid}`, "type", "veth", "peer", "name", `fnp${process.pid}`);
+      run("link", "set", `fnp${process.pid}`, "netns", namespace);
+      run("addr", "add", "10.213.7.1/24", "dev", `fnv${process.pid}`);
+      run("link", "set", `fnv${process.pid}`, "up");
+      run("netns", "exec", namespace, "ip", "addr", "add", "10.213.7.2/24", "dev", `fnp${process.pid}`);
+      run("netns", "exec", namespace, "ip", "link", "set", `fnp${process.pid}`, "up");
+      peer = spawn("ip", [
+        "netns",
+        "exec",
+        namespace,
+        process.execPath,
+        "-e",
+        'require("http").createServer((q, r) => r.end("hello from a peer")).listen(8080, "10.213.7.2")',
+      ]);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const { result } = await invoke("test/fixtures/contract/network-probe.ts", {
+        net: true,
+        event: { urls: ["http://10.213.7.2:8080/", "http://10.213.7.1:8080/"] },
+      });
+      expect((result as { results: Record<string, string> }).results).toEqual({
+        "http://10.213.7.2:8080/": "status 200: hello from a peer",
+        // This host's own end of the link is this host.
+        "http://10.213.7.1:8080/": expect.stringMatching(/^failed: /),
       });
     } finally {
-      server.close();
+      peer?.kill();
+      spawnSync("ip", ["link", "del", `fnv${process.pid}`]);
+      spawnSync("ip", ["netns", "del", namespace]);
     }
   });
 });

@@ -169,12 +169,25 @@ describe("buildQemuArgs", () => {
 
   it("adds a network device only when asked", () => {
     expect(buildQemuArgs(base).some((arg) => arg.includes("net"))).toBe(false);
-    expect(buildQemuArgs({ ...base, network: true }).slice(-4)).toEqual([
+    expect(
+      buildQemuArgs({
+        ...base,
+        network: true,
+        netGuard: { outSocket: "/run/fnrun-x/net-out.sock", inSocket: "/run/fnrun-x/net-in.sock" },
+      }).slice(-10),
+    ).toEqual([
       "-netdev",
-      "user,id=net0",
+      "user,id=net0,ipv6=off",
       "-device",
       "virtio-net-device,netdev=net0",
+      "-chardev",
+      "socket,id=netguard-out,path=/run/fnrun-x/net-out.sock",
+      "-chardev",
+      "socket,id=netguard-in,path=/run/fnrun-x/net-in.sock",
+      "-object",
+      "filter-redirector,id=netguard,netdev=net0,queue=rx,outdev=netguard-out,indev=netguard-in",
     ]);
+    expect(() => buildQemuArgs({ ...base, network: true })).toThrow(/guard/);
   });
 });
 
