@@ -35,6 +35,7 @@ import { renderCharts } from "../src/serve/dashboard/charts.ts";
 import { bootAndRun } from "../src/start/run.ts";
 import { ensureSnapshot } from "../src/start/snapshot.ts";
 import { packageRoot } from "../src/util/paths.ts";
+import { framesSignedWith } from "../src/vm/frame-keys.ts";
 import { writeInitrd } from "../src/vm/initrd.ts";
 import { bootTimeoutMs } from "../src/vm/launch.ts";
 import { FrameDecoder } from "../src/vm/protocol.ts";
@@ -186,7 +187,7 @@ async function run(work: string): Promise<void> {
       invocation: prepared.invocation,
       bundleCode: bundle.code,
     });
-    baselineRuns.push({ initrd, nonce: prepared.invocation.nonce });
+    baselineRuns.push({ initrd, nonce: prepared.invocation.key });
   }
   const baselineArgs = (initrd: string) => [
     "-M",
@@ -217,7 +218,7 @@ async function run(work: string): Promise<void> {
   ];
   const sawResult = (nonce: string) => {
     let seen = false;
-    const decoder = new FrameDecoder(nonce, {
+    const decoder = new FrameDecoder(framesSignedWith(nonce), {
       message: (value) => {
         if ((value as { type?: string }).type === "result") seen = true;
       },

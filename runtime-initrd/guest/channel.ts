@@ -3,25 +3,25 @@
  * virtio, the console itself), framed messages out, framed messages in.
  */
 import fs from "node:fs";
-import {
-  encodeMessage,
-  FrameDecoder,
-  type GuestMark,
-  type GuestMessage,
-  type HostMessage,
-} from "../../src/vm/protocol.ts";
+import { FrameDecoder, type GuestMark, type GuestMessage, type HostMessage } from "../../src/vm/protocol.ts";
+import { type FrameSigner, frameSigner, type SignedMessage, signedFrames } from "./frames.ts";
 import { boot, marks, now } from "./state.ts";
 
+// Held before the function loads: it may replace fs's functions to watch or change what is written.
+const writeSync = fs.writeSync;
+const readSync = fs.readSync;
+const atomicsWait = Atomics.wait;
+
 export function sleepMs(milliseconds: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, milliseconds);
+  atomicsWait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, milliseconds);
 }
 
-export function writeAll(fd: number, text: string): void {
-  const data = Buffer.from(text, "utf8");
+/** Writes `length` bytes of `bytes` to `fd`, whole. */
+export function writeAll(fd: number, bytes: Uint8Array, length: number): void {
   let offset = 0;
-  while (offset < data.length) {
+  while (offset < length) {
     try {
-      offset += fs.writeSync(fd, data, offset);
+      offset += writeSync(fd, bytes, offset, length - offset);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EAGAIN") throw error;
       sleepMs(1);
@@ -29,47 +29,51 @@ export function writeAll(fd: number, text: string): void {
   }
 }
 
+type Sink = (bytes: Uint8Array, length: number) => void;
+
 interface Channel {
-  write(text: string): void;
+  write: Sink;
   read(into: Buffer): number;
 }
 
 function openChannel(): Channel {
   if (boot.channel === "serial") {
     // Kernels without virtio: frames share the console. Cold starts only (no input).
-    return { write: (text) => writeAll(1, text), read: () => 0 };
+    return { write: (bytes, length) => writeAll(1, bytes, length), read: () => 0 };
   }
   const port = fs.readdirSync("/dev").find((name) => name.startsWith("vport"));
   if (!port) throw new Error("fnrun: no virtio-serial port in /dev (kernel without VIRTIO_CONSOLE?)");
   const fd = fs.openSync(`/dev/${port}`, "r+");
   return {
-    write: (text) => writeAll(fd, text),
-    read: (into) => fs.readSync(fd, into, 0, into.length, null),
+    write: (bytes, length) => writeAll(fd, bytes, length),
+    read: (into) => readSync(fd, into, 0, into.length, null),
   };
 }
 
 const channel = openChannel();
 /** Where frames go: the channel, or elsewhere while rehearsing. */
-let output: Pick<Channel, "write"> = channel;
-let nonce = boot.nonce;
+let output: Sink = channel.write;
+/** Signs frames with the key of the moment: the boot nonce, then the invocation's (or a pooled VM's). */
+let signer: FrameSigner = frameSigner(boot.nonce);
 let messageId = 0;
 
-/** Frames from now on carry `next` (the invocation's nonce; the boot's again after a rehearsal). */
-export function useNonce(next: string): void {
-  nonce = next;
+/** Frames from now on are signed with `key` (the invocation's; the boot nonce again after a rehearsal). */
+export function useKey(key: string): void {
+  signer = frameSigner(key);
 }
 
 /** Sends frames to `sink` instead of the host (the rehearsal), until restoreOutput(). */
-export function redirectOutput(sink: (text: string) => void): void {
-  output = { write: sink };
+export function redirectOutput(sink: Sink): void {
+  output = sink;
 }
 
 export function restoreOutput(): void {
-  output = channel;
+  output = channel.write;
 }
 
 export function send(message: GuestMessage): void {
-  output.write(encodeMessage(nonce, messageId++, message));
+  const frames = signedFrames(signer, messageId++, message as SignedMessage);
+  output(frames.bytes, frames.length);
 }
 
 /** Records a timeline point and tells the host. */

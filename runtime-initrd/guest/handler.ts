@@ -7,7 +7,7 @@
 import fs from "node:fs";
 import { pathToFileURL } from "node:url";
 import type { FunctionSettings, HostMessage, Invocation, LambdaError } from "../../src/vm/protocol.ts";
-import { mark, send, useNonce } from "./channel.ts";
+import { mark, send, useKey } from "./channel.ts";
 import { flushLogs } from "./logs.ts";
 import { agent } from "./reseed.ts";
 import { resolveHandler } from "./resolve-handler.ts";
@@ -206,10 +206,10 @@ export async function runHandler(current: Invocation, loaded: Loaded): Promise<v
   }
 }
 
-/** The invocation is known: from now on the function's output may go out, under its nonce. */
+/** The invocation is known: from now on the function's output may go out, signed with its key. */
 export function begin(invocation: Invocation): void {
   setInvocation(invocation);
-  useNonce(invocation.nonce);
+  useKey(invocation.key);
 }
 
 export type InvokeMessage = Extract<HostMessage, { type: "invoke" }>;

@@ -1,7 +1,7 @@
 /**
  * The function's output: console.* and process.stdout/stderr, buffered and sent
  * as log frames, merged per stream; held back until the invocation (and its
- * nonce) is known.
+ * key) is known.
  */
 import { format } from "node:util";
 import { send } from "./channel.ts";

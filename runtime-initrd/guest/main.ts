@@ -13,20 +13,22 @@
  *            in a "load" message to a warm VM (a pooled snapshot clone).
  *
  * After a snapshot restore, every random generator is reseeded before user code
- * runs. Logs, timeline marks and the outcome go to the host framed with the
- * invocation's nonce; nothing is sent for the function before the nonce is known.
+ * runs. Logs, timeline marks and the outcome go to the host in frames signed
+ * with the invocation's key (frames.ts), which the runtime learns before any of
+ * the function's code runs; nothing is sent for the function before it is known.
  * The runtime never exits (PID 1 exiting panics the kernel): the host kills the VM.
  *
  * The parts: state.ts (how the VM was booted, marks, the invocation),
- * channel.ts (frames to and from the host), reseed.ts (fresh randomness after
+ * channel.ts (frames to and from the host), frames.ts (signing them, out of the
+ * function's reach), reseed.ts (fresh randomness after
  * a restore), logs.ts (the function's output), handler.ts (the function, its
  * handler and its one outcome), rehearsal.ts (warming up), and this file, the
  * main loop. They and src/vm/protocol.ts are bundled into one file for the
  * guest (host/runtime.ts).
  */
 import fs from "node:fs";
-import type { FunctionSettings, Invocation } from "../../src/vm/protocol.ts";
-import { receive, send } from "./channel.ts";
+import type { BoundFunction, Invocation } from "../../src/vm/protocol.ts";
+import { receive, send, useKey } from "./channel.ts";
 import {
   applySettings,
   begin,
@@ -83,7 +85,11 @@ async function main(): Promise<void> {
   await rehearse();
   let loaded: Loaded | undefined;
   if (fs.existsSync(FUNCTION_SETTINGS_PATH)) {
-    applySettings(JSON.parse(fs.readFileSync(FUNCTION_SETTINGS_PATH, "utf8")) as FunctionSettings, "");
+    // A pooled VM booted with its function: its frames are signed with the key it came with.
+    const bound = JSON.parse(fs.readFileSync(FUNCTION_SETTINGS_PATH, "utf8")) as BoundFunction;
+    fs.rmSync(FUNCTION_SETTINGS_PATH);
+    useKey(bound.key);
+    applySettings(bound, "");
     loaded = await importFunction();
   }
   send({ type: "ready", marks });
@@ -100,6 +106,7 @@ async function main(): Promise<void> {
       // A pooled clone (already reseeded: the function's top-level code may draw
       // randomness): import the function now, then wait for the event.
       fs.writeFileSync(FUNCTION_PATH, message.bundle);
+      useKey(message.key);
       applySettings(message.settings, "");
       loaded = await importFunction();
       warmInvocationPath();

@@ -5,7 +5,8 @@
 import fs from "node:fs";
 import { format } from "node:util";
 import { encodeMessage, type Invocation } from "../../src/vm/protocol.ts";
-import { hostDecoder, redirectOutput, restoreOutput, useNonce, writeAll } from "./channel.ts";
+import { hostDecoder, redirectOutput, restoreOutput, useKey, writeAll } from "./channel.ts";
+import { frameSigner, signedFrames } from "./frames.ts";
 import { clearOutcome, type InvokeMessage, runInvocation } from "./handler.ts";
 import { dropPendingLogs } from "./logs.ts";
 import { type WakeMessage, wakeUp } from "./reseed.ts";
@@ -45,12 +46,12 @@ export async function rehearse(): Promise<void> {
   const environment = { ...process.env };
   const random = Object.getOwnPropertyDescriptor(Math, "random") as PropertyDescriptor;
   const devNull = fs.openSync("/dev/null", "w");
-  redirectOutput((text) => writeAll(devNull, text));
+  redirectOutput((bytes, length) => writeAll(devNull, bytes, length));
   try {
     for (let round = 0; round < REHEARSALS; round++) {
       const stand: Invocation = {
         // Frames nobody reads: no randomness is drawn before the snapshot for them.
-        nonce: "0".repeat(32),
+        key: "0".repeat(64),
         requestId: `rehearsal-${round}`,
         functionName: "rehearsal",
         functionVersion: "$LATEST",
@@ -76,7 +77,7 @@ export async function rehearse(): Promise<void> {
       fs.rmSync(path);
       setInvocation(undefined);
       clearOutcome();
-      useNonce(boot.nonce);
+      useKey(boot.nonce);
     }
   } finally {
     Object.defineProperty(Math, "random", random);
@@ -99,7 +100,18 @@ export async function rehearse(): Promise<void> {
  */
 export function warmInvocationPath(): void {
   const line = `${format("%s %d %j", "warm", 1, { up: true })}\n`;
-  const frames = encodeMessage(boot.nonce, 0, { type: "log", stream: "stdout", text: line });
-  const mark = encodeMessage(boot.nonce, 0, { type: "mark", name: "handlerStart", at: now() });
-  fs.writeFileSync("/dev/null", frames + mark + JSON.stringify({ result: [line] }));
+  const signer = frameSigner("0".repeat(64));
+  const devNull = fs.openSync("/dev/null", "w");
+  try {
+    for (const message of [
+      { type: "log", stream: "stdout", text: line },
+      { type: "mark", name: "handlerStart", at: now() },
+    ] as const) {
+      const frames = signedFrames(signer, 0, message);
+      writeAll(devNull, frames.bytes, frames.length);
+    }
+    fs.writeSync(devNull, JSON.stringify({ result: [line] }));
+  } finally {
+    fs.closeSync(devNull);
+  }
 }

@@ -13,7 +13,8 @@ const AGENT_REPLY_FD = 4;
 
 /** Asks the stage-0 agent (runtime-initrd/init.c) to do what Node has no API for. */
 export function agent(request: string): void {
-  writeAll(AGENT_REQUEST_FD, `${request}\n`);
+  const line = Buffer.from(`${request}\n`, "latin1");
+  writeAll(AGENT_REQUEST_FD, line, line.length);
   const reply = Buffer.alloc(64);
   let text = "";
   while (!text.includes("\n")) {

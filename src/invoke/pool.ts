@@ -198,10 +198,11 @@ export class Pool {
         ...(options.onLog ? { onLog: options.onLog } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
       });
+      // A pooled VM signs with the key it was loaded with.
       vm.send(
-        { type: "invoke", invocation: prepared.invocation },
+        { type: "invoke", invocation: { ...prepared.invocation, key: pooled.key } },
         pooled.bootNonce,
-        prepared.invocation.nonce,
+        pooled.key,
       );
       const report = await session;
       return finishReport(prepared, report, this.host, "pool", startedAt);

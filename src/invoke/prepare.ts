@@ -11,8 +11,8 @@ import { handlerPath } from "../build/handler.ts";
 import { type HostSetup, resolveHost } from "../host/setup.ts";
 import type { PreparedInvocation } from "../start/run.ts";
 import { UsageError } from "../util/errors.ts";
+import { newFrameKey } from "../vm/frame-keys.ts";
 import { checkMounts } from "../vm/mounts.ts";
-import { randomNonce } from "../vm/process.ts";
 import type { Invocation } from "../vm/protocol.ts";
 import type { SessionLimits } from "../vm/session.ts";
 import { DEFAULTS, eventJson, type InvokeOptions } from "./options.ts";
@@ -35,7 +35,7 @@ export function prepareInvocation(bundle: Bundle, options: InvokeOptions): Prepa
     }),
   ];
   const invocation: Invocation = {
-    nonce: randomNonce(),
+    key: newFrameKey(),
     requestId: options.requestId ?? randomUUID(),
     functionName: bundle.name,
     functionVersion: "$LATEST",

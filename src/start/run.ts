@@ -97,8 +97,8 @@ export async function restoreAndRun(
       ...(options.onLog ? { onLog: options.onLog } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     });
-    // From here on, only frames with the invocation's nonce count.
-    vm.send({ type: "invoke", invocation, bundle: bundle.code }, snapshot.bootNonce, invocation.nonce);
+    // From here on, only frames signed with the invocation's key count.
+    vm.send({ type: "invoke", invocation, bundle: bundle.code }, snapshot.bootNonce, invocation.key);
     return await session;
   } finally {
     await rm(runDirectory, { recursive: true, force: true });

@@ -15,6 +15,7 @@ import type { Bundle } from "../build/bundle.ts";
 import type { HostSetup } from "../host/setup.ts";
 import { InternalError } from "../util/errors.ts";
 import { Limiter } from "../util/limiter.ts";
+import { newFrameKey } from "../vm/frame-keys.ts";
 import { bootTimeoutMs, bootVm, restoreTarget, restoreVm } from "../vm/launch.ts";
 import type { ResolvedMount } from "../vm/mounts.ts";
 import type { Vm } from "../vm/process.ts";
@@ -37,6 +38,8 @@ export interface WarmVm {
   vm: Vm;
   /** The nonce the VM's runtime reads frames with. */
   bootNonce: string;
+  /** The key its frames are signed with, given before the function loaded: its invocation's too. */
+  key: string;
 }
 
 export interface WarmVmsOptions {
@@ -87,7 +90,7 @@ export class WarmVms {
     this.#replenish(slot);
     if (!taken) return undefined;
     taken.stopWatching();
-    return { vm: taken.vm, bootNonce: taken.bootNonce };
+    return { vm: taken.vm, bootNonce: taken.bootNonce, key: taken.key };
   }
 
   stats() {
@@ -151,7 +154,7 @@ export class WarmVms {
   async #start(slot: Slot): Promise<Slot["ready"][number]> {
     if (this.#closed) throw new InternalError("the pool is closed");
     // Clones cannot share folders (virtio-fs needs shared guest memory): such functions' VMs boot.
-    const { vm, bootNonce } =
+    const { vm, bootNonce, key } =
       this.options.startMode === "snapshot" && slot.fn.mounts.length === 0
         ? await this.#restoreAndLoad(slot.fn)
         : await this.#bootWithFunction(slot.fn);
@@ -171,6 +174,7 @@ export class WarmVms {
     const warm = {
       vm,
       bootNonce,
+      key,
       stopWatching: () => {
         watching = false;
       },
@@ -197,18 +201,21 @@ export class WarmVms {
       await rm(runDirectory, { recursive: true, force: true });
       throw error;
     });
-    vm.send({ type: "load", settings: fn.settings, bundle: fn.bundle.code }, snapshot.bootNonce);
-    return { vm, bootNonce: snapshot.bootNonce };
+    const key = newFrameKey();
+    // The key goes with the function, before its code runs; its "ready" is signed with it.
+    vm.send({ type: "load", settings: fn.settings, bundle: fn.bundle.code, key }, snapshot.bootNonce, key);
+    return { vm, bootNonce: snapshot.bootNonce, key };
   }
 
   async #bootWithFunction(fn: WarmFunction): Promise<WarmVm> {
+    const key = newFrameKey();
     const { vm, bootNonce } = await bootVm(this.host, {
       shape: { memoryMB: this.options.memoryMB, network: false },
       mounts: fn.mounts,
-      payload: { kind: "function", settings: fn.settings, bundleCode: fn.bundle.code },
+      payload: { kind: "function", settings: { ...fn.settings, key }, bundleCode: fn.bundle.code },
       decoderLimits: this.options.decoderLimits,
     });
-    return { vm, bootNonce };
+    return { vm, bootNonce, key };
   }
 
   async #discard(warm: Slot["ready"][number]): Promise<void> {

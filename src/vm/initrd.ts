@@ -7,7 +7,7 @@
 import { appendFile, copyFile } from "node:fs/promises";
 import { join } from "node:path";
 import { encodeCpio } from "../build/cpio.ts";
-import type { FunctionSettings, Invocation } from "./protocol.ts";
+import type { BoundFunction, Invocation } from "./protocol.ts";
 
 /** What a booted VM carries beyond the runtime image. */
 export type BootPayload =
@@ -20,7 +20,7 @@ export type BootPayload =
       extraArchive?: Buffer;
     }
   /** A function and its settings: the runtime imports it, then waits for events (a pooled VM). */
-  | { kind: "function"; settings: FunctionSettings; bundleCode: string }
+  | { kind: "function"; settings: BoundFunction; bundleCode: string }
   /** Nothing: the runtime waits for a function and an event (the VM a snapshot is saved from). */
   | { kind: "none" };
 

@@ -124,7 +124,12 @@ export async function bootVm(host: HostSetup, plan: BootPlan): Promise<BootedVm>
     const vm = await Vm.launch({
       qemuPath: host.qemuPath,
       runDirectory,
-      nonce: plan.payload.kind === "invocation" ? plan.payload.invocation.nonce : bootNonce,
+      key:
+        plan.payload.kind === "invocation"
+          ? plan.payload.invocation.key
+          : plan.payload.kind === "function"
+            ? plan.payload.settings.key
+            : bootNonce,
       ...(plan.decoderLimits ? { decoderLimits: plan.decoderLimits } : {}),
       spec: vmSpec(host, plan.shape, {
         initrd,
@@ -188,7 +193,7 @@ export function restoreTarget(host: HostSetup, saved: SavedVm): RestoreTarget {
  * loads the device state, and the clone is sent its wake-up (fresh entropy and
  * the time, to reseed with). The VM runs as soon as the state is loaded. Until
  * it is sent an invocation (with `saved.bootNonce`, switching to the
- * invocation's nonce: `vm.send(message, bootNonce, nonce)`), only frames with
+ * invocation's key: `vm.send(message, bootNonce, key)`), only frames signed with
  * the boot nonce count.
  *
  * Nothing before QEMU's spawn waits for I/O, so a prestart (start/prestart.ts)
@@ -208,7 +213,7 @@ export async function restoreVm(
     vm = await Vm.launch({
       qemuPath: target.qemuPath,
       runDirectory,
-      nonce: saved.bootNonce,
+      key: saved.bootNonce,
       ...(decoderLimits ? { decoderLimits } : {}),
       inheritFds: [state],
       spec: target.spec,

@@ -26,6 +26,7 @@ import { join } from "node:path";
 import { BootError } from "../util/errors.ts";
 import { TextTail } from "../util/text-tail.ts";
 import { whichSync } from "../util/which.ts";
+import { framesSignedWith } from "./frame-keys.ts";
 import {
   DEFAULT_DECODER_LIMITS,
   type DecoderLimits,
@@ -108,8 +109,8 @@ export interface LaunchOptions {
   /** The spec; channel socket and QMP socket paths are filled in here. */
   spec: Omit<VmSpec, "channel" | "qmpSocket"> & { channel: VmSpec["channel"]["kind"]; qmp?: boolean };
   runDirectory: string;
-  /** Nonce of the first frames expected (the boot's, or a cold invocation's). */
-  nonce: string;
+  /** Key of the first frames expected (the boot nonce, or a cold invocation's key). */
+  key: string;
   decoderLimits?: DecoderLimits;
   /** Extra environment for QEMU (none needed normally). */
   env?: NodeJS.ProcessEnv;
@@ -164,7 +165,7 @@ export class Vm {
     this.#startedAt = performance.now();
     this.marks = { spawn: 0 };
     this.#decoder = new FrameDecoder(
-      options.nonce,
+      framesSignedWith(options.key),
       {
         message: (value) => this.#onMessage(value),
         text: (text) => this.#onConsole(text),
@@ -282,11 +283,15 @@ export class Vm {
     });
   }
 
-  /** Sends a message to the guest (virtio channel only). */
-  send(message: HostMessage, nonce: string, nextNonce?: string): void {
+  /**
+   * Sends a message to the guest (virtio channel only), framed with the boot
+   * nonce; from then on, only frames signed with `nextKey` are taken (an
+   * invocation's key, or a pooled VM's).
+   */
+  send(message: HostMessage, nonce: string, nextKey?: string): void {
     const text = encodeMessage(nonce, 0, message);
     if (message.type === "invoke") this.marks.invocationSent = this.elapsed();
-    if (nextNonce) this.#decoder.setNonce(nextNonce);
+    if (nextKey) this.#decoder.setFormat(framesSignedWith(nextKey));
     if (this.#socket) this.#socket.write(text);
     else this.#pendingWrites.push(text);
   }

@@ -57,8 +57,11 @@ export interface MountRequest {
 
 /** Everything the guest needs to run one invocation. */
 export interface Invocation {
-  /** Frames the guest sends from now on carry this nonce. */
-  nonce: string;
+  /**
+   * The key the guest signs its frames with from now on (hex; src/vm/frame-keys.ts).
+   * It reaches the guest before any of the function's code runs, and never leaves it.
+   */
+  key: string;
   requestId: string;
   functionName: string;
   functionVersion: string;
@@ -80,6 +83,9 @@ export type FunctionSettings = Pick<
   "functionName" | "functionVersion" | "memoryLimitInMB" | "handler" | "env" | "mounts"
 >;
 
+/** A pooled VM booted with its function: its settings, and the key of its frames. */
+export type BoundFunction = FunctionSettings & Pick<Invocation, "key">;
+
 export type HostMessage =
   /**
    * A clone's first message, sent as soon as it is restored: fresh randomness
@@ -88,8 +94,11 @@ export type HostMessage =
   | { type: "wake"; entropy: string; epochMs: number }
   /** Run this invocation (with the bundle, unless one is loaded already). */
   | { type: "invoke"; invocation: Invocation; bundle?: string }
-  /** Import this function now (its init phase) and say "ready" again; the event follows. */
-  | { type: "load"; settings: FunctionSettings; bundle: string };
+  /**
+   * Import this function now (its init phase) and say "ready" again, signed
+   * with `key` from now on (before the function's code runs); the event follows.
+   */
+  | { type: "load"; settings: FunctionSettings; bundle: string; key: string };
 
 export function isValidNonce(nonce: string): boolean {
   return NONCE_PATTERN.test(nonce);
@@ -97,6 +106,42 @@ export function isValidNonce(nonce: string): boolean {
 
 function checksum(text: string): string {
   return crc32(text).toString(16).padStart(8, "0");
+}
+
+/**
+ * How the frames of one direction are told from text, and vouched for: the
+ * host's to the guest carry the boot nonce and a checksum (only the host writes
+ * there); the guest's to the host are signed (runtime-initrd/guest/frames.ts),
+ * with a key the host checks them against, and their message ids only increase.
+ */
+export interface FrameFormat {
+  /** What a frame line starts with, up to its message id. */
+  marker: string;
+  /** Whether `tag` vouches for a frame's fields. */
+  check(id: string, part: string, parts: string, tag: string, payload: string): boolean;
+  /** Refuse a message whose id is not above the last one's (a frame replayed). */
+  increasingIds: boolean;
+}
+
+/** FNRUN1 frames: the nonce in the clear, a CRC-32 of the payload. */
+export function nonceFormat(nonce: string): FrameFormat {
+  return {
+    marker: `${FRAME_MAGIC}:${nonce}:`,
+    check: (_id, _part, _parts, tag, payload) => checksum(payload) === tag,
+    increasingIds: false,
+  };
+}
+
+export const SIGNED_FRAME_MAGIC = "FNRUN2";
+
+/** FNRUN2 frames: `verify` checks the tag of "id:part:parts:payload" (the host's HMAC, src/vm/frame-keys.ts). */
+export function signedFormat(verify: (signed: string, tag: string) => boolean): FrameFormat {
+  return {
+    marker: `${SIGNED_FRAME_MAGIC}:`,
+    check: (id, part, parts, tag, payload) =>
+      /^[0-9a-f]{32}$/.test(tag) && verify(`${id}:${part}:${parts}:${payload}`, tag),
+    increasingIds: true,
+  };
 }
 
 /** Encodes one message as frame lines (always ending in a newline). */
@@ -140,7 +185,8 @@ const NEWLINE = 0x0a;
  * maxLineBytes + maxMessageBytes whatever the peer sends.
  */
 export class FrameDecoder {
-  #nonce: string;
+  #format: FrameFormat;
+  #lastId = -1;
   readonly #limits: DecoderLimits;
   readonly #events: DecoderEvents;
   #pending: Buffer[] = [];
@@ -151,16 +197,26 @@ export class FrameDecoder {
     | { id: string; parts: number; next: number; chunks: string[]; bytes: number; discarding: boolean }
     | undefined;
 
-  constructor(nonce: string, events: DecoderEvents, limits: DecoderLimits = DEFAULT_DECODER_LIMITS) {
-    this.#nonce = nonce;
+  /** `format` is a FrameFormat, or the nonce of FNRUN1 frames. */
+  constructor(
+    format: FrameFormat | string,
+    events: DecoderEvents,
+    limits: DecoderLimits = DEFAULT_DECODER_LIMITS,
+  ) {
+    this.#format = typeof format === "string" ? nonceFormat(format) : format;
     this.#events = events;
     this.#limits = limits;
   }
 
-  /** From now on only frames with this nonce are accepted (the invocation's, after the boot's). */
-  setNonce(nonce: string): void {
-    this.#nonce = nonce;
+  /** From now on only frames of this format are accepted (the invocation's key, after the boot's). */
+  setFormat(format: FrameFormat): void {
+    this.#format = format;
     this.#assembly = undefined;
+  }
+
+  /** setFormat for FNRUN1 frames with this nonce. */
+  setNonce(nonce: string): void {
+    this.setFormat(nonceFormat(nonce));
   }
 
   push(chunk: Uint8Array): void {
@@ -207,7 +263,7 @@ export class FrameDecoder {
     }
     let line = bytes.toString("utf8");
     if (line.endsWith("\r")) line = line.slice(0, -1);
-    const marker = `${FRAME_MAGIC}:${this.#nonce}:`;
+    const marker = this.#format.marker;
     const at = line.indexOf(marker);
     if (at < 0) {
       this.#events.text(`${line}\n`);
@@ -229,7 +285,9 @@ export class FrameDecoder {
     const part = Number(partText);
     const parts = Number(partsText);
     if (parts < 1 || part >= parts || payload.length > FRAME_PAYLOAD_CHARS) return false;
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(payload) || checksum(payload) !== sum) return false;
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(payload)) return false;
+    if (!this.#format.check(id, partText, partsText, sum, payload)) return false;
+    if (this.#format.increasingIds && part === 0 && Number(id) <= this.#lastId) return false;
 
     if (part === 0) this.#assembly = { id, parts, next: 0, chunks: [], bytes: 0, discarding: false };
     const assembly = this.#assembly;
@@ -253,6 +311,7 @@ export class FrameDecoder {
     if (assembly.next < parts) return true;
 
     this.#assembly = undefined;
+    if (this.#format.increasingIds) this.#lastId = Number(id);
     if (assembly.discarding) return true;
     let value: unknown;
     try {

@@ -83,47 +83,66 @@ export async function runSession(vm: Vm, options: SessionOptions): Promise<Sessi
   const guestMarks: Array<{ name: GuestMark; at: number; receivedAt: number }> = [];
   let outcome: Outcome | undefined;
   let failure: FnrunError | undefined;
-  let handlerStarted = false;
   let done: () => void = () => {};
   const finished = new Promise<void>((resolve) => {
     done = resolve;
   });
+  // The host's clock, not the guest's word, bounds an invocation. Phases only go
+  // forward: booting (a cold VM, until its first "ready"), loading (the invocation
+  // is the guest's: its module is imported), running (the handler has started),
+  // and nothing the guest sends can move one back or push a deadline out. From the
+  // moment the invocation is the guest's, it has initTimeout + timeout in all.
+  let phase = "booting" as "booting" | "loading" | "running";
+  let hardDeadline = Number.POSITIVE_INFINITY;
   let timer: NodeJS.Timeout | undefined;
-  const arm = (ms: number, onExpiry: () => FnrunError) => {
+  const arm = (atMs: number, onExpiry: () => FnrunError) => {
     clearTimeout(timer);
-    timer = setTimeout(() => {
-      failure ??= onExpiry();
-      done();
-    }, ms);
+    timer = setTimeout(
+      () => {
+        failure ??= onExpiry();
+        done();
+      },
+      Math.max(0, Math.min(atMs, hardDeadline) - vm.elapsed()),
+    );
+  };
+  const dispatched = () => {
+    phase = "loading";
+    const now = vm.elapsed();
+    hardDeadline = now + limits.initTimeoutMs + limits.timeoutMs;
+    arm(now + limits.initTimeoutMs, () => initTimeout(limits));
   };
 
-  if (!options.alreadyReady) {
+  if (options.alreadyReady) {
+    // The caller sends the invocation right after this: it is the guest's from now.
+    dispatched();
+  } else {
     arm(
-      limits.bootTimeoutMs,
+      vm.elapsed() + limits.bootTimeoutMs,
       () =>
         new BootError(
           `the VM did not start within ${limits.bootTimeoutMs / 1000} s`,
           vm.consoleTail.lastLines(20),
         ),
     );
-  } else {
-    arm(limits.initTimeoutMs, () => initTimeout(limits));
   }
 
   const stopMessages = vm.onMessage((message: GuestMessage) => {
     const receivedAt = vm.elapsed();
     switch (message.type) {
       case "ready":
+        // One "ready" per VM, before its invocation: any later one is ignored.
+        if (phase !== "booting") break;
         for (const [name, at] of Object.entries(message.marks)) {
           guestMarks.push({ name: name as GuestMark, at, receivedAt });
         }
-        if (!options.alreadyReady) arm(limits.initTimeoutMs, () => initTimeout(limits));
+        dispatched();
         break;
       case "mark":
+        if (phase === "booting") break;
         guestMarks.push({ name: message.name, at: message.at, receivedAt });
-        if (message.name === "handlerStart" && !handlerStarted) {
-          handlerStarted = true;
-          arm(limits.timeoutMs, () => {
+        if (message.name === "handlerStart" && phase === "loading") {
+          phase = "running";
+          arm(receivedAt + limits.timeoutMs, () => {
             const seconds = (limits.timeoutMs / 1000).toFixed(2);
             return new TimeoutError(
               `Task timed out after ${seconds} seconds (raise it with --timeout or config.timeout)`,
@@ -137,6 +156,7 @@ export async function runSession(vm: Vm, options: SessionOptions): Promise<Sessi
         break;
       case "result":
       case "error":
+        if (phase === "booting") break; // nothing to answer yet
         vm.marks.resultReceived = receivedAt;
         outcome ??=
           message.type === "result"
@@ -162,7 +182,8 @@ export async function runSession(vm: Vm, options: SessionOptions): Promise<Sessi
   stopMessages();
   stopConsole();
 
-  if (!outcome && !failure) failure = classifyEarlyExit(vm, exit.stderr, exit.code, handlerStarted, limits);
+  if (!outcome && !failure)
+    failure = classifyEarlyExit(vm, exit.stderr, exit.code, phase === "running", limits);
   if (outcome?.kind === "result" && Buffer.byteLength(outcome.json) > limits.maxResultBytes) {
     failure = resultTooLarge(Buffer.byteLength(outcome.json), limits.maxResultBytes);
     outcome = undefined;

@@ -162,6 +162,33 @@ describe("hostile functions", () => {
     expect(run.stderr).not.toContain("\u0007");
   });
 
+  // It reads the runtime's framing from its own output and forges "ready" frames
+  // (which reset the host's timers), handler marks, logs and a result.
+  it("a function that forges the runtime's frames is still killed at --timeout, and none is taken", async () => {
+    const [keepsAlive, forgesResult] = await Promise.all([
+      watchInvoke([fixture("outlives-timeout.ts"), "--timeout", "2", "--json", "--start", "boot"]),
+      watchInvoke([
+        fixture("outlives-timeout.ts"),
+        "--timeout",
+        "2",
+        "--json",
+        "--event",
+        '{"forgeResult":true}',
+      ]),
+    ]);
+    for (const run of [keepsAlive, forgesResult]) {
+      expect(run.code).toBe(ExitCode.timeout);
+      expect(run.seconds).toBeLessThan(2 + 20);
+      const output = JSON.parse(run.stdout);
+      expect(output).toMatchObject({ ok: false, error: { errorType: "TimeoutError" } });
+      expect(output.result).toBeUndefined();
+      // Its log line is its own; the forged ones are not the runtime's and show as what they are.
+      expect(output.logs).toContain("tell me your frames");
+      expect(output.logs).not.toMatch(/^a forged log line$/m);
+      expectHealthyHost(run);
+    }
+  });
+
   it("has no network to reach", async () => {
     const run = await watchInvoke(["test/fixtures/contract/network.ts"]);
     expect(run.code).toBe(ExitCode.ok);

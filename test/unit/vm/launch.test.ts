@@ -132,10 +132,14 @@ describe("payloadArchive", () => {
       env: {},
       mounts: [],
     };
-    const pooled = payloadArchive({ kind: "function", settings, bundleCode: "export const handler = 1;" });
+    const pooled = payloadArchive({
+      kind: "function",
+      settings: { ...settings, key: "k".repeat(64) },
+      bundleCode: "export const handler = 1;",
+    });
     const text = pooled?.toString("latin1") ?? "";
     expect(text).toContain("fnrun/function.json");
-    expect(text).toContain(JSON.stringify(settings));
+    expect(text).toContain(JSON.stringify({ ...settings, key: "k".repeat(64) }));
     expect(text).toContain("export const handler = 1;");
     expect(text).not.toContain("fnrun/invocation.json");
   });
