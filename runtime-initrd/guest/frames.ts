@@ -28,6 +28,7 @@ const stringCharCodeAt = String.prototype.charCodeAt;
 const charCodeAt = (text: string, index: number): number =>
   reflectApply(stringCharCodeAt, text, [index]) as number;
 const objectKeys = Object.keys;
+const isFiniteNumber = Number.isFinite;
 const U8 = Uint8Array;
 const I32 = Int32Array;
 
@@ -157,6 +158,7 @@ export interface FrameSigner {
 
 export function frameSigner(key: string): FrameSigner {
   const keyBytes = new U8(64);
+  // biome-ignore lint/complexity/useMathMinMax: Math is the function's to replace
   const keyLength = key.length > 64 ? 64 : key.length;
   for (let i = 0; i < keyLength; i++) keyBytes[i] = charCodeAt(key, i) & 0xff;
   const inner = paddedKeyState(keyBytes, 0x36);
@@ -276,7 +278,7 @@ class Bytes {
 
   /** A JSON number, as JSON.stringify writes one (null when not finite). */
   number(value: number): void {
-    this.ascii(value === value && value !== Infinity && value !== -Infinity ? `${value}` : "null");
+    this.ascii(isFiniteNumber(value) ? `${value}` : "null");
   }
 }
 
@@ -432,6 +434,7 @@ export function signedFrames(
   let n = 0;
   for (let part = 0; part < parts; part++) {
     const from = part * FRAME_JSON_BYTES;
+    // biome-ignore lint/complexity/useMathMinMax: Math is the function's to replace
     const to = from + FRAME_JSON_BYTES < json.length ? from + FRAME_JSON_BYTES : json.length;
     const header = `${messageId}:${part}:${parts}:`;
     const payloadAt = putAscii(signed, 0, header);
