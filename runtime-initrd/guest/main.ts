@@ -39,9 +39,9 @@ import {
   runInvocation,
 } from "./handler.ts";
 import { captureOutput } from "./logs.ts";
-import { rehearse, warmInvocationPath } from "./rehearsal.ts";
+import { rehearse, settleHeap, warmInvocationPath } from "./rehearsal.ts";
 import { wakeUp } from "./reseed.ts";
-import { exitProcess, marks, now } from "./state.ts";
+import { boot, exitProcess, marks, now } from "./state.ts";
 
 const FUNCTION_PATH = "/fnrun/function.mjs";
 const FUNCTION_SETTINGS_PATH = "/fnrun/function.json";
@@ -92,6 +92,7 @@ async function main(): Promise<void> {
     applySettings(bound, "");
     loaded = await importFunction();
   }
+  if (boot.snapshot) settleHeap();
   send({ type: "ready", marks });
 
   for (;;) {

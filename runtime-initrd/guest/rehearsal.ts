@@ -4,6 +4,8 @@
  */
 import fs from "node:fs";
 import { format } from "node:util";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { encodeMessage, type Invocation } from "../../src/vm/protocol.ts";
 import { hostDecoder, redirectOutput, restoreOutput, useKey, writeAll } from "./channel.ts";
 import { frameSigner, signedFrames } from "./frames.ts";
@@ -32,6 +34,33 @@ export {
 };
 `;
 const REHEARSALS = 3;
+/** Frames of each kind signed before a snapshot: enough for V8 to optimize the encoder (frames.ts). */
+const SIGNING_ROUNDS = 300;
+
+/**
+ * The frame encoder's loops, run until V8 has optimized them. Three rehearsals
+ * leave them interpreted, and a clone would then spend its first frames
+ * compiling them (measured: ~0.2 s of a 0.95 s snapshot start under TCG).
+ */
+function signManyFrames(): void {
+  const signer = frameSigner("0".repeat(64));
+  for (let id = 0; id < SIGNING_ROUNDS; id++) {
+    signedFrames(signer, id, { type: "log", stream: "stdout", text: `rehearsing ${id} \u00fc\n` });
+    signedFrames(signer, id, { type: "mark", name: "handlerStart", at: now() });
+    signedFrames(signer, id, { type: "result", json: JSON.stringify({ message: `Hello, ${id}!` }) });
+  }
+}
+
+/**
+ * A full garbage collection just before the snapshot, so that a clone starts
+ * with an empty young generation rather than one that fills during the
+ * function's import (measured: a ~50 ms scavenge there). \`gc\` is exposed to a
+ * throw-away context only: the function's globals do not gain it.
+ */
+export function settleHeap(): void {
+  setFlagsFromString("--expose-gc");
+  (runInNewContext("gc") as () => void)();
+}
 
 /**
  * Before a snapshot is taken: whole invocations of a stand-in function, from
@@ -88,6 +117,7 @@ export async function rehearse(): Promise<void> {
     for (const name of Object.keys(process.env)) if (!(name in environment)) delete process.env[name];
     Object.assign(process.env, environment);
   }
+  signManyFrames();
   // Globals Node sets up on first use (performance loads perf_hooks, for one).
   void [structuredClone({}), new TextEncoder(), new TextDecoder(), AbortSignal.timeout];
 }

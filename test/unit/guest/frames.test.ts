@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import {
   frameSigner,
   messageJson,
+  nativeHmacFound,
   type SignedMessage,
   signedFrames,
 } from "../../../runtime-initrd/guest/frames.ts";
@@ -31,16 +32,23 @@ const frames = (key: string, id: number, message: SignedMessage) => {
 };
 
 describe("the guest's signed frames", () => {
-  it("tags like HMAC-SHA256, for any data and key", () => {
+  it("finds Node's native HMAC", () => {
+    expect(nativeHmacFound).toBe(true);
+  });
+
+  it.each([
+    ["native", true],
+    ["written-out", false],
+  ])("tags like HMAC-SHA256, for any data and key (%s)", (_name, useNative) => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 300 }), fc.stringMatching(/^[0-9a-f]{1,64}$/), (data, key) => {
         const ascii = Uint8Array.from(data, (byte) => byte & 0x7f);
         const expected = createHmac("sha256", key).update(ascii).digest("hex").slice(0, 32);
-        expect(frameSigner(key).tag(ascii, ascii.length)).toBe(expected);
+        expect(frameSigner(key, useNative).tag(ascii, ascii.length)).toBe(expected);
       }),
     );
     const big = Uint8Array.from(randomBytes(200_000), (byte) => byte & 0x7f);
-    expect(frameSigner(KEY).tag(big, big.length)).toBe(
+    expect(frameSigner(KEY, useNative).tag(big, big.length)).toBe(
       createHmac("sha256", KEY).update(big).digest("hex").slice(0, 32),
     );
   });
@@ -111,6 +119,20 @@ describe("the guest's signed frames", () => {
       length: Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), "length"),
       byteLength: Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), "byteLength"),
     };
+    // crypto's JavaScript, and the prototype of the native handle behind it, are reachable too.
+    const probe = createHmac("sha256", "x") as unknown as Record<symbol, object>;
+    const handleSymbol = Object.getOwnPropertySymbols(probe).find(
+      (symbol) => symbol.description === "kHandle",
+    );
+    const handlePrototype = Object.getPrototypeOf(probe[handleSymbol as symbol]) as Record<string, unknown>;
+    const hmacPrototype = Object.getPrototypeOf(probe) as Record<string, unknown>;
+    const natives = { ...handlePrototype };
+    const hmacMethods = { update: hmacPrototype.update, digest: hmacPrototype.digest };
+    const spy = (name: string) =>
+      function (this: unknown, ...args: unknown[]) {
+        seen.push(name, this, args);
+        return "forged";
+      };
     const seen: unknown[] = [];
     let after: { bytes: Uint8Array; length: number } | undefined;
     try {
@@ -132,8 +154,13 @@ describe("the guest's signed frames", () => {
         get: () => 3,
         configurable: true,
       });
+      for (const name of ["init", "update", "digest"]) handlePrototype[name] = spy(name);
+      hmacPrototype.update = spy("Hmac.update");
+      hmacPrototype.digest = spy("Hmac.digest");
       after = signedFrames(frameSigner(KEY), 1, message);
     } finally {
+      Object.assign(handlePrototype, natives);
+      Object.assign(hmacPrototype, hmacMethods);
       String.prototype.charCodeAt = saved.charCodeAt;
       String.prototype.slice = saved.slice;
       JSON.stringify = saved.stringify;
