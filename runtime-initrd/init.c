@@ -14,17 +14,23 @@
  *      the clock moves backwards and OpenSSL reseeds on its next use;
  *   3. forks a tiny agent that stays behind to do privileged work Node has no
  *      API for: reseeding the kernel's random generator, setting the clock,
- *      mounting shared folders. Node talks to it over two pipes (fd 3 and 4).
+ *      binding devices plugged into a clone after its restore, configuring its
+ *      network, mounting shared folders. Node talks to it over two pipes (fd 3
+ *      and 4).
  *
  * Kernel command-line words "key=value" without a dot reach us as environment
  * variables.
  * Statically linked, so it needs nothing from the runtime disk.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/random.h>
 #include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,6 +119,83 @@ static int mount_shared_folder(const char *arguments) {
   return mount(tag, path, "virtiofs", flags, NULL) < 0 ? -errno : 0;
 }
 
+/* After a snapshot restore: binds the virtio-mmio transports that were empty
+ * when the VM was saved (registered from the kernel command line, probed and
+ * set aside) and now hold a device, the clone's shared folders or network.
+ * Binding probes the driver at once, so the device is there when this returns.
+ * sysfs is mounted only meanwhile. */
+static int attach_devices(void) {
+  mkdir("/sys", 0755);
+  if (mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) return -errno;
+  int result = 0;
+  DIR *devices = opendir("/sys/bus/platform/devices");
+  if (!devices) {
+    result = -errno;
+  } else {
+    struct dirent *entry;
+    while (result == 0 && (entry = readdir(devices)) != NULL) {
+      if (strncmp(entry->d_name, "virtio-mmio.", 12) != 0) continue;
+      char driver[300];
+      snprintf(driver, sizeof driver, "/sys/bus/platform/devices/%s/driver", entry->d_name);
+      struct stat info;
+      if (lstat(driver, &info) == 0) continue; /* bound since the boot */
+      int bind = open("/sys/bus/platform/drivers/virtio-mmio/bind", O_WRONLY | O_CLOEXEC);
+      if (bind < 0) {
+        result = -errno;
+        break;
+      }
+      /* A transport still empty refuses (ENODEV): expected. */
+      if (write(bind, entry->d_name, strlen(entry->d_name)) < 0 && errno != ENODEV && errno != ENXIO)
+        result = -errno;
+      close(bind);
+    }
+    closedir(devices);
+  }
+  umount2("/sys", MNT_DETACH);
+  return result;
+}
+
+static void set_ipv4(struct sockaddr *address, in_addr_t value) {
+  struct sockaddr_in *ipv4 = (struct sockaddr_in *)address;
+  memset(ipv4, 0, sizeof *ipv4);
+  ipv4->sin_family = AF_INET;
+  ipv4->sin_addr.s_addr = value;
+}
+
+/* "ADDRESS GATEWAY PREFIX": eth0 up with that address and a default route
+ * (what the kernel's ip= does at boot, for a clone whose network came after). */
+static int configure_network(const char *arguments) {
+  char address_text[16], gateway_text[16];
+  int prefix = 0;
+  struct in_addr address, gateway;
+  if (sscanf(arguments, "%15s %15s %d", address_text, gateway_text, &prefix) != 3 || prefix < 1 ||
+      prefix > 32 || inet_pton(AF_INET, address_text, &address) != 1 ||
+      inet_pton(AF_INET, gateway_text, &gateway) != 1)
+    return -EINVAL;
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  struct ifreq request;
+  memset(&request, 0, sizeof request);
+  strncpy(request.ifr_name, "eth0", IFNAMSIZ - 1);
+  int result = 0;
+  set_ipv4(&request.ifr_addr, address.s_addr);
+  if (ioctl(fd, SIOCSIFADDR, &request) < 0) result = -errno;
+  set_ipv4(&request.ifr_netmask, htonl(prefix == 32 ? 0xffffffffu : ~(0xffffffffu >> prefix)));
+  if (result == 0 && ioctl(fd, SIOCSIFNETMASK, &request) < 0) result = -errno;
+  if (result == 0 && ioctl(fd, SIOCGIFFLAGS, &request) < 0) result = -errno;
+  request.ifr_flags |= IFF_UP | IFF_RUNNING;
+  if (result == 0 && ioctl(fd, SIOCSIFFLAGS, &request) < 0) result = -errno;
+  struct rtentry route;
+  memset(&route, 0, sizeof route);
+  set_ipv4(&route.rt_dst, INADDR_ANY);
+  set_ipv4(&route.rt_genmask, INADDR_ANY);
+  set_ipv4(&route.rt_gateway, gateway.s_addr);
+  route.rt_flags = RTF_UP | RTF_GATEWAY;
+  if (result == 0 && ioctl(fd, SIOCADDRT, &route) < 0 && errno != EEXIST) result = -errno;
+  close(fd);
+  return result;
+}
+
 /* After a snapshot restore: the true time first (moving the clock back makes
  * OpenSSL reseed on its next use, see main), then the host's fresh entropy.
  * "SECONDS NANOSECONDS HEX" */
@@ -125,8 +208,9 @@ static int reseed(const char *arguments) {
   return reseed_kernel(hex);
 }
 
-/* One request per line: "reseed SECONDS NANOSECONDS HEX", "mount TAG PATH ro|rw",
- * "ping" (the runtime's rehearsal before a snapshot).
+/* One request per line: "reseed SECONDS NANOSECONDS HEX", "attach",
+ * "network ADDRESS GATEWAY PREFIX", "mount TAG PATH ro|rw", "ping" (the
+ * runtime's rehearsal before a snapshot).
  * One reply per request: "ok" or "error ERRNO". */
 static void agent_loop(void) {
   char line[2048];
@@ -140,6 +224,8 @@ static void agent_loop(void) {
       *newline = 0;
       int result = -EINVAL;
       if (strncmp(line, "reseed ", 7) == 0) result = reseed(line + 7);
+      else if (strcmp(line, "attach") == 0) result = attach_devices();
+      else if (strncmp(line, "network ", 8) == 0) result = configure_network(line + 8);
       else if (strncmp(line, "mount ", 6) == 0) result = mount_shared_folder(line + 6);
       else if (strcmp(line, "ping") == 0) result = 0;
       char reply[32];

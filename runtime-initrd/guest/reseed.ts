@@ -61,10 +61,20 @@ function reseedAfterRestore(entropy: string, epochMs: number, ask: (request: str
 export type WakeMessage = Extract<HostMessage, { type: "wake" }>;
 let reseeded = false;
 
-/** A clone's first message: reseed before any function code runs (once, in a VM restored from a snapshot). */
+/**
+ * A clone's first message: reseed before any function code runs (once, in a VM
+ * restored from a snapshot), then take the devices it was restored with beyond
+ * the saved VM's (shared folders, mounted later with the function's settings;
+ * a network, configured now).
+ */
 export function wakeUp(message: WakeMessage, rehearsal = false): void {
   if (!boot.snapshot || reseeded) return;
   // The rehearsal runs the same code, with the agent asked nothing that matters.
-  reseedAfterRestore(message.entropy, message.epochMs, rehearsal ? () => agent("ping") : agent);
+  const ask = rehearsal ? () => agent("ping") : agent;
+  reseedAfterRestore(message.entropy, message.epochMs, ask);
   reseeded = !rehearsal;
+  if (!message.attach) return;
+  ask("attach");
+  const network = message.attach.network;
+  if (network) ask(`network ${network.address} ${network.gateway} ${network.prefixLength}`);
 }

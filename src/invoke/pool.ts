@@ -2,9 +2,10 @@
  * A warm pool (createPool): invocations run on VMs started ahead of demand,
  * each holding one function already imported and waiting for an event
  * (start/warm-vms.ts). Every VM still serves exactly one invocation.
- * Invocations the pool cannot serve as they are (their own environment, a
- * network device, shared folders, another memory size) run through invoke() as
- * usual, and so does one that finds no VM ready yet.
+ * A function's configured shared folders and network are part of what its VMs
+ * are kept ready with. Invocations the pool cannot serve as they are (their own
+ * environment, another memory size, a larger result limit) run through
+ * invoke() as usual, and so does one that finds no VM ready yet.
  */
 import { type Bundle, bundleFunction } from "../build/bundle.ts";
 import type { AccelRequest } from "../host/accel.ts";
@@ -62,12 +63,15 @@ function warmFunctionOf(bundle: Bundle, prepared: PreparedInvocation, memoryMB: 
     env: invocation.env,
     mounts: mountRequests(prepared.mounts),
   };
+  // The folders' host sides and the network shape the VM too.
+  const devices = JSON.stringify({ mounts: prepared.mounts, network: prepared.network });
   return {
-    key: sha256(bundle.code, JSON.stringify(settings), String(memoryMB)),
+    key: sha256(bundle.code, JSON.stringify(settings), String(memoryMB), devices),
     file: bundle.entry,
     bundle,
     settings,
     mounts: prepared.mounts,
+    network: prepared.network,
   };
 }
 
@@ -176,9 +180,12 @@ export class Pool {
     if (prepared.limits.memoryMB !== this.options.memory) return "another memory size";
     if (options.env && Object.keys(options.env).length > 0) return "an environment of its own";
     if (prepared.limits.maxResultBytes > DEFAULTS.maxResultBytes) return "a larger result limit";
+    // Its config's folders and network are part of the function's key; an
+    // invocation's own would replace its VMs (keep() keeps one version per
+    // file), so it runs as a one-off, which restores a clone with them.
     if (options.mounts && options.mounts.length > 0) return "shared folders of its own";
-    if (prepared.network) return "a network device";
-    // A function's configured folders are fine: its pooled VMs boot with their daemons ready.
+    if (options.net !== undefined && options.net !== (prepared.bundle.config.net ?? false))
+      return "a network of its own";
     return null;
   }
 

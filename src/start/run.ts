@@ -9,7 +9,7 @@ import type { Bundle } from "../build/bundle.ts";
 import type { HostSetup } from "../host/setup.ts";
 import { BootError, UsageError } from "../util/errors.ts";
 import type { Progress } from "../util/progress.ts";
-import { bootTimeoutMs, bootVm, mountRequests, restoreTarget, restoreVm } from "../vm/launch.ts";
+import { bootTimeoutMs, bootVm, mountRequests, restoreClone } from "../vm/launch.ts";
 import type { LogEntry } from "../vm/log-collector.ts";
 import type { ResolvedMount } from "../vm/mounts.ts";
 import type { Invocation } from "../vm/protocol.ts";
@@ -72,9 +72,15 @@ export async function bootAndRun(
   });
 }
 
+/** Whether the invocation's clone needs a device the saved VM did not have (a network card). */
+function needsDevices(prepared: PreparedInvocation): boolean {
+  return prepared.network;
+}
+
 /**
  * Runs the invocation in a clone of `snapshot`: the one prestarted for it
- * (prestart.ts), else one restored now.
+ * (prestart.ts; clones without a network only), else one restored now, with
+ * the invocation's network.
  */
 export async function restoreAndRun(
   host: HostSetup,
@@ -84,12 +90,14 @@ export async function restoreAndRun(
 ): Promise<SessionReport> {
   const { invocation, bundle, limits } = prepared;
   const decoderLimits = decoderLimitsFor(limits.maxResultBytes);
-  const prestarted = await adoptPrestarted(snapshot, decoderLimits);
+  const prestarted = needsDevices(prepared)
+    ? await abandonPrestart().then(() => undefined)
+    : await adoptPrestarted(snapshot, decoderLimits);
   const runDirectory = prestarted?.runDirectory ?? (await makeRunDirectory());
   try {
     const vm =
       prestarted?.vm ??
-      (await restoreVm(restoreTarget(host, snapshot), snapshot, runDirectory, decoderLimits));
+      (await restoreClone(host, snapshot, runDirectory, { network: prepared.network, decoderLimits }));
     if (prestarted) vm.marks.adopted = vm.elapsed();
     const session = runSession(vm, {
       limits,
@@ -109,8 +117,9 @@ export async function restoreAndRun(
 export function snapshotUnsuitable(host: HostSetup, prepared: PreparedInvocation): string | null {
   const problem = snapshotProblem(host);
   if (problem) return problem;
-  if (prepared.network) return "--net needs a network device the snapshot does not have";
-  if (prepared.mounts.length > 0) return "shared folders need shared guest memory, which clones do not have";
+  // vm/launch.ts's restoreClone says why.
+  if (prepared.mounts.length > 0)
+    return "shared folders need virtio-fs, whose device QEMU 7.2 cannot restore into (vhost-user-fs is unmigratable)";
   return null;
 }
 
@@ -158,9 +167,9 @@ export async function startAndRun(
   }
   const snapshot = found ?? (await ensureSnapshot(host, memoryMB, making));
   // For the next `fnrun invoke` to prestart; a failure to write it costs only that.
-  const noted = notePrestart(host, snapshot, decoderLimitsFor(prepared.limits.maxResultBytes), env).catch(
-    () => {},
-  );
+  const noted = needsDevices(prepared)
+    ? Promise.resolve()
+    : notePrestart(host, snapshot, decoderLimitsFor(prepared.limits.maxResultBytes), env).catch(() => {});
   const report = await restoreAndRun(host, snapshot, prepared, options);
   await noted;
   if (!restoreFailed(report)) return { report, startMode: "snapshot" };

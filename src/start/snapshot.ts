@@ -18,11 +18,21 @@
  * reseeds the kernel, OpenSSL and Math.random from the host's entropy before the
  * function runs (runtime-initrd/guest.ts, docs/snapshots.md).
  *
- * A snapshot is keyed by everything that shapes it (kernel, runtime image, QEMU
- * binary, accelerator, memory size); its files are checked against their
- * recorded sizes and hashes, and one QEMU fails to restore is removed and rebuilt.
+ * Profiles: a snapshot is keyed by everything that shapes the saved guest
+ * (kernel, runtime image, QEMU binary, accelerator, memory size, and Node's
+ * options, which follow the memory size); one is made per memory size in use,
+ * the first invocation of a size booting while it is made in the background.
+ * Shared folders and a network do not make profiles of their own: the saved VM
+ * has neither, its kernel holds the free virtio transports ready, and a clone
+ * has them plugged in and binds them when it wakes (vm/launch.ts). The limits
+ * a guest enforces (result size, timeout) come with each invocation, and the
+ * log limit is the host's: none of them shapes a snapshot.
+ *
+ * Its files are checked against their recorded sizes and hashes, and one QEMU
+ * fails to restore is removed and rebuilt. The cache keeps the 8 most recently
+ * used (util/cache.ts); `fnrun snapshot --list` shows them.
  */
-import { readFile, writeFile } from "node:fs/promises";
+import { readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { guestNodeOptions } from "../host/runtime.ts";
@@ -44,7 +54,8 @@ import { BOOT_TIMEOUT_MS, bootVm, type SavedVm } from "../vm/launch.ts";
 import type { Vm } from "../vm/process.ts";
 import { hostSlots } from "../vm/slots.ts";
 
-const FORMAT = "snapshot-v2";
+/** v3: virtio 1.0 transports, the free ones registered with the kernel for a clone's devices. */
+const FORMAT = "snapshot-v3";
 const KIND = "snapshot";
 
 /** A saved VM in the cache (its restore is vm/launch.ts's restoreVm). */
@@ -54,10 +65,15 @@ export interface Snapshot extends SavedVm {
 }
 
 interface SnapshotInfo {
+  format: string;
   bootNonce: string;
   memoryMB: number;
   cmdline: string;
   createdAt: string;
+  accel: string;
+  kernel: string;
+  qemu: string;
+  runtime: string;
 }
 
 /** Why this host cannot use snapshots, or null. */
@@ -136,7 +152,7 @@ export async function ensureSnapshot(
       key,
       async (directory) => {
         (options.progress ?? silent)(
-          `making a snapshot of a booted VM${options.background ? " in the background" : ""} (${memoryMB} MB; once per kernel, runtime and size)`,
+          `making a snapshot of a booted VM${options.background ? " in the background" : ""} (${memoryMB} MB; once per kernel, runtime and memory size)`,
         );
         await saveBootedVm(host, memoryMB, directory, options.bootTimeoutMs ?? BOOT_TIMEOUT_MS.tcg);
         return ["ram", "state", "snapshot.json"];
@@ -234,6 +250,75 @@ async function saveBootedVm(
   } finally {
     await vm.kill();
   }
-  const info: SnapshotInfo = { bootNonce, memoryMB, cmdline, createdAt: new Date().toISOString() };
+  const info: SnapshotInfo = {
+    format: FORMAT,
+    bootNonce,
+    memoryMB,
+    cmdline,
+    createdAt: new Date().toISOString(),
+    accel: host.accel.accel,
+    kernel: host.kernel.path,
+    qemu: host.qemuPath,
+    runtime: host.runtime.key,
+  };
   await writeFile(join(directory, "snapshot.json"), JSON.stringify(info, null, 2));
+}
+
+/** A snapshot in the cache, as `fnrun snapshot --list` shows it. */
+export interface SnapshotProfile {
+  key: string;
+  directory: string;
+  memoryMB: number | null;
+  accel: string | null;
+  createdAt: string | null;
+  /** When a restore last found it (the cache entry's mtime: at most an hour off). */
+  lastUsed: string;
+  /** Bytes on disk (the RAM file is sparse: what the guest touched). */
+  bytes: number;
+  /** Made for this host as it is now (its kernel, runtime, QEMU and accelerator): restorable. */
+  current: boolean;
+}
+
+/** Every snapshot in the cache, most recently used first. */
+export async function listSnapshots(
+  host: HostSetup | undefined,
+  env = process.env,
+): Promise<SnapshotProfile[]> {
+  const parent = join(cacheRoot(env), KIND);
+  const names = await readdir(parent).catch(() => [] as string[]);
+  const profiles: SnapshotProfile[] = [];
+  for (const name of names) {
+    if (!/^[0-9a-f]{64}$/.test(name)) continue;
+    const directory = join(parent, name);
+    const info = await readFile(join(directory, "snapshot.json"), "utf8")
+      .then((text) => JSON.parse(text) as Partial<SnapshotInfo>)
+      .catch(() => ({}) as Partial<SnapshotInfo>);
+    const usage = await diskUsage(directory);
+    if (!usage) continue;
+    const memoryMB = typeof info.memoryMB === "number" ? info.memoryMB : null;
+    profiles.push({
+      key: name,
+      directory,
+      memoryMB,
+      accel: info.accel ?? null,
+      createdAt: info.createdAt ?? null,
+      lastUsed: new Date(usage.mtimeMs).toISOString(),
+      bytes: usage.bytes,
+      current: host !== undefined && memoryMB !== null && (await snapshotKey(host, memoryMB)) === name,
+    });
+  }
+  return profiles.sort((a, b) => b.lastUsed.localeCompare(a.lastUsed));
+}
+
+async function diskUsage(directory: string): Promise<{ bytes: number; mtimeMs: number } | undefined> {
+  try {
+    const info = await stat(directory);
+    let bytes = 0;
+    for (const name of await readdir(directory)) {
+      bytes += (await stat(join(directory, name))).blocks * 512;
+    }
+    return { bytes, mtimeMs: info.mtimeMs };
+  } catch {
+    return undefined;
+  }
 }

@@ -5,10 +5,11 @@
  * the background, one start at a time so that the invocations running now are
  * not starved.
  *
- * A warm VM is a snapshot clone sent a "load" message, or, where clones cannot
+ * A warm VM is a snapshot clone sent a "load" message, with the function's
+ * network plugged in (vm/launch.ts's restoreClone), or, where clones cannot
  * serve (no snapshots on this kernel, or the function has shared folders), a VM
- * booted with the function in its initramfs. The pool (invoke/pool.ts) decides
- * which invocations run on one.
+ * booted with the function in its initramfs. The pool (invoke/pool.ts) decides which
+ * invocations run on one.
  */
 import { rm } from "node:fs/promises";
 import type { Bundle } from "../build/bundle.ts";
@@ -16,7 +17,7 @@ import type { HostSetup } from "../host/setup.ts";
 import { InternalError } from "../util/errors.ts";
 import { Limiter } from "../util/limiter.ts";
 import { newFrameKey } from "../vm/frame-keys.ts";
-import { bootTimeoutMs, bootVm, restoreTarget, restoreVm } from "../vm/launch.ts";
+import { bootTimeoutMs, bootVm, restoreClone } from "../vm/launch.ts";
 import type { ResolvedMount } from "../vm/mounts.ts";
 import type { Vm } from "../vm/process.ts";
 import type { DecoderLimits, FunctionSettings } from "../vm/protocol.ts";
@@ -32,6 +33,8 @@ export interface WarmFunction {
   settings: FunctionSettings;
   /** The function's own shared folders (config.mounts): its VMs boot, with their daemons ready. */
   mounts: ResolvedMount[];
+  /** Its VMs have a network (guarded, vm/net-guard.ts). */
+  network: boolean;
 }
 
 export interface WarmVm {
@@ -153,7 +156,7 @@ export class WarmVms {
   /** Starts one VM for `slot` and waits until it has imported the function. */
   async #start(slot: Slot): Promise<Slot["ready"][number]> {
     if (this.#closed) throw new InternalError("the pool is closed");
-    // Clones cannot share folders (virtio-fs needs shared guest memory): such functions' VMs boot.
+    // Clones cannot have shared folders (vm/launch.ts's restoreClone): such functions' VMs boot.
     const { vm, bootNonce, key } =
       this.options.startMode === "snapshot" && slot.fn.mounts.length === 0
         ? await this.#restoreAndLoad(slot.fn)
@@ -192,12 +195,10 @@ export class WarmVms {
   async #restoreAndLoad(fn: WarmFunction): Promise<WarmVm> {
     const snapshot = await ensureSnapshot(this.host, this.options.memoryMB);
     const runDirectory = await makeRunDirectory();
-    const vm = await restoreVm(
-      restoreTarget(this.host, snapshot),
-      snapshot,
-      runDirectory,
-      this.options.decoderLimits,
-    ).catch(async (error: unknown) => {
+    const vm = await restoreClone(this.host, snapshot, runDirectory, {
+      network: fn.network,
+      decoderLimits: this.options.decoderLimits,
+    }).catch(async (error: unknown) => {
       await rm(runDirectory, { recursive: true, force: true });
       throw error;
     });
@@ -210,7 +211,7 @@ export class WarmVms {
   async #bootWithFunction(fn: WarmFunction): Promise<WarmVm> {
     const key = newFrameKey();
     const { vm, bootNonce } = await bootVm(this.host, {
-      shape: { memoryMB: this.options.memoryMB, network: false },
+      shape: { memoryMB: this.options.memoryMB, network: fn.network },
       mounts: fn.mounts,
       payload: { kind: "function", settings: { ...fn.settings, key }, bundleCode: fn.bundle.code },
       decoderLimits: this.options.decoderLimits,

@@ -242,7 +242,8 @@ const KEEP_DEFAULT = 3;
 export async function pruneOldEntries(parent: string, justBuilt: string): Promise<void> {
   const keep = KEEP[basename(parent)] ?? KEEP_DEFAULT;
   const names = (await readdir(parent).catch(() => [] as string[])).filter(
-    (name) => !name.startsWith(".") && !name.endsWith(".lock") && name !== justBuilt,
+    (name) =>
+      !name.startsWith(".") && !name.endsWith(".lock") && !name.endsWith(".json") && name !== justBuilt,
   );
   const dated = await Promise.all(
     names.map(async (name) => ({

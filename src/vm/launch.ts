@@ -8,12 +8,18 @@
  *   bootVm:    run directory -> shared folders (virtiofsd) -> initramfs (the
  *              runtime image + what this VM carries) -> kernel command line ->
  *              the machine (vmSpec) -> QEMU
- *   restoreVm: run directory -> the saved VM's machine (restoreTarget, the same
- *              vmSpec) -> QEMU waiting for its state -> the state loaded over
- *              QMP -> the wake message (fresh entropy, the time)
+ *   restoreClone: run directory -> the network guard, for a clone with a
+ *              network -> the saved VM's machine plus that card (restoreTarget,
+ *              the same vmSpec) -> restoreVm: QEMU waiting for its state -> the
+ *              state loaded over QMP -> the wake message (fresh entropy, the
+ *              time, the card to bind and its address)
  *
  * The machine a clone is restored into is built by the same vmSpec() as the one
- * that was saved, so their devices cannot drift apart.
+ * that was saved, so their devices cannot drift apart. A VM saved for a snapshot
+ * has no network; the transports a card would take are registered with its
+ * kernel empty, so that a clone can have one plugged in (after the saved
+ * devices, which keep their transports) and bind it once it wakes: one
+ * snapshot serves a memory size with and without a network.
  */
 import { randomBytes } from "node:crypto";
 import { closeSync, openSync } from "node:fs";
@@ -24,10 +30,10 @@ import type { HostSetup } from "../host/setup.ts";
 import { BootError } from "../util/errors.ts";
 import { type BootPayload, writeInitrd } from "./initrd.ts";
 import { type ResolvedMount, SharedFolders } from "./mounts.ts";
-import { NetGuard } from "./net-guard.ts";
+import { NetGuard, type NetGuardSockets } from "./net-guard.ts";
 import { type LaunchOptions, randomNonce, Vm } from "./process.ts";
-import type { DecoderLimits, MountRequest } from "./protocol.ts";
-import { buildKernelCmdline } from "./qemu.ts";
+import { type DecoderLimits, type HostMessage, type MountRequest, SLIRP_NETWORK } from "./protocol.ts";
+import { buildKernelCmdline, randomMacAddress } from "./qemu.ts";
 import { makeRunDirectory } from "./run-directory.ts";
 
 /** What a guest can tell apart between VMs: what a snapshot has to match. */
@@ -70,6 +76,7 @@ export function vmSpec(host: HostSetup, shape: VmShape, parts: MachineParts): La
     channel: host.channel,
     sandbox: true,
     network: shape.network,
+    ...(shape.network ? { macAddress: randomMacAddress(randomBytes(5)) } : {}),
     ...parts,
   };
 }
@@ -117,6 +124,8 @@ export async function bootVm(host: HostSetup, plan: BootPlan): Promise<BootedVm>
       network: plan.shape.network,
       verbose: plan.verbose ?? false,
       firmwareBoot: host.kernel.entry === "bios",
+      // A VM to be saved keeps its free transports for its clones' devices.
+      ...(plan.snapshotRam ? { spareTransportsAfter: savedDevices(host) } : {}),
     });
     const saving = plan.snapshotRam
       ? { memoryFile: { path: plan.snapshotRam, shared: true }, qmp: true, allowSpawn: true }
@@ -153,6 +162,8 @@ export async function bootVm(host: HostSetup, plan: BootPlan): Promise<BootedVm>
   }
 }
 
+type WakeMessage = Extract<HostMessage, { type: "wake" }>;
+
 /** What restoring a saved VM needs of it. */
 export interface SavedVm {
   /** Guest RAM, mapped privately by each clone: never written. */
@@ -170,12 +181,23 @@ export interface RestoreTarget {
   spec: LaunchOptions["spec"];
 }
 
-export function restoreTarget(host: HostSetup, saved: SavedVm): RestoreTarget {
+/** The devices of a VM saved for a snapshot: the runtime disk (disk layout) and the channel. */
+export function savedDevices(host: HostSetup): number {
+  return (host.runtime.disk ? 1 : 0) + (host.channel === "virtio" ? 1 : 0);
+}
+
+/** What a clone has beyond the VM it was saved from: a network card, on a free transport. */
+export interface CloneDevices {
+  /** The guard's sockets, for a clone with a network. */
+  netGuard?: NetGuardSockets;
+}
+
+export function restoreTarget(host: HostSetup, saved: SavedVm, devices: CloneDevices = {}): RestoreTarget {
   return {
     qemuPath: host.qemuPath,
     spec: vmSpec(
       host,
-      { memoryMB: saved.memoryMB, network: false },
+      { memoryMB: saved.memoryMB, network: devices.netGuard !== undefined },
       {
         initrd: host.runtime.bootArchive,
         cmdline: saved.cmdline,
@@ -183,9 +205,46 @@ export function restoreTarget(host: HostSetup, saved: SavedVm): RestoreTarget {
         memoryFile: { path: saved.ram, shared: false },
         incoming: true,
         qmp: true,
+        ...(devices.netGuard ? { netGuard: devices.netGuard } : {}),
       },
     ),
   };
+}
+
+export interface ClonePlan {
+  network: boolean;
+  decoderLimits?: DecoderLimits;
+}
+
+/**
+ * The restore recipe for an invocation's clone, with a network when
+ * `plan.network`: its guard starts before QEMU, the card is plugged into a
+ * transport the saved VM left free, and the guest binds it and takes its
+ * address when it wakes. The VM owns the guard: vm.kill() closes it.
+ *
+ * Shared folders cannot be had this way: QEMU 7.2 marks vhost-user-fs
+ * unmigratable, which refuses loading a state into a machine that has one as
+ * surely as saving one ("State blocked by non-migratable device"), and
+ * microvm's virtio-mmio bus takes no hotplug. Invocations with folders boot
+ * (start/run.ts).
+ */
+export async function restoreClone(
+  host: HostSetup,
+  saved: SavedVm,
+  runDirectory: string,
+  plan: ClonePlan,
+): Promise<Vm> {
+  if (!plan.network) return restoreVm(restoreTarget(host, saved), saved, runDirectory, plan.decoderLimits);
+  const guard = await NetGuard.start(runDirectory);
+  try {
+    const target = restoreTarget(host, saved, { netGuard: guard.sockets });
+    const vm = await restoreVm(target, saved, runDirectory, plan.decoderLimits, { network: SLIRP_NETWORK });
+    vm.addCompanion(() => guard.close());
+    return vm;
+  } catch (error) {
+    await guard.close();
+    throw error;
+  }
 }
 
 /**
@@ -204,6 +263,7 @@ export async function restoreVm(
   saved: SavedVm,
   runDirectory: string,
   decoderLimits?: DecoderLimits,
+  attach?: WakeMessage["attach"],
 ): Promise<Vm> {
   // QEMU reads the device state from an inherited descriptor: a clone, which runs
   // a function, may not start processes (no `exec:cat`).
@@ -222,7 +282,8 @@ export async function restoreVm(
     closeSync(state);
   }
   // The wake-up waits in the channel's socket until the restored guest reads it.
-  vm.send({ type: "wake", entropy: randomBytes(64).toString("hex"), epochMs: Date.now() }, saved.bootNonce);
+  const wake: WakeMessage = { type: "wake", entropy: randomBytes(64).toString("hex"), epochMs: Date.now() };
+  vm.send(attach ? { ...wake, attach } : wake, saved.bootNonce);
   try {
     const qmp = await Promise.race([
       vm.qmp,

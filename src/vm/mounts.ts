@@ -23,7 +23,7 @@ import { SetupError, UsageError } from "../util/errors.ts";
 import { runtimeSourceDir } from "../util/paths.ts";
 import { TextTail } from "../util/text-tail.ts";
 import type { MountRequest } from "./protocol.ts";
-import type { SharedFolderDevice } from "./qemu.ts";
+import { type SharedFolderDevice, VIRTIO_MMIO } from "./qemu.ts";
 
 export interface ResolvedMount extends MountConfig {
   tag: string;
@@ -43,7 +43,8 @@ const RESERVED = [
   "/etc",
   "/tmp",
 ];
-const MAX_MOUNTS = 8;
+/** What fits microvm's transports beside the runtime disk and the channel (one fewer with a network). */
+export const MAX_MOUNTS = VIRTIO_MMIO.count - 2;
 
 /** Checks mounts at the boundary: folders that exist, guest paths that are absolute and free. */
 export function checkMounts(mounts: MountConfig[]): ResolvedMount[] {

@@ -86,12 +86,30 @@ export type FunctionSettings = Pick<
 /** A pooled VM booted with its function: its settings, and the key of its frames. */
 export type BoundFunction = FunctionSettings & Pick<Invocation, "key">;
 
+/** The guest's side of QEMU's user-mode network (slirp's defaults). */
+export interface GuestNetwork {
+  address: string;
+  gateway: string;
+  prefixLength: number;
+}
+
+export const SLIRP_NETWORK: GuestNetwork = { address: "10.0.2.15", gateway: "10.0.2.2", prefixLength: 24 };
+
 export type HostMessage =
   /**
    * A clone's first message, sent as soon as it is restored: fresh randomness
    * (hex) and the host's clock, to reseed with before any function code runs.
    */
-  | { type: "wake"; entropy: string; epochMs: number }
+  | {
+      type: "wake";
+      entropy: string;
+      epochMs: number;
+      /**
+       * Devices this clone has that the saved VM did not (its shared folders, its
+       * network): bind them, and give the network this address.
+       */
+      attach?: { network?: GuestNetwork };
+    }
   /** Run this invocation (with the bundle, unless one is loaded already). */
   | { type: "invoke"; invocation: Invocation; bundle?: string }
   /**

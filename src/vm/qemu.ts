@@ -55,6 +55,56 @@ export interface VmSpec {
   network: boolean;
   /** Where the guard listens; required with `network`. */
   netGuard?: NetGuardSockets;
+  /** The network device's MAC address (QEMU's default, 52:54:00:12:34:56, is every VM's). */
+  macAddress?: string;
+}
+
+/**
+ * microvm's virtio-mmio transports: 8 of them, 512 bytes apart from 0xfeb00000,
+ * the one at index i on interrupt 5 + i. QEMU plugs devices in from the last
+ * one down, in the order of the command line (measured with `info qtree` and
+ * the guest's /proc/cmdline under QEMU 7.2).
+ */
+export const VIRTIO_MMIO = { base: 0xfeb00000, stride: 0x200, count: 8, firstIrq: 5 } as const;
+
+/** The transports left free by `plugged` devices, last first: where a clone's extra devices go. */
+export function spareTransports(plugged: number): Array<{ address: number; irq: number }> {
+  const spare: Array<{ address: number; irq: number }> = [];
+  for (let index = VIRTIO_MMIO.count - 1 - plugged; index >= 0; index--) {
+    spare.push({ address: VIRTIO_MMIO.base + index * VIRTIO_MMIO.stride, irq: VIRTIO_MMIO.firstIrq + index });
+  }
+  return spare;
+}
+
+/**
+ * Kernel words that register the free transports as virtio-mmio devices (QEMU
+ * lists only the used ones). Empty, each is probed and set aside; a clone that
+ * finds a device plugged into one binds it after its restore (init.c's
+ * "attach"), which is how a VM saved without shared folders or a network gets
+ * them (start/snapshot.ts).
+ */
+export function spareTransportWords(plugged: number): string[] {
+  return spareTransports(plugged).map(
+    ({ address, irq }) => `virtio_mmio.device=${VIRTIO_MMIO.stride}@0x${address.toString(16)}:${irq}`,
+  );
+}
+
+/** How many virtio devices a VM of `spec` has plugged. */
+export function pluggedDevices(
+  spec: Pick<VmSpec, "runtimeDisk" | "channel" | "sharedFolders" | "network">,
+): number {
+  return (
+    (spec.runtimeDisk ? 1 : 0) +
+    (spec.channel.kind === "virtio" ? 1 : 0) +
+    spec.sharedFolders.length +
+    (spec.network ? 1 : 0)
+  );
+}
+
+/** A random unicast, locally administered MAC address: each VM's network card its own. */
+export function randomMacAddress(bytes: Uint8Array): string {
+  if (bytes.length !== 5) throw new Error("a MAC address takes 5 random bytes");
+  return ["02", ...Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0"))].join(":");
 }
 
 export interface CmdlineSpec {
@@ -70,6 +120,8 @@ export interface CmdlineSpec {
   verbose: boolean;
   /** The kernel is a bzImage started by firmware (its real-mode setup probes EDD and says so). */
   firmwareBoot?: boolean;
+  /** Register the transports these many plugged devices leave free (a VM to be snapshotted). */
+  spareTransportsAfter?: number;
 }
 
 export function buildKernelCmdline(spec: CmdlineSpec): string {
@@ -94,6 +146,7 @@ export function buildKernelCmdline(spec: CmdlineSpec): string {
   // Not after "--": QEMU appends the virtio-mmio device list to the command line,
   // and the kernel would hand those words to init instead of parsing them.
   if (spec.nodeOptions.length > 0) words.push(`fnrun_node=${spec.nodeOptions.join(",")}`);
+  if (spec.spareTransportsAfter !== undefined) words.push(...spareTransportWords(spec.spareTransportsAfter));
   return words.join(" ");
 }
 
@@ -131,7 +184,12 @@ export function buildQemuArgs(spec: VmSpec): string[] {
   ];
   if (spec.kernel.entry === "bios") args.push("-bios", spec.biosPath ?? QBOOT_BIOS);
   args.push("-kernel", spec.kernel.path, "-initrd", spec.initrd, "-append", spec.cmdline);
-  // Device order fixes guest names: the runtime disk must be the first block device (/dev/vda).
+  // Virtio 1.0 everywhere (vhost-user-fs needs it): a clone's devices must be what
+  // its saved guest knew, whatever it adds.
+  if (pluggedDevices(spec) > 0) args.push("-global", "virtio-mmio.force-legacy=false");
+  // Device order fixes guest names and transports: the runtime disk must be the
+  // first block device (/dev/vda), and a clone's extra devices come after those
+  // its snapshot was saved with.
   if (spec.runtimeDisk) {
     args.push(
       "-drive",
@@ -150,7 +208,6 @@ export function buildQemuArgs(spec: VmSpec): string[] {
       "virtserialport,chardev=channel,name=fnrun",
     );
   }
-  if (spec.sharedFolders.length > 0) args.push("-global", "virtio-mmio.force-legacy=false");
   spec.sharedFolders.forEach((folder, index) => {
     args.push(
       "-chardev",
@@ -167,7 +224,10 @@ export function buildQemuArgs(spec: VmSpec): string[] {
       "-netdev",
       "user,id=net0,ipv6=off",
       "-device",
-      "virtio-net-device,netdev=net0",
+      // Without a link status to report (status=off), the guest's driver sets its
+      // carrier at once: a clone's card, bound after its restore, is running as
+      // soon as it is up, instead of after Linux's link-event delay (up to 1 s).
+      `virtio-net-device,netdev=net0,status=off${spec.macAddress ? `,mac=${spec.macAddress}` : ""}`,
       "-chardev",
       `socket,id=netguard-out,path=${spec.netGuard.outSocket}`,
       "-chardev",

@@ -276,11 +276,14 @@ describe.concurrent("network", () => {
         `http://10.0.2.2:${served.port}/_fnrun/api/invocations`,
         ...hostAddresses.map((address) => `http://${address}:${anyPort}/`),
       ];
-      const { result } = await invoke("test/fixtures/contract/network-probe.ts", {
+      const { result, startMode } = await invoke("test/fixtures/contract/network-probe.ts", {
         net: true,
+        start: "snapshot",
         // As a page on the host would: fnrun serve takes loopback callers' requests.
         event: { urls, headers: { host: `127.0.0.1:${served.port}` } },
       });
+      // A clone, its network plugged in after the restore: the guard holds there too.
+      expect(startMode).toBe("snapshot");
       const { interfaces, results } = result as { interfaces: string[]; results: Record<string, string> };
       expect(interfaces).toEqual(["eth0", "lo"]);
       // The dashboard's API (loopback callers are trusted) answered nothing either.
@@ -293,41 +296,97 @@ describe.concurrent("network", () => {
   });
 
   // Outward, the network still works: a peer host (a network namespace, as root) answers.
-  it.runIf(process.getuid?.() === 0)("still reaches other hosts with --net", async () => {
-    const namespace = `fnrun-peer-${process.pid}`;
-    const run = (...args: string[]) => execFileSync("ip", args, { stdio: "ignore" });
-    run("netns", "add", namespace);
-    let peer: ReturnType<typeof spawn> | undefined;
-    try {
-      run("link", "add", `fnv${process.pid}`, "type", "veth", "peer", "name", `fnp${process.pid}`);
-      run("link", "set", `fnp${process.pid}`, "netns", namespace);
-      run("addr", "add", "10.213.7.1/24", "dev", `fnv${process.pid}`);
-      run("link", "set", `fnv${process.pid}`, "up");
-      run("netns", "exec", namespace, "ip", "addr", "add", "10.213.7.2/24", "dev", `fnp${process.pid}`);
-      run("netns", "exec", namespace, "ip", "link", "set", `fnp${process.pid}`, "up");
-      peer = spawn("ip", [
-        "netns",
-        "exec",
-        namespace,
-        process.execPath,
-        "-e",
-        'require("http").createServer((q, r) => r.end("hello from a peer")).listen(8080, "10.213.7.2")',
-      ]);
-      await new Promise((resolve) => setTimeout(resolve, 500));
-      const { result } = await invoke("test/fixtures/contract/network-probe.ts", {
-        net: true,
-        event: { urls: ["http://10.213.7.2:8080/", "http://10.213.7.1:8080/"] },
-      });
-      expect((result as { results: Record<string, string> }).results).toEqual({
-        "http://10.213.7.2:8080/": "status 200: hello from a peer",
-        // This host's own end of the link is this host.
-        "http://10.213.7.1:8080/": expect.stringMatching(/^failed: /),
-      });
-    } finally {
-      peer?.kill();
-      spawnSync("ip", ["link", "del", `fnv${process.pid}`]);
-      spawnSync("ip", ["netns", "del", namespace]);
+  it.runIf(process.getuid?.() === 0).each(["boot", "snapshot"] as const)(
+    "still reaches other hosts with --net (%s start)",
+    async (start) => {
+      const namespace = `fnrun-peer-${process.pid}-${start}`;
+      // Run at once: each its own link and subnet.
+      const subnet = start === "boot" ? "10.213.7" : "10.213.8";
+      const run = (...args: string[]) => execFileSync("ip", args, { stdio: "ignore" });
+      run("netns", "add", namespace);
+      let peer: ReturnType<typeof spawn> | undefined;
+      try {
+        run(
+          "link",
+          "add",
+          `fnv${start[0]}${process.pid}`,
+          "type",
+          "veth",
+          "peer",
+          "name",
+          `fnp${start[0]}${process.pid}`,
+        );
+        run("link", "set", `fnp${start[0]}${process.pid}`, "netns", namespace);
+        run("addr", "add", `${subnet}.1/24`, "dev", `fnv${start[0]}${process.pid}`);
+        run("link", "set", `fnv${start[0]}${process.pid}`, "up");
+        run(
+          "netns",
+          "exec",
+          namespace,
+          "ip",
+          "addr",
+          "add",
+          `${subnet}.2/24`,
+          "dev",
+          `fnp${start[0]}${process.pid}`,
+        );
+        run("netns", "exec", namespace, "ip", "link", "set", `fnp${start[0]}${process.pid}`, "up");
+        peer = spawn("ip", [
+          "netns",
+          "exec",
+          namespace,
+          process.execPath,
+          "-e",
+          `require("http").createServer((q, r) => r.end("hello from a peer")).listen(8080, "${subnet}.2")`,
+        ]);
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        const { result, startMode } = await invoke("test/fixtures/contract/network-probe.ts", {
+          net: true,
+          start,
+          event: { urls: [`http://${subnet}.2:8080/`, `http://${subnet}.1:8080/`] },
+        });
+        expect(startMode).toBe(start);
+        expect((result as { results: Record<string, string> }).results).toEqual({
+          [`http://${subnet}.2:8080/`]: "status 200: hello from a peer",
+          // This host's own end of the link is this host.
+          [`http://${subnet}.1:8080/`]: expect.stringMatching(/^failed: /),
+        });
+      } finally {
+        peer?.kill();
+        spawnSync("ip", ["link", "del", `fnv${start[0]}${process.pid}`]);
+        spawnSync("ip", ["netns", "del", namespace]);
+      }
+    },
+  );
+});
+
+describe("network on clones", () => {
+  // The saved VM never had a network card: each clone gets its own, with its own
+  // MAC address, no connections or neighbours from the snapshot, and ports drawn
+  // from a secret made after its fresh entropy.
+  it("gives every --net clone a fresh network identity", async () => {
+    const runs = await Promise.all(
+      Array.from({ length: 3 }, () =>
+        invoke("test/fixtures/contract/network-identity.ts", { net: true, start: "snapshot" }),
+      ),
+    );
+    expect(runs.map((run) => run.startMode)).toEqual(["snapshot", "snapshot", "snapshot"]);
+    const identities = runs.map(
+      (run) =>
+        run.result as {
+          mac: string;
+          address: string;
+          before: { tcp: string[]; arp: string[] };
+          sourcePort: number;
+        },
+    );
+    for (const identity of identities) {
+      expect(identity.address).toBe("10.0.2.15");
+      expect(identity.mac).toMatch(/^02(:[0-9a-f]{2}){5}$/);
+      expect(identity.before).toEqual({ tcp: [], arp: [] });
     }
+    expect(new Set(identities.map((identity) => identity.mac)).size).toBe(3);
+    expect(new Set(identities.map((identity) => identity.sourcePort)).size).toBe(3);
   });
 });
 

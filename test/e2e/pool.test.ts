@@ -48,6 +48,31 @@ describe("warm pool", () => {
     expect(qemuProcesses()).toEqual([]);
   });
 
+  it("keeps clones with a network ready for a function whose config asks for one, each with its own card", async () => {
+    const host = await resolveHost();
+    const pool = await createPool({
+      size: 2,
+      host,
+      start: "snapshot",
+      functions: ["test/fixtures/wants-network.ts"],
+    });
+    try {
+      await waitForIdle(pool, 2);
+      const runs = [];
+      for (let n = 0; n < 2; n++) runs.push(await pool.invoke("test/fixtures/wants-network.ts"));
+      expect(runs.map((run) => run.startMode)).toEqual(["pool", "pool"]);
+      for (const run of runs) expect(run.result).toEqual({ interfaces: ["eth0", "lo"] });
+      // An invocation asking for no network, against its config, is not served a card.
+      const without = await pool.invoke("test/fixtures/wants-network.ts", { net: false });
+      expect(without.startMode).not.toBe("pool");
+      expect(without.result).toEqual({ interfaces: ["lo"] });
+      expect(pool.stats().served).toBe(2);
+    } finally {
+      await pool.close();
+    }
+    expect(qemuProcesses()).toEqual([]);
+  });
+
   it("runs what it cannot serve through an ordinary invocation, and drops VMs holding old code", async () => {
     const host = await resolveHost();
     const directory = mkdtempSync(join(tmpdir(), "fnrun-test-pool-"));

@@ -1,7 +1,9 @@
 // Snapshot starts: one saved VM, many clones, fresh randomness in every one.
 import { spawnSync } from "node:child_process";
-import { truncateSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type HostSetup, resolveHost } from "../../src/host/setup.ts";
 import { invoke } from "../../src/index.ts";
@@ -75,12 +77,61 @@ describe("snapshot starts", () => {
     expect(names).not.toContain("kernelStart");
   });
 
-  it("boots instead when the invocation needs what a clone cannot have", async () => {
-    const withNet = await invoke("functions/hello.ts", { host, net: true });
-    expect(withNet.startMode).toBe("boot");
-    const run = await runCli(["invoke", "functions/hello.ts", "--start", "snapshot", "--net"]);
-    expect(run.code).toBe(2);
-    expect(run.stderr).toContain("--start snapshot: --net needs a network device the snapshot does not have");
+  it("restores clones with a network and another memory size, boots shared folders, and lists each profile", async () => {
+    const withNet = await invoke("test/fixtures/contract/network.ts", {
+      host,
+      net: true,
+      event: { url: "http://10.0.2.2:9/" },
+    });
+    expect(withNet.startMode).toBe("snapshot");
+    expect(withNet.result).toEqual({
+      interfaces: ["eth0", "lo"],
+      fetched: expect.stringMatching(/^failed: /),
+    });
+    const folder = mkdtempSync(join(tmpdir(), "fnrun-test-clone-folder-"));
+    try {
+      writeFileSync(join(folder, "greeting.txt"), "from the host's folder\n");
+      const withMount = await runCli([
+        "invoke",
+        "test/fixtures/mounts/reads-greeting.ts",
+        "--mount",
+        `${folder}:/mnt/data`,
+        "--json",
+      ]);
+      expect(withMount.code, withMount.stderr).toBe(0);
+      expect(JSON.parse(withMount.stdout)).toMatchObject({
+        startMode: "boot",
+        result: "from the host's folder\n",
+      });
+      const refused = await runCli([
+        "invoke",
+        "functions/hello.ts",
+        "--start",
+        "snapshot",
+        "--mount",
+        `${folder}:/mnt/data`,
+      ]);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toContain("--start snapshot: shared folders need virtio-fs");
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+    // Another memory size: its own snapshot, made once (here waited for), then restored.
+    const bigger = await invoke("functions/hello.ts", { host, memory: 512, start: "snapshot" });
+    expect(bigger.startMode).toBe("snapshot");
+    const listed = await runCli(["snapshot", "--list", "--json"]);
+    expect(listed.code).toBe(0);
+    const profiles = JSON.parse(listed.stdout) as Array<{
+      memoryMB: number;
+      current: boolean;
+      bytes: number;
+    }>;
+    const current = profiles.filter((profile) => profile.current).map((profile) => profile.memoryMB);
+    expect(current).toEqual(expect.arrayContaining([256, 512]));
+    for (const profile of profiles) expect(profile.bytes).toBeGreaterThan(0);
+    const table = await runCli(["snapshot", "--list"]);
+    expect(table.stdout).toMatch(/^memory +accel +on disk +last used/);
+    expect(table.stdout).toMatch(/\n512 MB +tcg /);
   });
 });
 
@@ -101,11 +152,11 @@ describe("prestart", () => {
     );
     expect(JSON.parse(adopted.stdout).startMode).toBe("snapshot");
 
-    // Its own config asks for a network: a clone cannot have one, so the prestarted
-    // one is killed and the function boots, its result unharmed.
+    // Its own config asks for a network: the prestarted clone has none, so it is
+    // killed and another restored with one, its result unharmed.
     const other = cli("invoke", "test/fixtures/wants-network.ts", "--json");
     expect(other.status, other.stderr).toBe(0);
-    expect(JSON.parse(other.stdout).startMode).toBe("boot");
+    expect(JSON.parse(other.stdout).startMode).toBe("snapshot");
     expect(timelineOf(other.stdout)).not.toContain("cloneAdopted");
     expect(JSON.parse(other.stdout).result.interfaces).toContain("eth0");
 

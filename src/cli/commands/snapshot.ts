@@ -1,14 +1,52 @@
-/** `fnrun snapshot`: make (or show) the snapshot VMs are restored from. */
+/** `fnrun snapshot`: make (or show) the snapshot VMs are restored from, or list them all. */
 
 import { DEFAULTS } from "../../invoke/options.ts";
 import { ExitCode, UsageError } from "../../util/errors.ts";
 import { defineCommand } from "../command.ts";
 import type { CliIo } from "../io.ts";
 
-async function runSnapshot(
-  args: { memory: number; rebuild?: boolean; accel: "auto" | "kvm" | "tcg" },
-  io: CliIo,
-) {
+interface SnapshotArgs {
+  memory: number;
+  rebuild?: boolean;
+  list?: boolean;
+  json?: boolean;
+  accel: "auto" | "kvm" | "tcg";
+}
+
+function megabytes(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(0)} MB`;
+}
+
+function shortTime(iso: string | null): string {
+  return iso ? iso.replace("T", " ").slice(0, 16) : "?";
+}
+
+async function listProfiles(args: SnapshotArgs, io: CliIo) {
+  const { resolveHost } = await import("../../host/setup.ts");
+  const { listSnapshots } = await import("../../start/snapshot.ts");
+  // Without a host (no QEMU, say), the list still shows what is there.
+  const host = await resolveHost({ accel: args.accel }).catch(() => undefined);
+  const profiles = await listSnapshots(host, io.env);
+  if (args.json) {
+    io.stdout.write(`${JSON.stringify(profiles)}\n`);
+    return ExitCode.ok;
+  }
+  if (profiles.length === 0) {
+    io.stderr.write("no snapshots yet: the first snapshot start of each memory size makes one\n");
+    return ExitCode.ok;
+  }
+  io.stdout.write("memory   accel  on disk   last used         made              key\n");
+  for (const profile of profiles) {
+    const memory = profile.memoryMB === null ? "?" : `${profile.memoryMB} MB`;
+    io.stdout.write(
+      `${memory.padEnd(8)} ${(profile.accel ?? "?").padEnd(6)} ${megabytes(profile.bytes).padStart(7)}   ${shortTime(profile.lastUsed)}  ${shortTime(profile.createdAt)}  ${profile.key.slice(0, 12)}${profile.current ? "" : "  (stale: another kernel, runtime or QEMU)"}\n`,
+    );
+  }
+  return ExitCode.ok;
+}
+
+async function runSnapshot(args: SnapshotArgs, io: CliIo) {
+  if (args.list) return listProfiles(args, io);
   const { resolveHost } = await import("../../host/setup.ts");
   const { discardSnapshot, ensureSnapshot, findSnapshot } = await import("../../start/snapshot.ts");
   const { LIMITS } = await import("../../build/config.ts");
@@ -30,9 +68,9 @@ async function runSnapshot(
   return ExitCode.ok;
 }
 
-export default defineCommand<{ memory: number; rebuild?: boolean; accel: "auto" | "kvm" | "tcg" }>({
+export default defineCommand<SnapshotArgs>({
   command: "snapshot",
-  describe: "Make (or show) the snapshot VMs are restored from",
+  describe: "Make (or show) the snapshot VMs are restored from, or list every one",
   builder: (command) =>
     command
       .option("memory", {
@@ -41,7 +79,13 @@ export default defineCommand<{ memory: number; rebuild?: boolean; accel: "auto" 
         describe: "Guest RAM in MB of the snapshot",
       })
       .option("rebuild", { type: "boolean", describe: "Make it anew even if a valid one exists" })
+      .option("list", {
+        type: "boolean",
+        describe: "List the snapshots in the cache: memory size, size on disk, when last used",
+      })
+      .option("json", { type: "boolean", describe: "With --list: as JSON" })
       .option("accel", { choices: ["auto", "kvm", "tcg"] as const, default: "auto" })
-      .example("$0 snapshot --memory 512", "Prepare snapshot starts for functions with 512 MB"),
+      .example("$0 snapshot --memory 512", "Prepare snapshot starts for functions with 512 MB")
+      .example("$0 snapshot --list", "Which snapshots exist, their sizes and when each was last used"),
   run: runSnapshot,
 });

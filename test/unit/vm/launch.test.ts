@@ -66,6 +66,8 @@ describe("vmSpec", () => {
       "/cache/boot.cpio",
       "-append",
       "CMDLINE",
+      "-global",
+      "virtio-mmio.force-legacy=false",
       "-drive",
       "file=/cache/runtime.erofs,format=raw,if=none,id=runtime,readonly=on",
       "-device",
@@ -89,6 +91,30 @@ describe("vmSpec", () => {
         .map((arg) => arg.replace("share=on", "share=off").replace("spawn=allow", "spawn=deny"))
         .toSpliced(saved.indexOf("-sandbox"), 0, "-incoming", "defer"),
     );
+  });
+
+  it("gives a clone with a network the saved machine plus its card, after the saved devices", () => {
+    const saved = {
+      ram: "/cache/snap/ram",
+      state: "/cache/snap/state",
+      memoryMB: 256,
+      bootNonce: "0".repeat(32),
+      cmdline: "CMDLINE",
+    };
+    const channel = { kind: "virtio" as const, socketPath: "/run/channel.sock" };
+    const plain = buildQemuArgs({ ...restoreTarget(host, saved).spec, channel });
+    const spec = restoreTarget(host, saved, {
+      netGuard: { outSocket: "/run/out.sock", inSocket: "/run/in.sock" },
+    }).spec;
+    expect(spec).toMatchObject({ network: true, cmdline: "CMDLINE", incoming: true });
+    expect(spec.memoryFile).toEqual({ path: "/cache/snap/ram", shared: false });
+    // A card of its own: no two clones share a MAC address.
+    expect(spec.macAddress).toMatch(/^02(:[0-9a-f]{2}){5}$/);
+    const args = buildQemuArgs({ ...spec, channel });
+    // The saved devices keep their places (and so their transports); the card comes next.
+    const card = args.indexOf("-netdev");
+    expect(args.slice(0, card)).toEqual(plain.slice(0, plain.indexOf("-incoming")));
+    expect(args[card + 3]).toBe(`virtio-net-device,netdev=net0,status=off,mac=${spec.macAddress}`);
   });
 
   it("adds the runtime's files to guest RAM in the initrd layout", () => {

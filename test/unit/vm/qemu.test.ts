@@ -1,5 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { buildKernelCmdline, buildQemuArgs, type VmSpec } from "../../../src/vm/qemu.ts";
+import {
+  buildKernelCmdline,
+  buildQemuArgs,
+  pluggedDevices,
+  randomMacAddress,
+  spareTransports,
+  spareTransportWords,
+  type VmSpec,
+} from "../../../src/vm/qemu.ts";
 
 const base: VmSpec = {
   accel: "tcg",
@@ -77,6 +85,8 @@ describe("buildQemuArgs", () => {
       "/run/fnrun-x/initrd.cpio",
       "-append",
       "console=ttyS0",
+      "-global",
+      "virtio-mmio.force-legacy=false",
       "-drive",
       "file=/cache/runtime.erofs,format=raw,if=none,id=runtime,readonly=on",
       "-device",
@@ -174,12 +184,13 @@ describe("buildQemuArgs", () => {
         ...base,
         network: true,
         netGuard: { outSocket: "/run/fnrun-x/net-out.sock", inSocket: "/run/fnrun-x/net-in.sock" },
+        macAddress: "02:0a:0b:0c:0d:0e",
       }).slice(-10),
     ).toEqual([
       "-netdev",
       "user,id=net0,ipv6=off",
       "-device",
-      "virtio-net-device,netdev=net0",
+      "virtio-net-device,netdev=net0,status=off,mac=02:0a:0b:0c:0d:0e",
       "-chardev",
       "socket,id=netguard-out,path=/run/fnrun-x/net-out.sock",
       "-chardev",
@@ -223,5 +234,73 @@ describe("buildKernelCmdline", () => {
     ).toBe(
       "console=ttyS0 loglevel=7 panic=-1 reboot=t rdinit=/init 8250.nr_uarts=1 fnrun_boot=n fnrun_channel=serial fnrun_runtime=initrd edd=off fnrun_snapshot=1 ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off fnrun_node=--max-old-space-size=204",
     );
+  });
+});
+
+describe("randomMacAddress", () => {
+  it("makes a unicast, locally administered address of 5 random bytes", () => {
+    expect(randomMacAddress(Uint8Array.of(0, 1, 0xab, 0xcd, 0xff))).toBe("02:00:01:ab:cd:ff");
+    expect(() => randomMacAddress(Uint8Array.of(1))).toThrow(/5 random bytes/);
+  });
+});
+
+describe("spare virtio-mmio transports", () => {
+  it("lists the transports QEMU leaves free, from the highest down, as it fills them", () => {
+    // QEMU 7.2 plugs the first device into 0xfeb00e00 (irq 12), the next into 0xfeb00c00 (irq 11).
+    expect(spareTransports(2)).toEqual([
+      { address: 0xfeb00a00, irq: 10 },
+      { address: 0xfeb00800, irq: 9 },
+      { address: 0xfeb00600, irq: 8 },
+      { address: 0xfeb00400, irq: 7 },
+      { address: 0xfeb00200, irq: 6 },
+      { address: 0xfeb00000, irq: 5 },
+    ]);
+    expect(spareTransports(8)).toEqual([]);
+  });
+
+  it("registers them with the kernel of a VM to be saved, after everything else", () => {
+    expect(spareTransportWords(6)).toEqual([
+      "virtio_mmio.device=512@0xfeb00200:6",
+      "virtio_mmio.device=512@0xfeb00000:5",
+    ]);
+    const line = buildKernelCmdline({
+      channel: "virtio",
+      runtime: "disk",
+      bootNonce: "n",
+      snapshot: true,
+      nodeOptions: [],
+      network: false,
+      verbose: false,
+      spareTransportsAfter: 7,
+    });
+    expect(line.endsWith("fnrun_snapshot=1 virtio_mmio.device=512@0xfeb00000:5")).toBe(true);
+  });
+
+  it("counts the plugged devices, and asks for virtio 1.0 only when there is one", () => {
+    expect(pluggedDevices(base)).toBe(0);
+    expect(buildQemuArgs(base)).not.toContain("virtio-mmio.force-legacy=false");
+    const clone: VmSpec = {
+      ...base,
+      runtimeDisk: "/d",
+      channel: { kind: "virtio", socketPath: "/c" },
+      sharedFolders: [{ tag: "fnrun0", socketPath: "/f" }],
+      network: true,
+      netGuard: { outSocket: "/o", inSocket: "/i" },
+    };
+    expect(pluggedDevices(clone)).toBe(4);
+    const args = buildQemuArgs(clone);
+    // The saved devices first (the transports they had), the clone's after them.
+    const order = [
+      "virtio-mmio.force-legacy=false",
+      "virtio-blk-device,drive=runtime",
+      "virtio-serial-device",
+    ]
+      .concat([
+        "vhost-user-fs-device,queue-size=1024,chardev=fs0,tag=fnrun0",
+        "virtio-net-device,netdev=net0,status=off",
+      ])
+      .map((arg) => args.indexOf(arg));
+    expect(order.every((index) => index >= 0)).toBe(true);
+    expect([...order].sort((a, b) => a - b)).toEqual(order);
   });
 });
