@@ -54,8 +54,8 @@ import { BOOT_TIMEOUT_MS, bootVm, type SavedVm } from "../vm/launch.ts";
 import type { Vm } from "../vm/process.ts";
 import { hostSlots } from "../vm/slots.ts";
 
-/** v3: virtio 1.0 transports, the free ones registered with the kernel for a clone's devices. */
-const FORMAT = "snapshot-v3";
+/** v4: virtio 1.0 transports, the first free one registered with the kernel for a clone's network card. */
+const FORMAT = "snapshot-v4";
 const KIND = "snapshot";
 
 /** A saved VM in the cache (its restore is vm/launch.ts's restoreVm). */

@@ -76,17 +76,21 @@ export function spareTransports(plugged: number): Array<{ address: number; irq: 
   return spare;
 }
 
+/** Transports a clone can have a device plugged into: one, for its network card. */
+export const CLONE_TRANSPORTS = 1;
+
 /**
- * Kernel words that register the free transports as virtio-mmio devices (QEMU
- * lists only the used ones). Empty, each is probed and set aside; a clone that
- * finds a device plugged into one binds it after its restore (init.c's
- * "attach"), which is how a VM saved without shared folders or a network gets
- * them (start/snapshot.ts).
+ * Kernel words that register the first free transports (QEMU lists only the
+ * used ones), as many as a clone can use: each one registered costs a probe
+ * when the clone binds what it finds. Empty, each is probed and set aside; a
+ * clone that finds a device plugged into one binds it after its restore
+ * (init.c's "attach"), which is how a VM saved without a network gets one
+ * (vm/launch.ts's restoreClone).
  */
-export function spareTransportWords(plugged: number): string[] {
-  return spareTransports(plugged).map(
-    ({ address, irq }) => `virtio_mmio.device=${VIRTIO_MMIO.stride}@0x${address.toString(16)}:${irq}`,
-  );
+export function spareTransportWords(plugged: number, count = CLONE_TRANSPORTS): string[] {
+  return spareTransports(plugged)
+    .slice(0, count)
+    .map(({ address, irq }) => `virtio_mmio.device=${VIRTIO_MMIO.stride}@0x${address.toString(16)}:${irq}`);
 }
 
 /** How many virtio devices a VM of `spec` has plugged. */
@@ -120,7 +124,7 @@ export interface CmdlineSpec {
   verbose: boolean;
   /** The kernel is a bzImage started by firmware (its real-mode setup probes EDD and says so). */
   firmwareBoot?: boolean;
-  /** Register the transports these many plugged devices leave free (a VM to be snapshotted). */
+  /** Register the transports a clone can use after these many plugged devices (a VM to be snapshotted). */
   spareTransportsAfter?: number;
 }
 
