@@ -121,7 +121,7 @@ static int mount_shared_folder(const char *arguments) {
 
 /* After a snapshot restore: binds the virtio-mmio transports that were empty
  * when the VM was saved (registered from the kernel command line, probed and
- * set aside) and now hold a device, the clone's shared folders or network.
+ * set aside) and now hold a device: the clone's network card.
  * Binding probes the driver at once, so the device is there when this returns.
  * sysfs is mounted only meanwhile. */
 static int attach_devices(void) {

@@ -6,12 +6,12 @@ import fs from "node:fs";
 import { format } from "node:util";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { encodeMessage, type Invocation } from "../../src/vm/protocol.ts";
+import { encodeMessage, type Invocation, type WakeMessage } from "../../src/vm/protocol.ts";
 import { hostDecoder, redirectOutput, restoreOutput, useKey, writeAll } from "./channel.ts";
 import { frameSigner, signedFrames } from "./frames.ts";
 import { clearOutcome, type InvokeMessage, runInvocation } from "./handler.ts";
 import { dropPendingLogs } from "./logs.ts";
-import { type WakeMessage, wakeUp } from "./reseed.ts";
+import { wakeUp } from "./reseed.ts";
 import { boot, marks, now, setInvocation } from "./state.ts";
 
 /** What the rehearsal runs: shaped like what esbuild makes of a typical function. */

@@ -4,7 +4,7 @@
  */
 import { randomFillSync } from "node:crypto";
 import fs from "node:fs";
-import type { HostMessage } from "../../src/vm/protocol.ts";
+import type { WakeMessage } from "../../src/vm/protocol.ts";
 import { writeAll } from "./channel.ts";
 import { boot } from "./state.ts";
 
@@ -58,14 +58,12 @@ function reseedAfterRestore(entropy: string, epochMs: number, ask: (request: str
   });
 }
 
-export type WakeMessage = Extract<HostMessage, { type: "wake" }>;
 let reseeded = false;
 
 /**
  * A clone's first message: reseed before any function code runs (once, in a VM
- * restored from a snapshot), then take the devices it was restored with beyond
- * the saved VM's (shared folders, mounted later with the function's settings;
- * a network, configured now).
+ * restored from a snapshot), then take the device it was restored with beyond
+ * the saved VM's (a network card, bound and configured now).
  */
 export function wakeUp(message: WakeMessage, rehearsal = false): void {
   if (!boot.snapshot || reseeded) return;

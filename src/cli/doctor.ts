@@ -3,7 +3,7 @@
  * and how to fix it, and explains in one line which accelerator is used and why.
  */
 import { execFile } from "node:child_process";
-import { access, constants, mkdir, readdir, stat } from "node:fs/promises";
+import { access, constants, mkdir, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { chooseAccel, kvmProblem, probeAccel } from "../host/accel.ts";
@@ -11,7 +11,7 @@ import { findKernelSource, resolveKernel } from "../host/kernel.ts";
 import { locateQemu, QBOOT_BIOS } from "../host/qemu-binary.ts";
 import { resolveRuntime } from "../host/runtime.ts";
 import { DEFAULTS } from "../invoke/options.ts";
-import { cacheRoot } from "../util/cache.ts";
+import { cacheRoot, directorySize } from "../util/cache.ts";
 import { stateDirectory } from "../util/paths.ts";
 import { which } from "../util/which.ts";
 
@@ -25,21 +25,6 @@ export interface Check {
   detail: string;
   /** What to do about it (for warn and fail). */
   fix?: string;
-}
-
-async function directorySize(path: string): Promise<number> {
-  let total = 0;
-  const entries = await readdir(path, { withFileTypes: true }).catch(() => []);
-  for (const entry of entries) {
-    const full = join(path, entry.name);
-    if (entry.isDirectory()) total += await directorySize(full);
-    else
-      total += await stat(full).then(
-        (info) => info.blocks * 512,
-        () => 0,
-      );
-  }
-  return total;
 }
 
 export async function runChecks(env: NodeJS.ProcessEnv = process.env): Promise<Check[]> {

@@ -12,7 +12,7 @@ import { type HostSetup, resolveHost } from "../host/setup.ts";
 import type { PreparedInvocation } from "../start/run.ts";
 import { UsageError } from "../util/errors.ts";
 import { newFrameKey } from "../vm/frame-keys.ts";
-import { checkMounts, MAX_MOUNTS } from "../vm/mounts.ts";
+import { checkMounts } from "../vm/mounts.ts";
 import type { Invocation } from "../vm/protocol.ts";
 import type { SessionLimits } from "../vm/session.ts";
 import { DEFAULTS, eventJson, type InvokeOptions } from "./options.ts";
@@ -57,10 +57,7 @@ export function prepareInvocation(bundle: Bundle, options: InvokeOptions): Prepa
     memoryMB,
   };
   const network = options.net ?? config.net ?? false;
-  // The network card takes one of the transports the folders would have.
-  if (network && mounts.length >= MAX_MOUNTS)
-    throw new UsageError(`at most ${MAX_MOUNTS - 1} shared folders per invocation with a network`);
-  return { bundle, invocation, limits, network, mounts: checkMounts(mounts) };
+  return { bundle, invocation, limits, network, mounts: checkMounts(mounts, network) };
 }
 
 /** The machine set-up to run on (given, or resolved now), with the accelerator's notice said. */

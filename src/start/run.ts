@@ -72,11 +72,6 @@ export async function bootAndRun(
   });
 }
 
-/** Whether the invocation's clone needs a device the saved VM did not have (a network card). */
-function needsDevices(prepared: PreparedInvocation): boolean {
-  return prepared.network;
-}
-
 /**
  * Runs the invocation in a clone of `snapshot`: the one prestarted for it
  * (prestart.ts; clones without a network only), else one restored now, with
@@ -90,7 +85,8 @@ export async function restoreAndRun(
 ): Promise<SessionReport> {
   const { invocation, bundle, limits } = prepared;
   const decoderLimits = decoderLimitsFor(limits.maxResultBytes);
-  const prestarted = needsDevices(prepared)
+  // A prestarted clone has no network card: one with a network is restored now.
+  const prestarted = prepared.network
     ? await abandonPrestart().then(() => undefined)
     : await adoptPrestarted(snapshot, decoderLimits);
   const runDirectory = prestarted?.runDirectory ?? (await makeRunDirectory());
@@ -167,7 +163,7 @@ export async function startAndRun(
   }
   const snapshot = found ?? (await ensureSnapshot(host, memoryMB, making));
   // For the next `fnrun invoke` to prestart; a failure to write it costs only that.
-  const noted = needsDevices(prepared)
+  const noted = prepared.network
     ? Promise.resolve()
     : notePrestart(host, snapshot, decoderLimitsFor(prepared.limits.maxResultBytes), env).catch(() => {});
   const report = await restoreAndRun(host, snapshot, prepared, options);

@@ -22,9 +22,10 @@
  * (kernel, runtime image, QEMU binary, accelerator, memory size, and Node's
  * options, which follow the memory size); one is made per memory size in use,
  * the first invocation of a size booting while it is made in the background.
- * Shared folders and a network do not make profiles of their own: the saved VM
- * has neither, its kernel holds the free virtio transports ready, and a clone
- * has them plugged in and binds them when it wakes (vm/launch.ts). The limits
+ * A network does not make a profile of its own: the saved VM has none, its
+ * kernel holds a free virtio transport ready, and a clone has a card plugged in
+ * there and binds it when it wakes (vm/launch.ts). Shared folders have no
+ * clones at all (vm/launch.ts's restoreClone says why). The limits
  * a guest enforces (result size, timeout) come with each invocation, and the
  * log limit is the host's: none of them shapes a snapshot.
  *
@@ -40,6 +41,7 @@ import type { HostSetup } from "../host/setup.ts";
 import {
   type CacheEntry,
   cacheRoot,
+  directorySize,
   ensureEntry,
   fileIdentity,
   findEntry,
@@ -65,15 +67,12 @@ export interface Snapshot extends SavedVm {
 }
 
 interface SnapshotInfo {
-  format: string;
   bootNonce: string;
   memoryMB: number;
   cmdline: string;
   createdAt: string;
+  /** For `fnrun snapshot --list` (the key says whether it is this host's). */
   accel: string;
-  kernel: string;
-  qemu: string;
-  runtime: string;
 }
 
 /** Why this host cannot use snapshots, or null. */
@@ -251,15 +250,11 @@ async function saveBootedVm(
     await vm.kill();
   }
   const info: SnapshotInfo = {
-    format: FORMAT,
     bootNonce,
     memoryMB,
     cmdline,
     createdAt: new Date().toISOString(),
     accel: host.accel.accel,
-    kernel: host.kernel.path,
-    qemu: host.qemuPath,
-    runtime: host.runtime.key,
   };
   await writeFile(join(directory, "snapshot.json"), JSON.stringify(info, null, 2));
 }
@@ -293,8 +288,8 @@ export async function listSnapshots(
     const info = await readFile(join(directory, "snapshot.json"), "utf8")
       .then((text) => JSON.parse(text) as Partial<SnapshotInfo>)
       .catch(() => ({}) as Partial<SnapshotInfo>);
-    const usage = await diskUsage(directory);
-    if (!usage) continue;
+    const modified = await stat(directory).catch(() => undefined);
+    if (!modified) continue;
     const memoryMB = typeof info.memoryMB === "number" ? info.memoryMB : null;
     profiles.push({
       key: name,
@@ -302,23 +297,10 @@ export async function listSnapshots(
       memoryMB,
       accel: info.accel ?? null,
       createdAt: info.createdAt ?? null,
-      lastUsed: new Date(usage.mtimeMs).toISOString(),
-      bytes: usage.bytes,
+      lastUsed: new Date(modified.mtimeMs).toISOString(),
+      bytes: await directorySize(directory),
       current: host !== undefined && memoryMB !== null && (await snapshotKey(host, memoryMB)) === name,
     });
   }
   return profiles.sort((a, b) => b.lastUsed.localeCompare(a.lastUsed));
-}
-
-async function diskUsage(directory: string): Promise<{ bytes: number; mtimeMs: number } | undefined> {
-  try {
-    const info = await stat(directory);
-    let bytes = 0;
-    for (const name of await readdir(directory)) {
-      bytes += (await stat(join(directory, name))).blocks * 512;
-    }
-    return { bytes, mtimeMs: info.mtimeMs };
-  } catch {
-    return undefined;
-  }
 }

@@ -8,8 +8,8 @@
  * A warm VM is a snapshot clone sent a "load" message, with the function's
  * network plugged in (vm/launch.ts's restoreClone), or, where clones cannot
  * serve (no snapshots on this kernel, or the function has shared folders), a VM
- * booted with the function in its initramfs. The pool (invoke/pool.ts) decides which
- * invocations run on one.
+ * booted with the function in its initramfs. The pool (invoke/pool.ts) decides
+ * which invocations run on one.
  */
 import { rm } from "node:fs/promises";
 import type { Bundle } from "../build/bundle.ts";

@@ -235,6 +235,22 @@ async function markUsed(directory: string): Promise<void> {
  * fragment, snapshots of a runtime image since rebuilt) are dead weight: a
  * snapshot is ~75 MB.
  */
+/** Bytes on disk under `path` (allocated blocks: a sparse file counts what it holds). */
+export async function directorySize(path: string): Promise<number> {
+  let total = 0;
+  const entries = await readdir(path, { withFileTypes: true }).catch(() => []);
+  for (const entry of entries) {
+    const full = join(path, entry.name);
+    if (entry.isDirectory()) total += await directorySize(full);
+    else
+      total += await stat(full).then(
+        (info) => info.blocks * 512,
+        () => 0,
+      );
+  }
+  return total;
+}
+
 const KEEP: Record<string, number> = { kernel: 2, "kernel-debian-cloud": 2, snapshot: 8 };
 const KEEP_DEFAULT = 3;
 

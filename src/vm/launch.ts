@@ -32,8 +32,8 @@ import { type BootPayload, writeInitrd } from "./initrd.ts";
 import { type ResolvedMount, SharedFolders } from "./mounts.ts";
 import { NetGuard, type NetGuardSockets } from "./net-guard.ts";
 import { type LaunchOptions, randomNonce, Vm } from "./process.ts";
-import { type DecoderLimits, type HostMessage, type MountRequest, SLIRP_NETWORK } from "./protocol.ts";
-import { buildKernelCmdline, randomMacAddress } from "./qemu.ts";
+import { type DecoderLimits, type MountRequest, SLIRP_NETWORK, type WakeMessage } from "./protocol.ts";
+import { buildKernelCmdline, pluggedDevices, randomMacAddress } from "./qemu.ts";
 import { makeRunDirectory } from "./run-directory.ts";
 
 /** What a guest can tell apart between VMs: what a snapshot has to match. */
@@ -162,8 +162,6 @@ export async function bootVm(host: HostSetup, plan: BootPlan): Promise<BootedVm>
   }
 }
 
-type WakeMessage = Extract<HostMessage, { type: "wake" }>;
-
 /** What restoring a saved VM needs of it. */
 export interface SavedVm {
   /** Guest RAM, mapped privately by each clone: never written. */
@@ -183,7 +181,12 @@ export interface RestoreTarget {
 
 /** The devices of a VM saved for a snapshot: the runtime disk (disk layout) and the channel. */
 export function savedDevices(host: HostSetup): number {
-  return (host.runtime.disk ? 1 : 0) + (host.channel === "virtio" ? 1 : 0);
+  return pluggedDevices({
+    runtimeDisk: host.runtime.disk,
+    channel: { kind: host.channel },
+    sharedFolders: [],
+    network: false,
+  });
 }
 
 /** What a clone has beyond the VM it was saved from: a network card, on a free transport. */

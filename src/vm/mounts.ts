@@ -44,11 +44,17 @@ const RESERVED = [
   "/tmp",
 ];
 /** What fits microvm's transports beside the runtime disk and the channel (one fewer with a network). */
-export const MAX_MOUNTS = VIRTIO_MMIO.count - 2;
+const MAX_MOUNTS = VIRTIO_MMIO.count - 2;
 
-/** Checks mounts at the boundary: folders that exist, guest paths that are absolute and free. */
-export function checkMounts(mounts: MountConfig[]): ResolvedMount[] {
+/**
+ * Checks mounts at the boundary: as many as fit beside the VM's other devices
+ * (a network card takes a transport too), folders that exist, guest paths that
+ * are absolute and free.
+ */
+export function checkMounts(mounts: MountConfig[], network = false): ResolvedMount[] {
   if (mounts.length > MAX_MOUNTS) throw new UsageError(`at most ${MAX_MOUNTS} shared folders per invocation`);
+  if (network && mounts.length > MAX_MOUNTS - 1)
+    throw new UsageError(`at most ${MAX_MOUNTS - 1} shared folders per invocation with a network`);
   const targets = new Set<string>();
   return mounts.map((mount, index) => {
     let info: ReturnType<typeof statSync>;

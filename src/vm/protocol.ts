@@ -104,10 +104,7 @@ export type HostMessage =
       type: "wake";
       entropy: string;
       epochMs: number;
-      /**
-       * Devices this clone has that the saved VM did not (its shared folders, its
-       * network): bind them, and give the network this address.
-       */
+      /** A device this clone has that the saved VM did not (a network card): bind it, with this address. */
       attach?: { network?: GuestNetwork };
     }
   /** Run this invocation (with the bundle, unless one is loaded already). */
@@ -117,6 +114,9 @@ export type HostMessage =
    * with `key` from now on (before the function's code runs); the event follows.
    */
   | { type: "load"; settings: FunctionSettings; bundle: string; key: string };
+
+/** A clone's first message (vm/launch.ts's restoreVm sends it, the guest's wakeUp reads it). */
+export type WakeMessage = Extract<HostMessage, { type: "wake" }>;
 
 export function isValidNonce(nonce: string): boolean {
   return NONCE_PATTERN.test(nonce);

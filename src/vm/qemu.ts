@@ -95,7 +95,7 @@ export function spareTransportWords(plugged: number, count = CLONE_TRANSPORTS): 
 
 /** How many virtio devices a VM of `spec` has plugged. */
 export function pluggedDevices(
-  spec: Pick<VmSpec, "runtimeDisk" | "channel" | "sharedFolders" | "network">,
+  spec: Pick<VmSpec, "runtimeDisk" | "sharedFolders" | "network"> & { channel: Pick<ChannelSpec, "kind"> },
 ): number {
   return (
     (spec.runtimeDisk ? 1 : 0) +
