@@ -119,12 +119,26 @@ export function snapshotUnsuitable(host: HostSetup, prepared: PreparedInvocation
   return null;
 }
 
-/** A restore that failed before the function started: the snapshot, not the function, is at fault. */
-function restoreFailed(report: SessionReport): boolean {
-  return (
+/**
+ * Why a clone failed before its function started (the snapshot or the clone's
+ * devices, not the function, are at fault), or undefined if it did not: QEMU
+ * refused to start or to load the state, or the VM died before the invocation
+ * reached it.
+ */
+async function failedRestore(
+  run: Promise<SessionReport>,
+): Promise<{ report: SessionReport } | { failure: BootError; report?: SessionReport }> {
+  let report: SessionReport;
+  try {
+    report = await run;
+  } catch (error) {
+    if (error instanceof BootError) return { failure: error };
+    throw error;
+  }
+  const beforeTheFunction =
     report.failure instanceof BootError &&
-    !report.timeline.some((entry) => entry.name === "invocationReceived")
-  );
+    !report.timeline.some((entry) => entry.name === "invocationReceived");
+  return beforeTheFunction ? { failure: report.failure as BootError, report } : { report };
 }
 
 export async function startAndRun(
@@ -166,12 +180,25 @@ export async function startAndRun(
   const noted = prepared.network
     ? Promise.resolve()
     : notePrestart(host, snapshot, decoderLimitsFor(prepared.limits.maxResultBytes), env).catch(() => {});
-  const report = await restoreAndRun(host, snapshot, prepared, options);
+  const outcome = await failedRestore(restoreAndRun(host, snapshot, prepared, options));
   await noted;
-  if (!restoreFailed(report)) return { report, startMode: "snapshot" };
+  if (!("failure" in outcome)) return { report: outcome.report, startMode: "snapshot" };
+  const giveUp = () => {
+    if (outcome.report) return { report: outcome.report, startMode: "snapshot" as const };
+    throw outcome.failure;
+  };
+  if (prepared.network) {
+    // The saved devices restore for every clone without one: the card is what
+    // failed, and the snapshot stays.
+    if (start === "snapshot") return giveUp();
+    options.onNotice?.(
+      `fnrun: a clone with a network could not be restored (${outcome.failure.message}); this VM booted instead, and the snapshot is kept`,
+    );
+    return boot();
+  }
   // The snapshot cannot be restored (say, QEMU changed in place): never use it again.
   await discardSnapshot(snapshot, env);
-  if (start === "snapshot") return { report, startMode: "snapshot" };
+  if (start === "snapshot") return giveUp();
   options.onNotice?.("fnrun: the snapshot could not be restored; it was removed and this VM booted instead");
   return boot();
 }

@@ -186,6 +186,79 @@ describe("snapshot integrity", () => {
     ).not.toBe(base);
   });
 
+  /**
+   * A QEMU that runs as usual, except that once `directory/refuse` exists it
+   * exits at once when its command line matches every one of `patterns` (sh).
+   */
+  function refusingQemu(directory: string, patterns: string[]): string {
+    const qemu = join(directory, "qemu");
+    const checks = patterns.map(
+      (pattern) => `case " $* " in ${pattern}) ;; *) exec "${host.qemuPath}" "$@";; esac`,
+    );
+    const script = [
+      "#!/bin/sh",
+      `[ -e "${join(directory, "refuse")}" ] || exec "${host.qemuPath}" "$@"`,
+      ...checks,
+      'echo "qemu: refused by this test" >&2',
+      "exit 1",
+      "",
+    ];
+    writeFileSync(qemu, script.join("\n"), { mode: 0o755 });
+    return qemu;
+  }
+
+  it("keeps a good snapshot when only a clone with a network card fails to restore, and boots that one", async () => {
+    // Plain clones restore; any clone with a network card is refused: the
+    // snapshot is sound, the extra device is what failed.
+    const directory = mkdtempSync(join(tmpdir(), "fnrun-qemu-"));
+    try {
+      const wrapped: HostSetup = {
+        ...host,
+        qemuPath: refusingQemu(directory, ['*" -incoming "*', "*virtio-net-device*"]),
+      };
+      const memory = 224; // a snapshot of its own, so the other tests' one is left alone
+      const snapshot = await ensureSnapshot(wrapped, memory);
+      writeFileSync(join(directory, "refuse"), "");
+      const notices: string[] = [];
+      const withNetwork = await invoke("functions/hello.ts", {
+        host: wrapped,
+        memory,
+        net: true,
+        onNotice: (message) => notices.push(message),
+      });
+      expect(withNetwork.result).toMatchObject({ message: "Hello, world!" });
+      expect(withNetwork.startMode).toBe("boot");
+      expect(notices.join("\n")).toMatch(/with a network could not be restored.*refused by this test.*kept/);
+      expect((await findSnapshot(wrapped, memory))?.directory).toBe(snapshot.directory);
+      const plain = await invoke("functions/hello.ts", { host: wrapped, memory, start: "snapshot" });
+      expect(plain.startMode).toBe("snapshot");
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
+  it("discards a snapshot QEMU refuses to restore and boots the invocation instead", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "fnrun-qemu-"));
+    try {
+      const memory = 208;
+      const saver: HostSetup = { ...host, qemuPath: refusingQemu(directory, ['*" -incoming "*']) };
+      await ensureSnapshot(saver, memory);
+      // The same binary, so the same snapshot, now refusing every restore (as a QEMU changed in place might).
+      writeFileSync(join(directory, "refuse"), "");
+      const notices: string[] = [];
+      const run = await invoke("functions/hello.ts", {
+        host: saver,
+        memory,
+        onNotice: (message) => notices.push(message),
+      });
+      expect(run.result).toMatchObject({ message: "Hello, world!" });
+      expect(run.startMode).toBe("boot");
+      expect(notices.join("\n")).toContain("the snapshot could not be restored; it was removed");
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
   it("detects a corrupted device state and a truncated RAM file, and rebuilds instead of restoring", async () => {
     const memory = 192; // a snapshot of its own, so the other tests' one is left alone
     const original = await ensureSnapshot(host, memory);
