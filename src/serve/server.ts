@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { mkdirSync, statSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -174,6 +175,9 @@ export async function serve(options: ServeOptions = {}): Promise<FnrunServer> {
 
   const inFlight = new Set<Promise<unknown>>();
   const shutdown = new AbortController();
+  // Every request waiting for a place listens to it (at most maxWaiting): that is
+  // load, not a leak, and Node's warning at 11 listeners would say otherwise.
+  setMaxListeners(0, shutdown.signal);
 
   async function requireFunction(name: string): Promise<ServedFunction> {
     const fn = await functions.get(name);

@@ -423,6 +423,31 @@ describe("concurrency", () => {
       await tight.close();
     }
 
+    // A long line of waiters is normal load, not a listener leak: no warning for it.
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning.name);
+    process.on("warning", onWarning);
+    const queued = await serve({
+      directory: DIRECTORY,
+      port: 0,
+      pool: 0,
+      maxConcurrency: 1,
+      maxWaiting: 16,
+      stateDirectory: join(state, "queued"),
+      machine,
+      schedules: false,
+    });
+    try {
+      const replies = await Promise.all(
+        Array.from({ length: 12 }, () => post(`${queued.url}/invoke/echo`, "{}")),
+      );
+      expect(replies.map((reply) => reply.status)).toEqual(Array.from({ length: 12 }, () => 200));
+      expect(warnings).not.toContain("MaxListenersExceededWarning");
+    } finally {
+      process.off("warning", onWarning);
+      await queued.close();
+    }
+
     // config.concurrency = 1: two at once run one after the other.
     const started = Date.now();
     const both = await Promise.all([
