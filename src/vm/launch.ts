@@ -304,12 +304,18 @@ export async function restoreVm(
       capabilities: [{ capability: "x-ignore-shared", state: true }],
     });
     const incoming = qmp.execute("migrate-incoming", { uri: "fd:3" });
+    incoming.catch(() => {}); // if it fails, so did the first, or it is awaited below
     await capabilities;
     vm.marks.restoreStarted = vm.elapsed();
     await incoming;
     return vm;
   } catch (error) {
-    await vm.kill();
+    // QEMU that will not start closes QMP before its exit is seen: its own words
+    // are on its stderr.
+    const exit = await vm.kill();
+    if (error instanceof BootError && exit.stderr) {
+      throw new BootError(`QEMU exited before restoring: ${exit.stderr}`, vm.consoleTail.lastLines(10));
+    }
     throw error instanceof BootError
       ? error
       : new BootError(`restoring the snapshot failed: ${(error as Error).message}`, "");

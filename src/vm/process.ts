@@ -21,8 +21,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
 import { rm } from "node:fs/promises";
-import { createServer, type Server, type Socket } from "node:net";
-import { join } from "node:path";
+import type { Socket } from "node:net";
 import { BootError } from "../util/errors.ts";
 import { TextTail } from "../util/text-tail.ts";
 import { whichSync } from "../util/which.ts";
@@ -86,28 +85,10 @@ function deathSignalWrapper(): string[] {
   return setprivPath ? [setprivPath, "--pdeathsig", "KILL", "--"] : [];
 }
 
-async function listen(path: string): Promise<Server> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(path, resolve);
-  });
-  return server;
-}
-
-function acceptOne(server: Server): Promise<Socket> {
-  return new Promise((resolve) => {
-    server.once("connection", (socket) => {
-      server.close();
-      resolve(socket);
-    });
-  });
-}
-
 export interface LaunchOptions {
   qemuPath: string;
-  /** The spec; channel socket and QMP socket paths are filled in here. */
-  spec: Omit<VmSpec, "channel" | "qmpSocket"> & { channel: VmSpec["channel"]["kind"]; qmp?: boolean };
+  /** The spec; the channel's and QMP's descriptors are filled in here. */
+  spec: Omit<VmSpec, "channel" | "qmpFd"> & { channel: VmSpec["channel"]["kind"]; qmp?: boolean };
   runDirectory: string;
   /** Key of the first frames expected (the boot nonce, or a cold invocation's key). */
   key: string;
@@ -130,8 +111,6 @@ export class Vm {
   readonly args: string[];
   #startedAt: number;
   #child: ChildProcess;
-  #server: Server | undefined;
-  #qmpServer: Server | undefined;
   #socket: Socket | undefined;
   #decoder: FrameDecoder;
   #messageListeners = new Set<Listener>();
@@ -142,24 +121,49 @@ export class Vm {
   /** What goes with the VM when it is killed (its shared folders' daemons). */
   readonly #companions: Array<() => Promise<void>> = [];
 
-  private constructor(
-    options: LaunchOptions,
-    args: string[],
-    server: Server | undefined,
-    qmpServer: Server | undefined,
-    wrapper: string[],
-  ) {
+  private constructor(options: LaunchOptions, spec: VmSpec, wrapper: string[]) {
     this.runDirectory = options.runDirectory;
-    this.args = args;
-    this.#server = server;
-    this.#qmpServer = qmpServer;
-    this.qmp = qmpServer
-      ? acceptOne(qmpServer).then(async (socket) => {
-          const client = new QmpClient(socket);
-          await client.start();
-          return client;
-        })
-      : undefined;
+    this.args = buildQemuArgs(spec);
+    this.#startedAt = performance.now();
+    this.marks = { spawn: 0 };
+    this.#decoder = new FrameDecoder(
+      framesSignedWith(options.key),
+      {
+        message: (value) => this.#onMessage(value),
+        text: (text) => this.#onConsole(text),
+        anomaly: (reason) => this.#anomalies.push(reason),
+      },
+      options.decoderLimits ?? DEFAULT_DECODER_LIMITS,
+    );
+
+    // The channel and QMP are socket pairs made with the process (Node's "pipe"
+    // descriptors are), connected before QEMU runs: what fnrun writes to them
+    // waits there, and nothing between QEMU's start and the guest's waits for
+    // this process to accept a connection while it is busy (a prestart).
+    const [command, ...rest] = [...wrapper, options.qemuPath, ...this.args] as [string, ...string[]];
+    const stdio: Array<"ignore" | "pipe" | number> = [
+      "ignore",
+      "pipe",
+      "pipe",
+      ...(options.inheritFds ?? []),
+    ];
+    if (spec.channel.kind === "virtio") stdio[spec.channel.fd] = "pipe";
+    if (spec.qmpFd !== undefined) stdio[spec.qmpFd] = "pipe";
+    this.#child = spawn(command, rest, { stdio, env: options.env ?? process.env });
+    const pair = (fd: number) => (this.#child.stdio[fd] as Socket | null | undefined) ?? undefined;
+    const channel = spec.channel.kind === "virtio" ? pair(spec.channel.fd) : undefined;
+    if (channel) {
+      this.#socket = channel;
+      channel.on("data", (chunk: Buffer) => this.#decoder.push(chunk));
+      channel.on("error", () => {});
+    }
+    const qmpSocket = spec.qmpFd !== undefined ? pair(spec.qmpFd) : undefined;
+    this.qmp =
+      spec.qmpFd === undefined
+        ? undefined
+        : qmpSocket
+          ? Promise.resolve(new QmpClient(qmpSocket).start())
+          : Promise.reject(new BootError("QEMU did not start", ""));
     // Unobserved failures (QEMU died first) surface through `exited`.
     this.qmp?.catch(() => {});
     this.#startedAt = performance.now();
@@ -174,12 +178,6 @@ export class Vm {
       options.decoderLimits ?? DEFAULT_DECODER_LIMITS,
     );
 
-    const [command, ...rest] = [...wrapper, options.qemuPath, ...args] as [string, ...string[]];
-    if (process.env.XSPAWNT) process.stderr.write(`SPAWN at ${performance.now().toFixed(0)}\n`);
-    this.#child = spawn(command, rest, {
-      stdio: ["ignore", "pipe", "pipe", ...(options.inheritFds ?? [])],
-      env: options.env ?? process.env,
-    });
     const serialCarriesFrames = options.spec.channel === "serial";
     this.#child.stdout?.on("data", (chunk: Buffer) => {
       this.marks.firstConsoleOutput ??= this.elapsed();
@@ -188,15 +186,6 @@ export class Vm {
     });
     const stderr = new TextTail(8 * 1024);
     this.#child.stderr?.on("data", (chunk: Buffer) => stderr.push(chunk.toString("utf8")));
-
-    if (server) {
-      acceptOne(server).then((socket) => {
-        this.#socket = socket;
-        socket.on("data", (chunk) => this.#decoder.push(chunk));
-        socket.on("error", () => {});
-        for (const text of this.#pendingWrites.splice(0)) socket.write(text);
-      });
-    }
 
     this.exited = new Promise<VmExit>((resolve) => {
       let spawnError = "";
@@ -212,8 +201,6 @@ export class Vm {
         live.delete(this);
         this.#decoder.end();
         this.#socket?.destroy();
-        this.#server?.close();
-        this.#qmpServer?.close();
         this.qmp?.then((client) => client.close()).catch(() => {});
         resolve({ code: spawnError ? 1 : code, signal, stderr: spawnError || stderr.toString().trim() });
       };
@@ -224,21 +211,14 @@ export class Vm {
   }
 
   static async launch(options: LaunchOptions): Promise<Vm> {
-    let server: Server | undefined;
-    let channel: VmSpec["channel"];
-    if (options.spec.channel === "virtio") {
-      const socketPath = join(options.runDirectory, "channel.sock");
-      // QEMU connects to us at start-up: listening first means nothing is lost.
-      server = await listen(socketPath);
-      channel = { kind: "virtio", socketPath };
-    } else {
-      channel = { kind: "serial" };
-    }
-    const qmpSocket = join(options.runDirectory, "qmp.sock");
-    const qmpServer = options.spec.qmp ? await listen(qmpSocket) : undefined;
-    const { channel: _kind, qmp: _qmp, ...rest } = options.spec;
-    const spec: VmSpec = { ...rest, channel, ...(qmpServer ? { qmpSocket } : {}) };
-    return new Vm(options, buildQemuArgs(spec), server, qmpServer, deathSignalWrapper());
+    // QEMU's descriptors: the inherited ones from 3 (a snapshot's state is fd 3),
+    // then the channel's, then QMP's.
+    let next = 3 + (options.inheritFds?.length ?? 0);
+    const channel: VmSpec["channel"] =
+      options.spec.channel === "virtio" ? { kind: "virtio", fd: next++ } : { kind: "serial" };
+    const { channel: _kind, qmp, ...rest } = options.spec;
+    const spec: VmSpec = { ...rest, channel, ...(qmp ? { qmpFd: next } : {}) };
+    return new Vm(options, spec, deathSignalWrapper());
   }
 
   elapsed(): number {

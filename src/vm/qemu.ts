@@ -13,8 +13,11 @@ import type { NetGuardSockets } from "./net-guard.ts";
 
 /** How the guest and the host exchange protocol frames. */
 export type ChannelSpec =
-  /** A virtio-serial port backed by a unix socket the host listens on (fast, lossless). */
-  | { kind: "virtio"; socketPath: string }
+  /**
+   * A virtio-serial port backed by one end of a socket pair QEMU inherits as
+   * `fd` (fast, lossless; connected before QEMU starts, so nothing waits for an accept).
+   */
+  | { kind: "virtio"; fd: number }
   /** The serial console itself (ttyS0 on QEMU's stdio): for kernels without virtio. */
   | { kind: "serial" };
 
@@ -41,7 +44,8 @@ export interface VmSpec {
    * shared (vhost-user needs memory it can map).
    */
   memoryFile?: { path: string; shared: boolean };
-  qmpSocket?: string;
+  /** QMP on one end of a socket pair QEMU inherits as this descriptor. */
+  qmpFd?: number;
   /** Wait for a migration stream (snapshot restore) instead of booting. */
   incoming?: boolean;
   sandbox: boolean;
@@ -207,7 +211,7 @@ export function buildQemuArgs(spec: VmSpec): string[] {
       "-device",
       "virtio-serial-device",
       "-chardev",
-      `socket,id=channel,path=${spec.channel.socketPath}`,
+      `socket,id=channel,fd=${spec.channel.fd}`,
       "-device",
       "virtserialport,chardev=channel,name=fnrun",
     );
@@ -240,9 +244,10 @@ export function buildQemuArgs(spec: VmSpec): string[] {
       "filter-redirector,id=netguard,netdev=net0,queue=rx,outdev=netguard-out,indev=netguard-in",
     );
   }
-  // QMP on a socket fnrun listens on: QEMU connects at start-up, so nothing races.
-  if (spec.qmpSocket)
-    args.push("-chardev", `socket,id=qmp,path=${spec.qmpSocket}`, "-mon", "chardev=qmp,mode=control");
+  // QMP on a socket pair made before QEMU starts: commands written at once wait
+  // in it, and QEMU reads them as soon as its monitor is up.
+  if (spec.qmpFd !== undefined)
+    args.push("-chardev", `socket,id=qmp,fd=${spec.qmpFd}`, "-mon", "chardev=qmp,mode=control");
   if (spec.incoming) args.push("-incoming", "defer");
   if (spec.sandbox) {
     args.push(

@@ -1,7 +1,9 @@
 /**
- * A minimal QMP (QEMU Machine Protocol) client, for snapshots: QEMU connects to
- * a unix socket fnrun listens on (so there is no race on start-up), greets, and
- * then answers JSON commands one line at a time.
+ * A minimal QMP (QEMU Machine Protocol) client, for snapshots: on one end of a
+ * socket pair whose other end QEMU inherits (so there is no race on start-up,
+ * and no connection to accept), QEMU greets, then answers JSON commands one
+ * line at a time. Commands may be written before QEMU has even started: they
+ * wait in the socket, and QEMU answers them in order.
  */
 import type { Socket } from "node:net";
 import { BootError } from "../util/errors.ts";
@@ -15,17 +17,10 @@ export class QmpClient {
   #buffer = "";
   #nextId = 1;
   readonly #pending = new Map<string, Pending>();
-  readonly #ready: Promise<void>;
   #closed = false;
   readonly #eventListeners = new Set<(event: string, data: unknown) => void>();
 
   constructor(private readonly socket: Socket) {
-    let greeted: () => void = () => {};
-    let failed: (error: Error) => void = () => {};
-    this.#ready = new Promise<void>((resolve, reject) => {
-      greeted = resolve;
-      failed = reject;
-    });
     socket.setEncoding("utf8");
     socket.on("data", (chunk: string) => {
       this.#buffer += chunk;
@@ -43,7 +38,6 @@ export class QmpClient {
         } catch {
           continue;
         }
-        if ("QMP" in message) greeted();
         if (typeof message.event === "string") {
           for (const listener of this.#eventListeners) listener(message.event, message.data);
         }
@@ -62,7 +56,6 @@ export class QmpClient {
     const onClose = () => {
       this.#closed = true;
       const error = new BootError("QEMU closed its QMP connection", "");
-      failed(error);
       for (const pending of this.#pending.values()) pending.reject(error);
       this.#pending.clear();
     };
@@ -71,13 +64,13 @@ export class QmpClient {
   }
 
   /**
-   * Waits for the greeting and leaves capabilities negotiation mode. Commands may
-   * follow at once, without waiting for its reply: QMP answers in order (and one
+   * Leaves capabilities negotiation mode. Commands may follow at once, without
+   * waiting for the greeting or this reply: QMP answers in order (and one
    * refused would make the next fail too, with QEMU's reason).
    */
-  async start(): Promise<void> {
-    await this.#ready;
+  start(): this {
     this.execute("qmp_capabilities").catch(() => {});
+    return this;
   }
 
   execute(command: string, args?: Record<string, unknown>): Promise<unknown> {

@@ -37,8 +37,8 @@ describe("vmSpec", () => {
     const argsOf = (spec: typeof booted) =>
       buildQemuArgs({
         ...spec,
-        channel: { kind: "virtio", socketPath: "/run/channel.sock" },
-        qmpSocket: "/run/qmp.sock",
+        channel: { kind: "virtio", fd: 4 },
+        qmpFd: 5,
       });
     const saved = argsOf(booted);
     const clone = argsOf(restored.spec);
@@ -75,11 +75,11 @@ describe("vmSpec", () => {
       "-device",
       "virtio-serial-device",
       "-chardev",
-      "socket,id=channel,path=/run/channel.sock",
+      "socket,id=channel,fd=4",
       "-device",
       "virtserialport,chardev=channel,name=fnrun",
       "-chardev",
-      "socket,id=qmp,path=/run/qmp.sock",
+      "socket,id=qmp,fd=5",
       "-mon",
       "chardev=qmp,mode=control",
       "-sandbox",
@@ -101,7 +101,7 @@ describe("vmSpec", () => {
       bootNonce: "0".repeat(32),
       cmdline: "CMDLINE",
     };
-    const channel = { kind: "virtio" as const, socketPath: "/run/channel.sock" };
+    const channel = { kind: "virtio" as const, fd: 4 };
     const plain = buildQemuArgs({ ...restoreTarget(host, saved).spec, channel });
     const spec = restoreTarget(host, saved, {
       netGuard: { outSocket: "/run/out.sock", inSocket: "/run/in.sock" },

@@ -56,7 +56,7 @@ describe("buildQemuArgs", () => {
         accel: "kvm",
         kernel: { path: "/cache/bzImage", entry: "bios" },
         runtimeDisk: "/cache/runtime.erofs",
-        channel: { kind: "virtio", socketPath: "/run/fnrun-x/channel.sock" },
+        channel: { kind: "virtio", fd: 3 },
         sandbox: true,
       }),
     ).toEqual([
@@ -94,7 +94,7 @@ describe("buildQemuArgs", () => {
       "-device",
       "virtio-serial-device",
       "-chardev",
-      "socket,id=channel,path=/run/fnrun-x/channel.sock",
+      "socket,id=channel,fd=3",
       "-device",
       "virtserialport,chardev=channel,name=fnrun",
       "-sandbox",
@@ -114,7 +114,7 @@ describe("buildQemuArgs", () => {
     const save = buildQemuArgs({
       ...base,
       memoryFile: { path: "/cache/ram", shared: true },
-      qmpSocket: "/r/qmp.sock",
+      qmpFd: 4,
     });
     expect(save.slice(0, 10)).toEqual([
       "-M",
@@ -128,12 +128,7 @@ describe("buildQemuArgs", () => {
       "-object",
       "memory-backend-file,id=mem,size=256M,mem-path=/cache/ram,share=on",
     ]);
-    expect(save.slice(-4)).toEqual([
-      "-chardev",
-      "socket,id=qmp,path=/r/qmp.sock",
-      "-mon",
-      "chardev=qmp,mode=control",
-    ]);
+    expect(save.slice(-4)).toEqual(["-chardev", "socket,id=qmp,fd=4", "-mon", "chardev=qmp,mode=control"]);
     const restore = buildQemuArgs({
       ...base,
       memoryFile: { path: "/cache/ram", shared: false },
@@ -284,7 +279,7 @@ describe("spare virtio-mmio transports", () => {
     const clone: VmSpec = {
       ...base,
       runtimeDisk: "/d",
-      channel: { kind: "virtio", socketPath: "/c" },
+      channel: { kind: "virtio", fd: 3 },
       sharedFolders: [{ tag: "fnrun0", socketPath: "/f" }],
       network: true,
       netGuard: { outSocket: "/o", inSocket: "/i" },
