@@ -166,17 +166,6 @@ export class Vm {
           : Promise.reject(new BootError("QEMU did not start", ""));
     // Unobserved failures (QEMU died first) surface through `exited`.
     this.qmp?.catch(() => {});
-    this.#startedAt = performance.now();
-    this.marks = { spawn: 0 };
-    this.#decoder = new FrameDecoder(
-      framesSignedWith(options.key),
-      {
-        message: (value) => this.#onMessage(value),
-        text: (text) => this.#onConsole(text),
-        anomaly: (reason) => this.#anomalies.push(reason),
-      },
-      options.decoderLimits ?? DEFAULT_DECODER_LIMITS,
-    );
 
     const serialCarriesFrames = options.spec.channel === "serial";
     this.#child.stdout?.on("data", (chunk: Buffer) => {
