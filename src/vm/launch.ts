@@ -288,12 +288,8 @@ export async function restoreVm(
   const wake: WakeMessage = { type: "wake", entropy: randomBytes(64).toString("hex"), epochMs: Date.now() };
   vm.send(attach ? { ...wake, attach } : wake, saved.bootNonce);
   try {
-    const qmp = await Promise.race([
-      vm.qmp,
-      vm.exited.then((exit) => {
-        throw new BootError(`QEMU exited before restoring: ${exit.stderr}`, vm.consoleTail.lastLines(10));
-      }),
-    ]);
+    // At hand at once (a socket pair): a QEMU that exits is seen through QMP closing.
+    const qmp = await vm.qmp;
     if (!qmp) throw new Error("no QMP");
     qmp.onEvent((event) => {
       if (event === "RESUME") vm.marks.resumed ??= vm.elapsed();
@@ -310,8 +306,8 @@ export async function restoreVm(
     await incoming;
     return vm;
   } catch (error) {
-    // QEMU that will not start closes QMP before its exit is seen: its own words
-    // are on its stderr.
+    // A QEMU that will not start or load closes QMP and exits: its own words are
+    // on its stderr.
     const exit = await vm.kill();
     if (error instanceof BootError && exit.stderr) {
       throw new BootError(`QEMU exited before restoring: ${exit.stderr}`, vm.consoleTail.lastLines(10));

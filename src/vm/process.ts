@@ -117,7 +117,6 @@ export class Vm {
   #consoleListeners = new Set<(text: string) => void>();
   #anomalies: Array<"oversize" | "corrupt"> = [];
   #hasExited = false;
-  #pendingWrites: string[] = [];
   /** What goes with the VM when it is killed (its shared folders' daemons). */
   readonly #companions: Array<() => Promise<void>> = [];
 
@@ -261,8 +260,7 @@ export class Vm {
     const text = encodeMessage(nonce, 0, message);
     if (message.type === "invoke") this.marks.invocationSent = this.elapsed();
     if (nextKey) this.#decoder.setFormat(framesSignedWith(nextKey));
-    if (this.#socket) this.#socket.write(text);
-    else this.#pendingWrites.push(text);
+    this.#socket?.write(text);
   }
 
   /** Stops `companion` when the VM is killed, before its files are removed. */

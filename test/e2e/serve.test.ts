@@ -398,16 +398,19 @@ describe("tokens", () => {
 describe("concurrency", () => {
   it("lets a bounded number wait and answers 429 beyond, and keeps a function to its own limit", async () => {
     const machine = await resolveHost();
-    const tight = await serve({
-      directory: DIRECTORY,
-      port: 0,
-      pool: 0,
-      maxConcurrency: 1,
-      maxWaiting: 1,
-      stateDirectory: join(state, "tight"),
-      machine,
-      schedules: false,
-    });
+    /** A server that runs one invocation at a time and lets `maxWaiting` wait. */
+    const oneAtATime = (name: string, maxWaiting: number) =>
+      serve({
+        directory: DIRECTORY,
+        port: 0,
+        pool: 0,
+        maxConcurrency: 1,
+        maxWaiting,
+        stateDirectory: join(state, name),
+        machine,
+        schedules: false,
+      });
+    const tight = await oneAtATime("tight", 1);
     try {
       const replies = await Promise.all(
         ["a", "b", "c"].map((tag, index) =>
@@ -427,16 +430,7 @@ describe("concurrency", () => {
     const warnings: string[] = [];
     const onWarning = (warning: Error) => warnings.push(warning.name);
     process.on("warning", onWarning);
-    const queued = await serve({
-      directory: DIRECTORY,
-      port: 0,
-      pool: 0,
-      maxConcurrency: 1,
-      maxWaiting: 16,
-      stateDirectory: join(state, "queued"),
-      machine,
-      schedules: false,
-    });
+    const queued = await oneAtATime("queued", 16);
     try {
       const replies = await Promise.all(
         Array.from({ length: 12 }, () => post(`${queued.url}/invoke/echo`, "{}")),
