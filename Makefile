@@ -26,12 +26,21 @@ NPM_ENV := $(if $(wildcard $(NODE_PREFIX)/include/node/node.h),npm_config_nodedi
 
 TS_SOURCES := $(shell find src runtime-initrd bench -name '*.ts' -not -path 'src/serve/dashboard/app/*' 2>/dev/null)
 
-.PHONY: all setup system-packages demo test test-unit test-e2e check format build kernel bench clean
+.PHONY: all setup system-packages folder-qemu demo test test-unit test-e2e check format build kernel bench clean
 
 all: build
 
 ## setup: install system packages and npm dependencies, build fnrun
-setup: system-packages build functions/node_modules/.package-lock.json
+setup: system-packages build functions/node_modules/.package-lock.json folder-qemu
+
+# fnrun's cache (src/util/cache.ts's cacheRoot).
+FNRUN_CACHE := $(or $(FNRUN_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/fnrun)
+
+## folder-qemu: fetch QEMU 10 (bookworm-backports, extracted into the cache) for snapshots with shared folders
+# Without it, invocations with shared folders boot instead of restoring a clone.
+folder-qemu: system-packages
+	@mkdir -p "$(FNRUN_CACHE)" && bash scripts/fetch-folder-qemu.sh "$(FNRUN_CACHE)" || \
+	  echo "make: could not fetch QEMU 10 for shared-folder snapshots; invocations with --mount will boot" >&2
 
 # Installs only what is missing, so a machine that has it all needs no root.
 system-packages:

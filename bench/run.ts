@@ -37,7 +37,7 @@ import { createPool } from "../src/invoke/pool.ts";
 import { prepareInvocation } from "../src/invoke/prepare.ts";
 import { renderCharts } from "../src/serve/dashboard/charts.ts";
 import { bootAndRun } from "../src/start/run.ts";
-import { ensureSnapshot } from "../src/start/snapshot.ts";
+import { ensureSnapshot, memoryOnly } from "../src/start/snapshot.ts";
 import { packageRoot } from "../src/util/paths.ts";
 import { framesSignedWith } from "../src/vm/frame-keys.ts";
 import { writeInitrd } from "../src/vm/initrd.ts";
@@ -130,8 +130,8 @@ async function run(work: string): Promise<void> {
     progress: log,
   });
   const bzImageHost = await resolveHost({ kernelEntry: "bios", progress: log });
-  await ensureSnapshot(host, 256, { progress: log });
-  await ensureSnapshot(host, 512, { progress: log });
+  await ensureSnapshot(host, memoryOnly(256), { progress: log });
+  await ensureSnapshot(host, memoryOnly(512), { progress: log });
 
   // (a) the floor's initramfs
   execFileSync("gcc", [

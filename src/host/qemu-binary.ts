@@ -1,4 +1,6 @@
 /** QEMU on this host: its binary, and the firmware fnrun boots bzImages with. */
+import { join } from "node:path";
+import { cacheRoot } from "../util/cache.ts";
 import { isExecutable, which } from "../util/which.ts";
 import type { Accel } from "./accel.ts";
 
@@ -25,4 +27,15 @@ export async function locateQemu(
     if (found) return { path: found };
   }
   return { missing: "qemu-system-x86_64 not found: run `make setup` (or apt-get install qemu-system-x86)" };
+}
+
+/**
+ * The QEMU that saves and restores VMs with shared folders (10.x; 7.2 marks
+ * vhost-user-fs unmigratable): FNRUN_FOLDER_QEMU, else the one `make setup`
+ * fetched into the cache (scripts/fetch-folder-qemu.sh), else none, and
+ * invocations with folders boot.
+ */
+export async function locateFolderQemu(env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
+  const path = env.FNRUN_FOLDER_QEMU || join(cacheRoot(env), "folder-qemu", "qemu-system-x86_64");
+  return (await isExecutable(path)) ? path : undefined;
 }

@@ -9,12 +9,14 @@ import { type Progress, silent } from "../util/progress.ts";
 import { which } from "../util/which.ts";
 import { type AccelChoice, type AccelRequest, chooseAccel, KvmUnavailable, probeAccel } from "./accel.ts";
 import { type Kernel, resolveKernel } from "./kernel.ts";
-import { locateQemu } from "./qemu-binary.ts";
+import { locateFolderQemu, locateQemu } from "./qemu-binary.ts";
 import { type RuntimeImage, type RuntimeLayout, resolveRuntime } from "./runtime.ts";
 
 export interface HostSetup {
   accel: AccelChoice;
   qemuPath: string;
+  /** The QEMU for snapshots with shared folders, when this host has one (qemu-binary.ts). */
+  folderQemuPath?: string;
   kernel: Kernel;
   runtime: RuntimeImage;
   /** The protocol channel the kernel supports. */
@@ -61,5 +63,13 @@ export async function resolveHost(options: HostOptions = {}): Promise<HostSetup>
     );
   }
   const runtime = await resolveRuntime({ layout, build, progress, env });
-  return { accel, qemuPath: qemu.path, kernel, runtime, channel: kernel.virtio ? "virtio" : "serial" };
+  const folderQemuPath = await locateFolderQemu(env);
+  return {
+    accel,
+    qemuPath: qemu.path,
+    ...(folderQemuPath ? { folderQemuPath } : {}),
+    kernel,
+    runtime,
+    channel: kernel.virtio ? "virtio" : "serial",
+  };
 }

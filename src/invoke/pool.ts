@@ -11,7 +11,7 @@ import { type Bundle, bundleFunction } from "../build/bundle.ts";
 import type { AccelRequest } from "../host/accel.ts";
 import type { HostSetup } from "../host/setup.ts";
 import type { PreparedInvocation } from "../start/run.ts";
-import { ensureSnapshot } from "../start/snapshot.ts";
+import { ensureSnapshot, memoryOnly } from "../start/snapshot.ts";
 import { type WarmFunction, type WarmVm, WarmVms } from "../start/warm-vms.ts";
 import { sha256 } from "../util/cache.ts";
 import { BootError, toFnrunError, UsageError } from "../util/errors.ts";
@@ -111,7 +111,9 @@ export class Pool {
     const startMode = wanted === "boot" || !canSnapshot ? "boot" : "snapshot";
     const pool = new Pool(host, { ...options, size, memory }, startMode);
     if (startMode === "snapshot") {
-      await ensureSnapshot(host, memory, { ...(options.onProgress ? { progress: options.onProgress } : {}) });
+      await ensureSnapshot(host, memoryOnly(memory), {
+        ...(options.onProgress ? { progress: options.onProgress } : {}),
+      });
     }
     for (const file of options.functions ?? []) await pool.warm(file);
     return pool;

@@ -21,6 +21,7 @@ import {
   ensureSnapshot,
   ensureSnapshotInBackground,
   findSnapshot,
+  type SavedShape,
   type Snapshot,
   snapshotProblem,
 } from "./snapshot.ts";
@@ -78,22 +79,25 @@ export async function bootAndRun(
  * the invocation's network.
  */
 export async function restoreAndRun(
-  host: HostSetup,
   snapshot: Snapshot,
   prepared: PreparedInvocation,
   options: Pick<RunOptions, "signal" | "onLog">,
 ): Promise<SessionReport> {
   const { invocation, bundle, limits } = prepared;
   const decoderLimits = decoderLimitsFor(limits.maxResultBytes);
-  // A prestarted clone has no network card: one with a network is restored now.
-  const prestarted = prepared.network
-    ? await abandonPrestart().then(() => undefined)
-    : await adoptPrestarted(snapshot, decoderLimits);
+  // A prestarted clone has no devices of its own: one with a network or folders is restored now.
+  const prestarted = prestartable(prepared)
+    ? await adoptPrestarted(snapshot, decoderLimits)
+    : await abandonPrestart().then(() => undefined);
   const runDirectory = prestarted?.runDirectory ?? (await makeRunDirectory());
   try {
     const vm =
       prestarted?.vm ??
-      (await restoreClone(host, snapshot, runDirectory, { network: prepared.network, decoderLimits }));
+      (await restoreClone(snapshot.host, snapshot, runDirectory, {
+        network: prepared.network,
+        mounts: prepared.mounts,
+        decoderLimits,
+      }));
     if (prestarted) vm.marks.adopted = vm.elapsed();
     const session = runSession(vm, {
       limits,
@@ -102,21 +106,34 @@ export async function restoreAndRun(
       ...(options.signal ? { signal: options.signal } : {}),
     });
     // From here on, only frames signed with the invocation's key count.
-    vm.send({ type: "invoke", invocation, bundle: bundle.code }, snapshot.bootNonce, invocation.key);
+    vm.send(
+      {
+        type: "invoke",
+        invocation: { ...invocation, mounts: mountRequests(prepared.mounts) },
+        bundle: bundle.code,
+      },
+      snapshot.bootNonce,
+      invocation.key,
+    );
     return await session;
   } finally {
     await rm(runDirectory, { recursive: true, force: true });
   }
 }
 
+/** A clone prestarted for the next invocation has no devices of its own (prestart.ts). */
+function prestartable(prepared: PreparedInvocation): boolean {
+  return !prepared.network && prepared.mounts.length === 0;
+}
+
+/** The snapshot profile an invocation's clone comes from. */
+export function savedShapeOf(prepared: PreparedInvocation): SavedShape {
+  return { memoryMB: prepared.limits.memoryMB, folders: prepared.mounts.length };
+}
+
 /** Why this invocation cannot start from a snapshot, or null. */
 export function snapshotUnsuitable(host: HostSetup, prepared: PreparedInvocation): string | null {
-  const problem = snapshotProblem(host);
-  if (problem) return problem;
-  // vm/launch.ts's restoreClone says why.
-  if (prepared.mounts.length > 0)
-    return "shared folders need virtio-fs, whose device QEMU 7.2 cannot restore into (vhost-user-fs is unmigratable)";
-  return null;
+  return snapshotProblem(host, savedShapeOf(prepared));
 }
 
 /**
@@ -161,12 +178,12 @@ export async function startAndRun(
     env,
     bootTimeoutMs: bootTimeoutMs(host),
   };
-  const memoryMB = prepared.limits.memoryMB;
-  const found = start === "auto" ? await findSnapshot(host, memoryMB, env) : undefined;
+  const shape = savedShapeOf(prepared);
+  const found = start === "auto" ? await findSnapshot(host, shape, env) : undefined;
   if (start === "auto" && !found) {
     // No snapshot yet: this invocation boots, and the snapshot is made alongside
     // for the next ones.
-    ensureSnapshotInBackground(host, memoryMB, {
+    ensureSnapshotInBackground(host, shape, {
       ...making,
       onError: (error) =>
         options.onNotice?.(
@@ -175,12 +192,12 @@ export async function startAndRun(
     });
     return boot();
   }
-  const snapshot = found ?? (await ensureSnapshot(host, memoryMB, making));
+  const snapshot = found ?? (await ensureSnapshot(host, shape, making));
   // For the next `fnrun invoke` to prestart; a failure to write it costs only that.
-  const noted = prepared.network
-    ? Promise.resolve()
-    : notePrestart(host, snapshot, decoderLimitsFor(prepared.limits.maxResultBytes), env).catch(() => {});
-  const outcome = await failedRestore(restoreAndRun(host, snapshot, prepared, options));
+  const noted = prestartable(prepared)
+    ? notePrestart(host, snapshot, decoderLimitsFor(prepared.limits.maxResultBytes), env).catch(() => {})
+    : Promise.resolve();
+  const outcome = await failedRestore(restoreAndRun(snapshot, prepared, options));
   await noted;
   if (!("failure" in outcome)) return { report: outcome.report, startMode: "snapshot" };
   const giveUp = () => {

@@ -33,7 +33,8 @@
  * fails to restore is removed and rebuilt. The cache keeps the 8 most recently
  * used (util/cache.ts); `fnrun snapshot --list` shows them.
  */
-import { readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { guestNodeOptions } from "../host/runtime.ts";
@@ -53,6 +54,7 @@ import { withLock } from "../util/lock.ts";
 import { type Progress, silent } from "../util/progress.ts";
 import { shellQuote } from "../util/shell.ts";
 import { BOOT_TIMEOUT_MS, bootVm, type SavedVm } from "../vm/launch.ts";
+import { folderTag } from "../vm/mounts.ts";
 import type { Vm } from "../vm/process.ts";
 import { hostSlots } from "../vm/slots.ts";
 
@@ -60,47 +62,79 @@ import { hostSlots } from "../vm/slots.ts";
 const FORMAT = "snapshot-v4";
 const KIND = "snapshot";
 
+/**
+ * What shapes a saved guest besides the host: its memory size and its
+ * shared-folder devices (tagged fnrun0, fnrun1, ... in order, so their number
+ * says it all). A network does not: a clone gets its card on a free transport.
+ */
+export interface SavedShape {
+  memoryMB: number;
+  folders: number;
+}
+
+/** The default profile, and every profile without shared folders. */
+export function memoryOnly(memoryMB: number): SavedShape {
+  return { memoryMB, folders: 0 };
+}
+
 /** A saved VM in the cache (its restore is vm/launch.ts's restoreVm). */
 export interface Snapshot extends SavedVm {
   key: string;
   directory: string;
+  /** The host to restore it on: the QEMU it was saved with (the folder QEMU, for a profile with folders). */
+  host: HostSetup;
 }
 
 interface SnapshotInfo {
   bootNonce: string;
   memoryMB: number;
+  folders?: number;
   cmdline: string;
   createdAt: string;
   /** For `fnrun snapshot --list` (the key says whether it is this host's). */
   accel: string;
 }
 
-/** Why this host cannot use snapshots, or null. */
-export function snapshotProblem(host: HostSetup): string | null {
-  return host.channel === "virtio"
-    ? null
-    : `the kernel (${host.kernel.origin}) has no virtio: snapshots need fnrun's kernel`;
+/** Why this host cannot use snapshots of this shape, or null. */
+export function snapshotProblem(host: HostSetup, shape: SavedShape = memoryOnly(0)): string | null {
+  if (host.channel !== "virtio")
+    return `the kernel (${host.kernel.origin}) has no virtio: snapshots need fnrun's kernel`;
+  if (shape.folders > 0 && !host.folderQemuPath)
+    return "shared folders on clones need QEMU 10 (QEMU 7.2 cannot restore vhost-user-fs): run `make setup`, which fetches it into fnrun's cache, or set FNRUN_FOLDER_QEMU";
+  return null;
 }
 
-export async function snapshotKey(host: HostSetup, memoryMB: number): Promise<string> {
+/** The host a snapshot of `shape` is saved and restored on: with folders, the folder QEMU. */
+export function snapshotHost(host: HostSetup, shape: SavedShape): HostSetup {
+  if (shape.folders === 0) return host;
+  if (!host.folderQemuPath) throw new BootError(`cannot snapshot: ${snapshotProblem(host, shape)}`, "");
+  return { ...host, qemuPath: host.folderQemuPath };
+}
+
+export async function snapshotKey(host: HostSetup, shape: SavedShape): Promise<string> {
+  const saver = snapshotHost(host, shape);
   return sha256(
     FORMAT,
     host.runtime.key,
     await fileIdentity(host.kernel.path),
-    await fileIdentity(host.qemuPath),
+    await fileIdentity(saver.qemuPath),
     host.accel.accel,
-    String(memoryMB),
+    String(shape.memoryMB),
     host.channel,
     host.runtime.layout,
-    guestNodeOptions(memoryMB, host.accel.accel).join(" "),
+    guestNodeOptions(shape.memoryMB, host.accel.accel).join(" "),
+    // Only when there are folders: the keys of the other profiles stay as they were.
+    ...(shape.folders > 0 ? [`folders=${shape.folders}`] : []),
   );
 }
 
-async function toSnapshot(entry: CacheEntry, key: string): Promise<Snapshot> {
+async function toSnapshot(entry: CacheEntry, key: string, host: HostSetup): Promise<Snapshot> {
   const info = JSON.parse(await readFile(entry.path("snapshot.json"), "utf8")) as SnapshotInfo;
   return {
     key,
     directory: entry.directory,
+    host,
+    folders: info.folders ?? 0,
     ram: entry.path("ram"),
     state: entry.path("state"),
     memoryMB: info.memoryMB,
@@ -111,12 +145,13 @@ async function toSnapshot(entry: CacheEntry, key: string): Promise<Snapshot> {
 
 export async function findSnapshot(
   host: HostSetup,
-  memoryMB: number,
+  shape: SavedShape,
   env = process.env,
 ): Promise<Snapshot | undefined> {
-  const key = await snapshotKey(host, memoryMB);
+  if (snapshotProblem(host, shape)) return undefined;
+  const key = await snapshotKey(host, shape);
   const entry = await findEntry(KIND, key, {}, cacheRoot(env));
-  return entry ? toSnapshot(entry, key) : undefined;
+  return entry ? toSnapshot(entry, key, snapshotHost(host, shape)) : undefined;
 }
 
 export async function discardSnapshot(snapshot: Snapshot, env = process.env): Promise<void> {
@@ -132,18 +167,20 @@ export interface CreateOptions {
   background?: boolean;
 }
 
-/** Returns the snapshot for this host and memory size, making it first if needed (one process at a time). */
+/** Returns the snapshot for this host and shape, making it first if needed (one process at a time). */
 export async function ensureSnapshot(
   host: HostSetup,
-  memoryMB: number,
+  shape: SavedShape,
   options: CreateOptions = {},
 ): Promise<Snapshot> {
-  const problem = snapshotProblem(host);
+  const problem = snapshotProblem(host, shape);
   if (problem) throw new BootError(`cannot snapshot: ${problem}`, "");
   const env = options.env ?? process.env;
-  const found = await findSnapshot(host, memoryMB, env);
+  const found = await findSnapshot(host, shape, env);
   if (found) return found;
-  const key = await snapshotKey(host, memoryMB);
+  const key = await snapshotKey(host, shape);
+  const saver = snapshotHost(host, shape);
+  const folders = shape.folders > 0 ? `, ${shape.folders} shared folder${shape.folders > 1 ? "s" : ""}` : "";
   const root = cacheRoot(env);
   return withLock(join(root, KIND, `${key}.lock`), async () => {
     const entry = await ensureEntry(
@@ -151,15 +188,15 @@ export async function ensureSnapshot(
       key,
       async (directory) => {
         (options.progress ?? silent)(
-          `making a snapshot of a booted VM${options.background ? " in the background" : ""} (${memoryMB} MB; once per kernel, runtime and memory size)`,
+          `making a snapshot of a booted VM${options.background ? " in the background" : ""} (${shape.memoryMB} MB${folders}; once per kernel, runtime and profile)`,
         );
-        await saveBootedVm(host, memoryMB, directory, options.bootTimeoutMs ?? BOOT_TIMEOUT_MS.tcg);
+        await saveBootedVm(saver, shape, directory, options.bootTimeoutMs ?? BOOT_TIMEOUT_MS.tcg);
         return ["ram", "state", "snapshot.json"];
       },
       {},
       root,
     );
-    return toSnapshot(entry, key);
+    return toSnapshot(entry, key, saver);
   });
 }
 
@@ -173,15 +210,22 @@ const madeInBackground = new Map<string, Promise<void>>();
  */
 export function ensureSnapshotInBackground(
   host: HostSetup,
-  memoryMB: number,
+  shape: SavedShape,
   options: CreateOptions & { onError?: (error: unknown) => void } = {},
 ): void {
-  const id = [host.qemuPath, host.kernel.path, host.runtime.key, host.accel.accel, memoryMB].join("|");
-  if (madeInBackground.has(id) || snapshotProblem(host)) return;
+  const id = [
+    host.qemuPath,
+    host.kernel.path,
+    host.runtime.key,
+    host.accel.accel,
+    shape.memoryMB,
+    shape.folders,
+  ].join("|");
+  if (madeInBackground.has(id) || snapshotProblem(host, shape)) return;
   const release = hostSlots.tryAcquire();
   if (!release) return;
   const { onError, ...create } = options;
-  const made = ensureSnapshot(host, memoryMB, { ...create, background: true })
+  const made = ensureSnapshot(host, shape, { ...create, background: true })
     .then(
       () => {},
       (error: unknown) => onError?.(error),
@@ -217,46 +261,59 @@ async function waitForMigration(vm: Vm): Promise<void> {
 /** Boots a VM to "ready" with its RAM in `directory`, and saves its device state beside it. */
 async function saveBootedVm(
   host: HostSetup,
-  memoryMB: number,
+  { memoryMB, folders }: SavedShape,
   directory: string,
   bootTimeoutMs: number,
 ): Promise<void> {
-  const { vm, bootNonce, cmdline } = await bootVm(host, {
-    shape: { memoryMB, network: false },
-    mounts: [],
-    payload: { kind: "none" },
-    snapshotRam: join(directory, "ram"),
-  });
+  // The saved VM has its folder devices, served from an empty folder it never
+  // mounts: each clone mounts its own folders after its restore.
+  const empty = folders > 0 ? await mkdtemp(join(tmpdir(), "fnrun-empty-")) : undefined;
   try {
-    const timer = setTimeout(() => vm.killNow(), bootTimeoutMs);
-    try {
-      await vm.waitFor(
-        (message): message is Extract<typeof message, { type: "ready" }> => message.type === "ready",
-      );
-    } finally {
-      clearTimeout(timer);
-    }
-    const qmp = await vm.qmp;
-    if (!qmp) throw new Error("no QMP");
-    await qmp.execute("migrate-set-capabilities", {
-      capabilities: [{ capability: "x-ignore-shared", state: true }],
+    const { vm, bootNonce, cmdline } = await bootVm(host, {
+      shape: { memoryMB, network: false },
+      mounts: Array.from({ length: folders }, (_, index) => ({
+        source: empty ?? "",
+        target: `/mnt/${folderTag(index)}`,
+        readOnly: true,
+        tag: folderTag(index),
+      })),
+      payload: { kind: "none" },
+      snapshotRam: join(directory, "ram"),
     });
-    // Not stopped first: a VM saved while running is started by QEMU as soon as
-    // a clone has loaded its state, which saves a `cont` round trip per restore.
-    // (The guest is idle, blocked reading its channel; QEMU stops it to save.)
-    await qmp.execute("migrate", { uri: `exec:cat > ${shellQuote(join(directory, "state"))}` });
-    await waitForMigration(vm);
+    try {
+      const timer = setTimeout(() => vm.killNow(), bootTimeoutMs);
+      try {
+        await vm.waitFor(
+          (message): message is Extract<typeof message, { type: "ready" }> => message.type === "ready",
+        );
+      } finally {
+        clearTimeout(timer);
+      }
+      const qmp = await vm.qmp;
+      if (!qmp) throw new Error("no QMP");
+      await qmp.execute("migrate-set-capabilities", {
+        capabilities: [{ capability: "x-ignore-shared", state: true }],
+      });
+      // Not stopped first: a VM saved while running is started by QEMU as soon as
+      // a clone has loaded its state, which saves a `cont` round trip per restore.
+      // (The guest is idle, blocked reading its channel; QEMU stops it to save.)
+      await qmp.execute("migrate", { uri: `exec:cat > ${shellQuote(join(directory, "state"))}` });
+      await waitForMigration(vm);
+    } finally {
+      await vm.kill();
+    }
+    const info: SnapshotInfo = {
+      bootNonce,
+      memoryMB,
+      folders,
+      cmdline,
+      createdAt: new Date().toISOString(),
+      accel: host.accel.accel,
+    };
+    await writeFile(join(directory, "snapshot.json"), JSON.stringify(info, null, 2));
   } finally {
-    await vm.kill();
+    if (empty) await rm(empty, { recursive: true, force: true });
   }
-  const info: SnapshotInfo = {
-    bootNonce,
-    memoryMB,
-    cmdline,
-    createdAt: new Date().toISOString(),
-    accel: host.accel.accel,
-  };
-  await writeFile(join(directory, "snapshot.json"), JSON.stringify(info, null, 2));
 }
 
 /** A snapshot in the cache, as `fnrun snapshot --list` shows it. */
@@ -264,6 +321,8 @@ export interface SnapshotProfile {
   key: string;
   directory: string;
   memoryMB: number | null;
+  /** Its shared-folder devices. */
+  folders: number;
   accel: string | null;
   createdAt: string | null;
   /** When a restore last found it (the cache entry's mtime: at most an hour off). */
@@ -291,15 +350,22 @@ export async function listSnapshots(
     const modified = await stat(directory).catch(() => undefined);
     if (!modified) continue;
     const memoryMB = typeof info.memoryMB === "number" ? info.memoryMB : null;
+    const folders = typeof info.folders === "number" ? info.folders : 0;
+    const current =
+      host !== undefined &&
+      memoryMB !== null &&
+      snapshotProblem(host, { memoryMB, folders }) === null &&
+      (await snapshotKey(host, { memoryMB, folders })) === name;
     profiles.push({
       key: name,
       directory,
       memoryMB,
+      folders,
       accel: info.accel ?? null,
       createdAt: info.createdAt ?? null,
       lastUsed: new Date(modified.mtimeMs).toISOString(),
       bytes: await directorySize(directory),
-      current: host !== undefined && memoryMB !== null && (await snapshotKey(host, memoryMB)) === name,
+      current,
     });
   }
   return profiles.sort((a, b) => b.lastUsed.localeCompare(a.lastUsed));

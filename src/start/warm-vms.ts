@@ -7,7 +7,7 @@
  *
  * A warm VM is a snapshot clone sent a "load" message, with the function's
  * network plugged in (vm/launch.ts's restoreClone), or, where clones cannot
- * serve (no snapshots on this kernel, or the function has shared folders), a VM
+ * serve (no snapshots on this kernel, or folders without the folder QEMU), a VM
  * booted with the function in its initramfs. The pool (invoke/pool.ts) decides
  * which invocations run on one.
  */
@@ -22,7 +22,7 @@ import type { ResolvedMount } from "../vm/mounts.ts";
 import type { Vm } from "../vm/process.ts";
 import type { DecoderLimits, FunctionSettings } from "../vm/protocol.ts";
 import { makeRunDirectory } from "../vm/run-directory.ts";
-import { ensureSnapshot } from "./snapshot.ts";
+import { ensureSnapshot, type SavedShape, snapshotProblem } from "./snapshot.ts";
 
 /** A function to keep VMs ready for. */
 export interface WarmFunction {
@@ -156,10 +156,11 @@ export class WarmVms {
   /** Starts one VM for `slot` and waits until it has imported the function. */
   async #start(slot: Slot): Promise<Slot["ready"][number]> {
     if (this.#closed) throw new InternalError("the pool is closed");
-    // Clones cannot have shared folders (vm/launch.ts's restoreClone): such functions' VMs boot.
+    // Clones of a profile this host cannot snapshot (folders without the folder QEMU) boot.
+    const shape = { memoryMB: this.options.memoryMB, folders: slot.fn.mounts.length };
     const { vm, bootNonce, key } =
-      this.options.startMode === "snapshot" && slot.fn.mounts.length === 0
-        ? await this.#restoreAndLoad(slot.fn)
+      this.options.startMode === "snapshot" && snapshotProblem(this.host, shape) === null
+        ? await this.#restoreAndLoad(slot.fn, shape)
         : await this.#bootWithFunction(slot.fn);
     const timer = setTimeout(() => vm.killNow(), bootTimeoutMs(this.host));
     try {
@@ -192,11 +193,12 @@ export class WarmVms {
     return warm;
   }
 
-  async #restoreAndLoad(fn: WarmFunction): Promise<WarmVm> {
-    const snapshot = await ensureSnapshot(this.host, this.options.memoryMB);
+  async #restoreAndLoad(fn: WarmFunction, shape: SavedShape): Promise<WarmVm> {
+    const snapshot = await ensureSnapshot(this.host, shape);
     const runDirectory = await makeRunDirectory();
-    const vm = await restoreClone(this.host, snapshot, runDirectory, {
+    const vm = await restoreClone(snapshot.host, snapshot, runDirectory, {
       network: fn.network,
+      mounts: fn.mounts,
       decoderLimits: this.options.decoderLimits,
     }).catch(async (error: unknown) => {
       await rm(runDirectory, { recursive: true, force: true });

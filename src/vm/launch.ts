@@ -24,16 +24,17 @@
 import { randomBytes } from "node:crypto";
 import { closeSync, openSync } from "node:fs";
 import { rm } from "node:fs/promises";
+import { join } from "node:path";
 import type { Accel } from "../host/accel.ts";
 import { guestNodeOptions } from "../host/runtime.ts";
 import type { HostSetup } from "../host/setup.ts";
 import { BootError } from "../util/errors.ts";
 import { type BootPayload, writeInitrd } from "./initrd.ts";
-import { type ResolvedMount, SharedFolders } from "./mounts.ts";
+import { folderTag, type ResolvedMount, SharedFolders } from "./mounts.ts";
 import { NetGuard, type NetGuardSockets } from "./net-guard.ts";
 import { type LaunchOptions, randomNonce, Vm } from "./process.ts";
 import { type DecoderLimits, type MountRequest, SLIRP_NETWORK, type WakeMessage } from "./protocol.ts";
-import { buildKernelCmdline, pluggedDevices, randomMacAddress } from "./qemu.ts";
+import { buildKernelCmdline, pluggedDevices, randomMacAddress, type SharedFolderDevice } from "./qemu.ts";
 import { makeRunDirectory } from "./run-directory.ts";
 
 /** What a guest can tell apart between VMs: what a snapshot has to match. */
@@ -112,7 +113,10 @@ export async function bootVm(host: HostSetup, plan: BootPlan): Promise<BootedVm>
   let folders: SharedFolders | undefined;
   let guard: NetGuard | undefined;
   try {
-    folders = await SharedFolders.start(runDirectory, plan.mounts);
+    // A VM to be saved has its daemons behind the proxy that lets QEMU save it.
+    folders = await SharedFolders.start(runDirectory, plan.mounts, {
+      restorable: plan.snapshotRam !== undefined,
+    });
     if (plan.shape.network) guard = await NetGuard.start(runDirectory);
     const initrd = await writeInitrd(runDirectory, host.runtime.bootArchive, plan.payload);
     const cmdline = buildKernelCmdline({
@@ -125,7 +129,7 @@ export async function bootVm(host: HostSetup, plan: BootPlan): Promise<BootedVm>
       verbose: plan.verbose ?? false,
       firmwareBoot: host.kernel.entry === "bios",
       // A VM to be saved keeps its free transports for its clones' devices.
-      ...(plan.snapshotRam ? { spareTransportsAfter: savedDevices(host) } : {}),
+      ...(plan.snapshotRam ? { spareTransportsAfter: savedDevices(host, plan.mounts.length) } : {}),
     });
     const saving = plan.snapshotRam
       ? { memoryFile: { path: plan.snapshotRam, shared: true }, qmp: true, allowSpawn: true }
@@ -169,6 +173,8 @@ export interface SavedVm {
   /** The device state QEMU wrote when the VM was saved. */
   state: string;
   memoryMB: number;
+  /** Its shared-folder devices (a clone has as many, each with its own daemon). */
+  folders: number;
   bootNonce: string;
   cmdline: string;
 }
@@ -179,20 +185,22 @@ export interface RestoreTarget {
   spec: LaunchOptions["spec"];
 }
 
-/** The devices of a VM saved for a snapshot: the runtime disk (disk layout) and the channel. */
-export function savedDevices(host: HostSetup): number {
+/** The devices of a VM saved for a snapshot: the runtime disk (disk layout), the channel, its folders. */
+export function savedDevices(host: HostSetup, folders = 0): number {
   return pluggedDevices({
     runtimeDisk: host.runtime.disk,
     channel: { kind: host.channel },
-    sharedFolders: [],
+    sharedFolders: Array.from({ length: folders }, (_, index) => ({ tag: folderTag(index), socketPath: "" })),
     network: false,
   });
 }
 
-/** What a clone has beyond the VM it was saved from: a network card, on a free transport. */
+/** What a clone has of its own: a network card on a free transport; its folders' daemons and RAM. */
 export interface CloneDevices {
   /** The guard's sockets, for a clone with a network. */
   netGuard?: NetGuardSockets;
+  /** A clone with folders: their daemons' sockets, and its own shared copy of the RAM file (vhost-user maps it). */
+  folders?: { devices: SharedFolderDevice[]; ram: string };
 }
 
 export function restoreTarget(host: HostSetup, saved: SavedVm, devices: CloneDevices = {}): RestoreTarget {
@@ -204,8 +212,10 @@ export function restoreTarget(host: HostSetup, saved: SavedVm, devices: CloneDev
       {
         initrd: host.runtime.bootArchive,
         cmdline: saved.cmdline,
-        sharedFolders: [],
-        memoryFile: { path: saved.ram, shared: false },
+        sharedFolders: devices.folders?.devices ?? [],
+        memoryFile: devices.folders
+          ? { path: devices.folders.ram, shared: true }
+          : { path: saved.ram, shared: false },
         incoming: true,
         qmp: true,
         ...(devices.netGuard ? { netGuard: devices.netGuard } : {}),
@@ -216,20 +226,23 @@ export function restoreTarget(host: HostSetup, saved: SavedVm, devices: CloneDev
 
 export interface ClonePlan {
   network: boolean;
+  /** Its shared folders: as many as the snapshot's devices. */
+  mounts: ResolvedMount[];
   decoderLimits?: DecoderLimits;
 }
 
 /**
- * The restore recipe for an invocation's clone, with a network when
- * `plan.network`: its guard starts before QEMU, the card is plugged into a
- * transport the saved VM left free, and the guest binds it and takes its
- * address when it wakes. The VM owns the guard: vm.kill() closes it.
+ * The restore recipe for an invocation's clone, with what it has of its own
+ * started before QEMU: a network's guard (the card is plugged into a transport
+ * the saved VM left free, and the guest binds it and takes its address when it
+ * wakes), and for shared folders, a daemon per folder behind the proxy that
+ * lets QEMU load the device, and a shared copy of the RAM file for QEMU and the
+ * daemons to map (the guest mounts the folders when its invocation arrives).
+ * The VM owns all of them: vm.kill() ends them.
  *
- * Shared folders cannot be had this way: QEMU 7.2 marks vhost-user-fs
- * unmigratable, which refuses loading a state into a machine that has one as
- * surely as saving one ("State blocked by non-migratable device"), and
- * microvm's virtio-mmio bus takes no hotplug. Invocations with folders boot
- * (start/run.ts).
+ * QEMU 7.2 cannot do folders (it marks vhost-user-fs unmigratable, and
+ * microvm's virtio-mmio bus takes no hotplug): their snapshots are saved and
+ * restored with the folder QEMU (start/snapshot.ts's snapshotHost).
  */
 export async function restoreClone(
   host: HostSetup,
@@ -237,17 +250,52 @@ export async function restoreClone(
   runDirectory: string,
   plan: ClonePlan,
 ): Promise<Vm> {
-  if (!plan.network) return restoreVm(restoreTarget(host, saved), saved, runDirectory, plan.decoderLimits);
-  const guard = await NetGuard.start(runDirectory);
+  if (!plan.network && plan.mounts.length === 0)
+    return restoreVm(restoreTarget(host, saved), saved, runDirectory, plan.decoderLimits);
+  if (plan.mounts.length !== saved.folders)
+    throw new BootError(
+      `a snapshot with ${saved.folders} folder devices cannot serve ${plan.mounts.length}`,
+      "",
+    );
+  const ram = join(runDirectory, "ram");
+  const started = await Promise.allSettled([
+    plan.network ? NetGuard.start(runDirectory) : undefined,
+    SharedFolders.start(runDirectory, plan.mounts, { restorable: true }),
+    plan.mounts.length > 0 ? copySparse(saved.ram, ram) : undefined,
+  ]);
+  const [guard, folders] = started.map((outcome) =>
+    outcome.status === "fulfilled" ? outcome.value : undefined,
+  ) as [NetGuard | undefined, SharedFolders | undefined];
+  const stop = async () => {
+    await folders?.stop();
+    await guard?.close();
+  };
   try {
-    const target = restoreTarget(host, saved, { netGuard: guard.sockets });
-    const vm = await restoreVm(target, saved, runDirectory, plan.decoderLimits, { network: SLIRP_NETWORK });
-    vm.addCompanion(() => guard.close());
+    const failed = started.find((outcome) => outcome.status === "rejected");
+    if (failed) throw failed.reason;
+    const target = restoreTarget(host, saved, {
+      ...(guard ? { netGuard: guard.sockets } : {}),
+      ...(folders && folders.devices.length > 0 ? { folders: { devices: folders.devices, ram } } : {}),
+    });
+    const vm = await restoreVm(
+      target,
+      saved,
+      runDirectory,
+      plan.decoderLimits,
+      plan.network ? { network: SLIRP_NETWORK } : undefined,
+    );
+    vm.addCompanion(stop);
     return vm;
   } catch (error) {
-    await guard.close();
+    await stop();
     throw error;
   }
+}
+
+/** A copy of a sparse file that stays sparse (a clone's RAM: what the saved guest never touched is a hole). */
+async function copySparse(from: string, to: string): Promise<void> {
+  const { execa } = await import("execa");
+  await execa("cp", ["--sparse=always", from, to], { timeout: 30_000 });
 }
 
 /**

@@ -46,6 +46,11 @@ const RESERVED = [
 /** What fits microvm's transports beside the runtime disk and the channel (one fewer with a network). */
 const MAX_MOUNTS = VIRTIO_MMIO.count - 2;
 
+/** The tag of a VM's `index`th shared-folder device (a snapshot's are the same for every clone). */
+export function folderTag(index: number): string {
+  return `fnrun${index}`;
+}
+
 /**
  * Checks mounts at the boundary: as many as fit beside the VM's other devices
  * (a network card takes a transport too), folders that exist, guest paths that
@@ -74,7 +79,7 @@ export function checkMounts(mounts: MountConfig[], network = false): ResolvedMou
       throw new UsageError(`--mount ...:${target}: ${clash} belongs to the runtime; mount under /mnt, say`);
     if (targets.has(target)) throw new UsageError(`--mount: two folders on ${target}`);
     targets.add(target);
-    return { source: mount.source, target, readOnly: mount.readOnly, tag: `fnrun${index}` };
+    return { source: mount.source, target, readOnly: mount.readOnly, tag: folderTag(index) };
   });
 }
 
@@ -101,30 +106,37 @@ export async function locateVirtiofsd(env: NodeJS.ProcessEnv = process.env): Pro
   );
 }
 
-const WRAPPER_SOURCE = join(runtimeSourceDir, "virtiofsd-wrapper.c");
-
-/** Compiles the host-side wrapper once (cached by its source's hash). */
-export async function virtiofsdWrapper(env: NodeJS.ProcessEnv = process.env): Promise<string> {
-  const source = await readFile(WRAPPER_SOURCE);
+/** Compiles a host-side helper from runtime-initrd/ once (cached by its source's hash). */
+async function hostTool(name: string, sourceFile: string, env: NodeJS.ProcessEnv): Promise<string> {
+  const sourcePath = join(runtimeSourceDir, sourceFile);
+  const source = await readFile(sourcePath);
   const entry = await ensureEntry(
     "host-tools",
-    sha256("virtiofsd-wrapper-v1", source),
+    sha256(`${name}-v1`, source),
     async (directory) => {
       const { execa } = await import("execa");
-      const output = join(directory, "fnrun-virtiofsd");
-      const result = await execa("gcc", ["-O2", "-Wall", "-o", output, WRAPPER_SOURCE], {
+      const result = await execa("gcc", ["-O2", "-Wall", "-o", join(directory, name), sourcePath], {
         reject: false,
         all: true,
         timeout: 60_000,
       });
-      if (result.exitCode !== 0)
-        throw new SetupError(`compiling the virtiofsd wrapper failed:\n${result.all}`);
-      return ["fnrun-virtiofsd"];
+      if (result.exitCode !== 0) throw new SetupError(`compiling ${sourceFile} failed:\n${result.all}`);
+      return [name];
     },
     {},
     cacheRoot(env),
   );
-  return entry.path("fnrun-virtiofsd");
+  return entry.path(name);
+}
+
+/** The wrapper that runs virtiofsd on a read-only view of a read-only folder. */
+export function virtiofsdWrapper(env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  return hostTool("fnrun-virtiofsd", "virtiofsd-wrapper.c", env);
+}
+
+/** The proxy that lets QEMU save and restore a VM with a shared-folder device. */
+export function vhostUserFsProxy(env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  return hostTool("fnrun-vhost-user-fs-proxy", "vhost-user-fs-proxy.c", env);
 }
 
 interface Daemon {
@@ -141,25 +153,42 @@ export class SharedFolders {
     private readonly daemons: Daemon[],
   ) {}
 
+  /**
+   * One daemon per folder, its socket in `runDirectory`. With `restorable`, each
+   * daemon sits behind the proxy that lets QEMU save and load the VM's device
+   * (a snapshot's VM and its clones; runtime-initrd/vhost-user-fs-proxy.c).
+   */
   static async start(
     runDirectory: string,
     mounts: ResolvedMount[],
-    env = process.env,
+    options: { restorable?: boolean; env?: NodeJS.ProcessEnv } = {},
   ): Promise<SharedFolders> {
     if (mounts.length === 0) return new SharedFolders([], [], []);
-    const [virtiofsd, wrapper] = await Promise.all([locateVirtiofsd(env), virtiofsdWrapper(env)]);
+    const env = options.env ?? process.env;
+    const [virtiofsd, wrapper, proxy] = await Promise.all([
+      locateVirtiofsd(env),
+      virtiofsdWrapper(env),
+      options.restorable ? vhostUserFsProxy(env) : undefined,
+    ]);
     const daemons: Daemon[] = [];
     const devices: SharedFolderDevice[] = [];
+    const startDaemon = async (command: string, args: string[], socket: string) => {
+      const daemon = spawnDaemon(command, args);
+      daemons.push(daemon);
+      await waitForSocket(socket, daemon);
+    };
     try {
+      // One after another: each waits for little more than its daemon's socket.
       for (const mount of mounts) {
         const socketPath = join(runDirectory, `${mount.tag}.sock`);
-        const child = spawn(
+        const daemonSocket = proxy ? join(runDirectory, `${mount.tag}.daemon.sock`) : socketPath;
+        await startDaemon(
           wrapper,
           [
             mount.source,
             mount.readOnly ? "ro" : "rw",
             virtiofsd,
-            `--socket-path=${socketPath}`,
+            `--socket-path=${daemonSocket}`,
             "-o",
             `source=${mount.source}`,
             // Read-only folders cannot change under the guest: let it cache them.
@@ -172,15 +201,10 @@ export class SharedFolders {
             "-o",
             "no_xattr",
           ],
-          { stdio: ["ignore", "ignore", "pipe"] },
+          daemonSocket,
         );
-        const stderr = new TextTail(4096);
-        child.stderr?.on("data", (chunk: Buffer) => stderr.push(chunk.toString()));
-        const exited = new Promise<void>((resolve) => child.once("close", () => resolve()));
-        child.once("error", () => {});
-        daemons.push({ process: child, exited, stderr });
+        if (proxy) await startDaemon(proxy, [socketPath, daemonSocket], socketPath);
         devices.push({ tag: mount.tag, socketPath });
-        await waitForSocket(socketPath, child, stderr);
       }
     } catch (error) {
       await new SharedFolders(devices, [], daemons).stop();
@@ -212,7 +236,16 @@ export class SharedFolders {
   }
 }
 
-async function waitForSocket(path: string, child: ChildProcess, stderr: TextTail): Promise<void> {
+function spawnDaemon(command: string, args: string[]): Daemon {
+  const child = spawn(command, args, { stdio: ["ignore", "ignore", "pipe"] });
+  const stderr = new TextTail(4096);
+  child.stderr?.on("data", (chunk: Buffer) => stderr.push(chunk.toString()));
+  const exited = new Promise<void>((resolve) => child.once("close", () => resolve()));
+  child.once("error", () => {});
+  return { process: child, exited, stderr };
+}
+
+async function waitForSocket(path: string, { process: child, stderr }: Daemon): Promise<void> {
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
     if (

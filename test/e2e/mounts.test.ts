@@ -23,13 +23,13 @@ let data: string;
 let out: string;
 
 /**
- * virtiofsd processes still alive. (In its namespace sandbox, virtiofsd forks a
+ * virtiofsd processes (and the proxies in front of a clone's) still alive. (In its namespace sandbox, virtiofsd forks a
  * child that dies with it; that child is reaped by PID 1, which on some hosts
  * takes a moment: a dead "<defunct>" entry is not a survivor.)
  */
 function virtiofsdProcesses(): string[] {
   try {
-    return execFileSync("pgrep", ["-a", "-f", "virtiofsd"], { encoding: "utf8" })
+    return execFileSync("pgrep", ["-a", "-f", "virtiofsd|vhost-user-fs-proxy"], { encoding: "utf8" })
       .split("\n")
       .filter((line) => line.trim() && !line.includes("pgrep") && !line.includes("<defunct>"));
   } catch {
@@ -58,37 +58,44 @@ afterAll(async () => {
 });
 
 describe("shared folders", () => {
-  it("reads, lists and writes through virtio-fs; read-only holds in the guest and on the host; nothing outside is reachable", async () => {
-    const run = await runCli([
-      "invoke",
-      "test/fixtures/mounts/shared-folders.ts",
-      "--mount",
-      `${data}:/mnt/data`,
-      "--mount",
-      `${out}:/mnt/out:rw`,
-      "--json",
-    ]);
-    expect(run.code, run.stderr).toBe(0);
-    const output = JSON.parse(run.stdout);
-    // QEMU 7.2 cannot restore into a machine with vhost-user-fs: folders boot.
-    expect(output.startMode).toBe("boot");
-    const result = output.result;
-    expect(result.read).toBe("hello from the host\n");
-    expect(result.listing).toEqual(["absolute-link", "greeting.txt", "nested", "relative-link"]);
-    expect(result.writeReadWrite).toBe("ok");
-    expect(readFileSync(join(out, "from-guest.txt"), "utf8")).toBe("written in the VM\n");
-    expect(result.writeReadOnly).toBe("error EROFS");
-    expect(result.dotDot).toBe("error ENOENT");
-    // The guest sees the link's text, but resolving it happens in the guest: the host file stays out of reach.
-    expect(result.absoluteLinkTarget).toBe(join(root, "outside-secret.txt"));
-    expect(result.absoluteLink).toBe("error ENOENT");
-    expect(result.relativeLink).toBe("error ENOENT");
-    expect(JSON.stringify(result)).not.toContain("host secret");
-    // Even root in the guest, mounting the read-only folder read-write, cannot write to it.
-    expect(result.remountReadWrite.write).toMatch(/^error (EROFS|EACCES|EPERM)$/);
-    expect(existsSync(join(data, "should-not-exist.txt"))).toBe(false);
-    expect(virtiofsdProcesses()).toEqual([]);
-  });
+  // A clone's folders are served by new daemons behind the proxy, in a VM
+  // restored with the folder QEMU (its first run here makes the snapshot).
+  it.each(["boot", "snapshot"])(
+    "reads, lists and writes through virtio-fs; read-only holds in the guest and on the host; nothing outside is reachable (--start %s)",
+    async (start) => {
+      rmSync(join(out, "from-guest.txt"), { force: true });
+      const run = await runCli([
+        "invoke",
+        "test/fixtures/mounts/shared-folders.ts",
+        "--mount",
+        `${data}:/mnt/data`,
+        "--mount",
+        `${out}:/mnt/out:rw`,
+        "--start",
+        start,
+        "--json",
+      ]);
+      expect(run.code, run.stderr).toBe(0);
+      const output = JSON.parse(run.stdout);
+      expect(output.startMode).toBe(start);
+      const result = output.result;
+      expect(result.read).toBe("hello from the host\n");
+      expect(result.listing).toEqual(["absolute-link", "greeting.txt", "nested", "relative-link"]);
+      expect(result.writeReadWrite).toBe("ok");
+      expect(readFileSync(join(out, "from-guest.txt"), "utf8")).toBe("written in the VM\n");
+      expect(result.writeReadOnly).toBe("error EROFS");
+      expect(result.dotDot).toBe("error ENOENT");
+      // The guest sees the link's text, but resolving it happens in the guest: the host file stays out of reach.
+      expect(result.absoluteLinkTarget).toBe(join(root, "outside-secret.txt"));
+      expect(result.absoluteLink).toBe("error ENOENT");
+      expect(result.relativeLink).toBe("error ENOENT");
+      expect(JSON.stringify(result)).not.toContain("host secret");
+      // Even root in the guest, mounting the read-only folder read-write, cannot write to it.
+      expect(result.remountReadWrite.write).toMatch(/^error (EROFS|EACCES|EPERM)$/);
+      expect(existsSync(join(data, "should-not-exist.txt"))).toBe(false);
+      expect(virtiofsdProcesses()).toEqual([]);
+    },
+  );
 
   // As root (CI): root in the guest remounts the folder read-write; the host's
   // read-only bind held at the folder's top, but a tmpfs mounted inside the folder
@@ -108,9 +115,11 @@ describe("shared folders", () => {
       ]);
       execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", inner]);
       try {
-        const { result } = await invoke("test/fixtures/mounts/writes-nested.ts", {
+        const { result, startMode } = await invoke("test/fixtures/mounts/writes-nested.ts", {
           mounts: [`${shared}:/mnt/data`],
+          start: "snapshot",
         });
+        expect(startMode).toBe("snapshot");
         expect(result).toEqual({
           unmounted: 1,
           mountedReadWrite: true,

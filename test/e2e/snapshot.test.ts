@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type HostSetup, resolveHost } from "../../src/host/setup.ts";
 import { invoke } from "../../src/index.ts";
-import { ensureSnapshot, findSnapshot, snapshotKey } from "../../src/start/snapshot.ts";
+import { ensureSnapshot, findSnapshot, memoryOnly, snapshotKey } from "../../src/start/snapshot.ts";
 import { expectNothingLeftBehind, leftoverRunDirectories, qemuProcesses, runCli } from "./helpers.ts";
 
 let host: HostSetup;
@@ -15,14 +15,14 @@ const MEMORY = 256;
 
 beforeAll(async () => {
   host = await resolveHost();
-  await ensureSnapshot(host, MEMORY);
+  await ensureSnapshot(host, memoryOnly(MEMORY));
 });
 
 afterAll(() => expectNothingLeftBehind(expect));
 
 describe("snapshot starts", () => {
   it("gives 20 clones of one snapshot 20 different values from every random source, and the true time", async () => {
-    const snapshot = await findSnapshot(host, MEMORY);
+    const snapshot = await findSnapshot(host, memoryOnly(MEMORY));
     expect(snapshot).toBeDefined();
     const before = Date.now();
     const runs = await Promise.all(
@@ -30,7 +30,7 @@ describe("snapshot starts", () => {
     );
     expect(runs.every((run) => run.startMode === "snapshot")).toBe(true);
     // All from the same snapshot: nothing was rebuilt meanwhile.
-    expect((await findSnapshot(host, MEMORY))?.directory).toBe(snapshot?.directory);
+    expect((await findSnapshot(host, memoryOnly(MEMORY)))?.directory).toBe(snapshot?.directory);
     const results = runs.map((run) => run.result as Record<string, string | number>);
     for (const source of [
       "mathRandom",
@@ -170,20 +170,30 @@ describe("prestart", () => {
 
 describe("snapshot integrity", () => {
   it("keys a snapshot by everything that shapes it", async () => {
-    const base = await snapshotKey(host, MEMORY);
-    expect(await snapshotKey(host, MEMORY)).toBe(base);
-    expect(await snapshotKey(host, 512)).not.toBe(base);
-    expect(await snapshotKey({ ...host, runtime: { ...host.runtime, key: "other" } }, MEMORY)).not.toBe(base);
-    expect(await snapshotKey({ ...host, accel: { accel: "kvm", fallbackReason: null } }, MEMORY)).not.toBe(
+    const shape = memoryOnly(MEMORY);
+    const base = await snapshotKey(host, shape);
+    expect(await snapshotKey(host, shape)).toBe(base);
+    expect(await snapshotKey(host, memoryOnly(512))).not.toBe(base);
+    expect(await snapshotKey({ ...host, runtime: { ...host.runtime, key: "other" } }, shape)).not.toBe(base);
+    expect(await snapshotKey({ ...host, accel: { accel: "kvm", fallbackReason: null } }, shape)).not.toBe(
       base,
     );
-    expect(await snapshotKey({ ...host, qemuPath: "/bin/true" }, MEMORY)).not.toBe(base);
+    expect(await snapshotKey({ ...host, qemuPath: "/bin/true" }, shape)).not.toBe(base);
     expect(
       await snapshotKey(
         { ...host, kernel: { ...host.kernel, path: host.kernel.path.replace("vmlinux", "bzImage") } },
-        MEMORY,
+        shape,
       ),
     ).not.toBe(base);
+    // Shared folders: their number, and the QEMU that can save them.
+    const folderHost = { ...host, folderQemuPath: "/bin/true" };
+    const oneFolder = await snapshotKey(folderHost, { memoryMB: MEMORY, folders: 1 });
+    expect(await snapshotKey(folderHost, shape)).toBe(base);
+    expect(oneFolder).not.toBe(base);
+    expect(await snapshotKey(folderHost, { memoryMB: MEMORY, folders: 2 })).not.toBe(oneFolder);
+    expect(
+      await snapshotKey({ ...host, folderQemuPath: "/bin/false" }, { memoryMB: MEMORY, folders: 1 }),
+    ).not.toBe(oneFolder);
   });
 
   /**
@@ -217,7 +227,7 @@ describe("snapshot integrity", () => {
         qemuPath: refusingQemu(directory, ['*" -incoming "*', "*virtio-net-device*"]),
       };
       const memory = 224; // a snapshot of its own, so the other tests' one is left alone
-      const snapshot = await ensureSnapshot(wrapped, memory);
+      const snapshot = await ensureSnapshot(wrapped, memoryOnly(memory));
       writeFileSync(join(directory, "refuse"), "");
       const notices: string[] = [];
       const withNetwork = await invoke("functions/hello.ts", {
@@ -229,7 +239,7 @@ describe("snapshot integrity", () => {
       expect(withNetwork.result).toMatchObject({ message: "Hello, world!" });
       expect(withNetwork.startMode).toBe("boot");
       expect(notices.join("\n")).toMatch(/with a network could not be restored.*refused by this test.*kept/);
-      expect((await findSnapshot(wrapped, memory))?.directory).toBe(snapshot.directory);
+      expect((await findSnapshot(wrapped, memoryOnly(memory)))?.directory).toBe(snapshot.directory);
       const plain = await invoke("functions/hello.ts", { host: wrapped, memory, start: "snapshot" });
       expect(plain.startMode).toBe("snapshot");
     } finally {
@@ -242,7 +252,7 @@ describe("snapshot integrity", () => {
     try {
       const memory = 208;
       const saver: HostSetup = { ...host, qemuPath: refusingQemu(directory, ['*" -incoming "*']) };
-      await ensureSnapshot(saver, memory);
+      await ensureSnapshot(saver, memoryOnly(memory));
       // The same binary, so the same snapshot, now refusing every restore (as a QEMU changed in place might).
       writeFileSync(join(directory, "refuse"), "");
       const notices: string[] = [];
@@ -261,21 +271,21 @@ describe("snapshot integrity", () => {
 
   it("detects a corrupted device state and a truncated RAM file, and rebuilds instead of restoring", async () => {
     const memory = 192; // a snapshot of its own, so the other tests' one is left alone
-    const original = await ensureSnapshot(host, memory);
+    const original = await ensureSnapshot(host, memoryOnly(memory));
     const createdAt = JSON.parse(await readFile(`${original.directory}/snapshot.json`, "utf8")).createdAt;
 
     const state = await readFile(original.state);
     const middle = Math.floor(state.length / 2);
     state[middle] = (state[middle] ?? 0) ^ 0xff; // same size, other content
     writeFileSync(original.state, state);
-    expect(await findSnapshot(host, memory)).toBeUndefined();
+    expect(await findSnapshot(host, memoryOnly(memory))).toBeUndefined();
 
-    const rebuilt = await ensureSnapshot(host, memory);
+    const rebuilt = await ensureSnapshot(host, memoryOnly(memory));
     expect(JSON.parse(await readFile(`${rebuilt.directory}/snapshot.json`, "utf8")).createdAt).not.toBe(
       createdAt,
     );
     truncateSync(rebuilt.ram, 4096);
-    expect(await findSnapshot(host, memory)).toBeUndefined();
+    expect(await findSnapshot(host, memoryOnly(memory))).toBeUndefined();
 
     const run = await invoke("functions/hello.ts", { host, memory, start: "snapshot" });
     expect(run.result).toMatchObject({ message: "Hello, world!" });

@@ -7,12 +7,12 @@ import type { CliIo } from "../io.ts";
 
 async function runSetup(args: { accel: "auto" | "kvm" | "tcg" }, io: CliIo): Promise<number> {
   const { resolveHost } = await import("../../host/setup.ts");
-  const { ensureSnapshot, snapshotProblem } = await import("../../start/snapshot.ts");
+  const { ensureSnapshot, memoryOnly, snapshotProblem } = await import("../../start/snapshot.ts");
   const progress = (line: string) => io.stderr.write(`fnrun: ${line}\n`);
   const host = await resolveHost({ accel: args.accel, progress });
   const snapshot = snapshotProblem(host)
     ? undefined
-    : await ensureSnapshot(host, DEFAULTS.memoryMB, { progress });
+    : await ensureSnapshot(host, memoryOnly(DEFAULTS.memoryMB), { progress });
   io.stdout.write(
     `kernel:   ${host.kernel.path} (${host.kernel.origin}, ${host.kernel.entry})\n` +
       `runtime:  ${host.runtime.bootArchive}${host.runtime.disk ? ` + ${host.runtime.disk}` : ""} (${host.runtime.layout})\n` +

@@ -35,11 +35,11 @@ async function listProfiles(args: SnapshotArgs, io: CliIo) {
     io.stderr.write("no snapshots yet: the first snapshot start of each memory size makes one\n");
     return ExitCode.ok;
   }
-  io.stdout.write("memory   accel  on disk   last used         made              key\n");
+  io.stdout.write("memory   folders  accel  on disk   last used         made              key\n");
   for (const profile of profiles) {
     const memory = profile.memoryMB === null ? "?" : `${profile.memoryMB} MB`;
     io.stdout.write(
-      `${memory.padEnd(8)} ${(profile.accel ?? "?").padEnd(6)} ${megabytes(profile.bytes).padStart(7)}   ${shortTime(profile.lastUsed)}  ${shortTime(profile.createdAt)}  ${profile.key.slice(0, 12)}${profile.current ? "" : "  (stale: another kernel, runtime or QEMU)"}\n`,
+      `${memory.padEnd(8)} ${String(profile.folders).padEnd(8)} ${(profile.accel ?? "?").padEnd(6)} ${megabytes(profile.bytes).padStart(7)}   ${shortTime(profile.lastUsed)}  ${shortTime(profile.createdAt)}  ${profile.key.slice(0, 12)}${profile.current ? "" : "  (stale: another kernel, runtime or QEMU)"}\n`,
     );
   }
   return ExitCode.ok;
@@ -48,7 +48,9 @@ async function listProfiles(args: SnapshotArgs, io: CliIo) {
 async function runSnapshot(args: SnapshotArgs, io: CliIo) {
   if (args.list) return listProfiles(args, io);
   const { resolveHost } = await import("../../host/setup.ts");
-  const { discardSnapshot, ensureSnapshot, findSnapshot } = await import("../../start/snapshot.ts");
+  const { discardSnapshot, ensureSnapshot, findSnapshot, memoryOnly } = await import(
+    "../../start/snapshot.ts"
+  );
   const { LIMITS } = await import("../../build/config.ts");
   if (
     !Number.isFinite(args.memory) ||
@@ -60,10 +62,10 @@ async function runSnapshot(args: SnapshotArgs, io: CliIo) {
   const progress = (line: string) => io.stderr.write(`fnrun: ${line}\n`);
   const host = await resolveHost({ accel: args.accel, progress });
   if (args.rebuild) {
-    const existing = await findSnapshot(host, args.memory);
+    const existing = await findSnapshot(host, memoryOnly(args.memory));
     if (existing) await discardSnapshot(existing);
   }
-  const snapshot = await ensureSnapshot(host, args.memory, { progress });
+  const snapshot = await ensureSnapshot(host, memoryOnly(args.memory), { progress });
   io.stdout.write(`${snapshot.directory}\n`);
   return ExitCode.ok;
 }

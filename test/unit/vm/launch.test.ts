@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { HostSetup } from "../../../src/host/setup.ts";
 import { payloadArchive } from "../../../src/vm/initrd.ts";
-import { guestRamMB, mountRequests, restoreTarget, vmSpec } from "../../../src/vm/launch.ts";
+import { guestRamMB, mountRequests, restoreTarget, savedDevices, vmSpec } from "../../../src/vm/launch.ts";
 import { buildQemuArgs } from "../../../src/vm/qemu.ts";
 
 const host: HostSetup = {
@@ -30,6 +30,7 @@ describe("vmSpec", () => {
       ram: "/cache/snap/ram",
       state: "/cache/snap/state",
       memoryMB: 256,
+      folders: 0,
       bootNonce: "0".repeat(32),
       cmdline: "CMDLINE",
     });
@@ -98,6 +99,7 @@ describe("vmSpec", () => {
       ram: "/cache/snap/ram",
       state: "/cache/snap/state",
       memoryMB: 256,
+      folders: 0,
       bootNonce: "0".repeat(32),
       cmdline: "CMDLINE",
     };
@@ -115,6 +117,46 @@ describe("vmSpec", () => {
     const card = args.indexOf("-netdev");
     expect(args.slice(0, card)).toEqual(plain.slice(0, plain.indexOf("-incoming")));
     expect(args[card + 3]).toBe(`virtio-net-device,netdev=net0,status=off,mac=${spec.macAddress}`);
+  });
+
+  it("gives a clone with folders their devices in the saved order and its own shared RAM copy", () => {
+    const saved = {
+      ram: "/cache/snap/ram",
+      state: "/cache/snap/state",
+      memoryMB: 256,
+      folders: 2,
+      bootNonce: "0".repeat(32),
+      cmdline: "CMDLINE",
+    };
+    const devices = [
+      { tag: "fnrun0", socketPath: "/run/fnrun0.sock" },
+      { tag: "fnrun1", socketPath: "/run/fnrun1.sock" },
+    ];
+    const spec = restoreTarget(host, saved, {
+      folders: { devices, ram: "/run/ram" },
+      netGuard: { outSocket: "/run/out.sock", inSocket: "/run/in.sock" },
+    }).spec;
+    // Shared, so that the daemons can map it; a copy, so that the snapshot is never written.
+    expect(spec.memoryFile).toEqual({ path: "/run/ram", shared: true });
+    const args = buildQemuArgs({ ...spec, channel: { kind: "virtio", fd: 4 } });
+    const firstFolder = args.indexOf("-chardev", args.indexOf("virtserialport,chardev=channel,name=fnrun"));
+    expect(args.slice(firstFolder, firstFolder + 8)).toEqual([
+      "-chardev",
+      "socket,id=fs0,path=/run/fnrun0.sock",
+      "-device",
+      "vhost-user-fs-device,queue-size=1024,chardev=fs0,tag=fnrun0",
+      "-chardev",
+      "socket,id=fs1,path=/run/fnrun1.sock",
+      "-device",
+      "vhost-user-fs-device,queue-size=1024,chardev=fs1,tag=fnrun1",
+    ]);
+    // The card comes after them, on the transport their saved VM left free.
+    expect(args.indexOf("-netdev")).toBe(firstFolder + 8);
+    expect(args).toContain("memory-backend-file,id=mem,size=256M,mem-path=/run/ram,share=on");
+  });
+
+  it("registers the transport after a saved VM's folder devices for a clone's card", () => {
+    expect(savedDevices(host, 2)).toBe(savedDevices(host) + 2);
   });
 
   it("adds the runtime's files to guest RAM in the initrd layout", () => {
