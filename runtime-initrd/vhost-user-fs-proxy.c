@@ -192,10 +192,10 @@ int main(int argc, char **argv) {
   int daemon = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   struct sockaddr_un daemon_address = address_of(argv[2]);
   if (daemon < 0) fail("socket");
-  /* The daemon's socket exists from its bind, a moment before it listens. */
+  /* Started beside its daemon: wait for its socket to be there, and listening (10 s at most). */
   for (int attempt = 0; connect(daemon, (struct sockaddr *)&daemon_address, sizeof daemon_address) < 0; attempt++) {
-    if (errno != ECONNREFUSED || attempt == 200) fail("connecting to virtiofsd");
-    usleep(5000);
+    if ((errno != ENOENT && errno != ECONNREFUSED) || attempt == 5000) fail("connecting to virtiofsd");
+    usleep(2000);
   }
 
   int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);

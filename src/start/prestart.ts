@@ -166,7 +166,9 @@ export function prestart(args: readonly string[], env: NodeJS.ProcessEnv = proce
     let runDirectory: string | undefined;
     try {
       runDirectory = makeRunDirectorySync();
-      const vm = await restoreVm(found.target, found.snapshot, runDirectory, found.decoderLimits);
+      const vm = await restoreVm(found.target, found.snapshot, runDirectory, {
+        ...(found.decoderLimits ? { decoderLimits: found.decoderLimits } : {}),
+      });
       return { vm, snapshot: found.snapshot, decoderLimits: found.decoderLimits, runDirectory };
     } catch {
       if (runDirectory) await rm(runDirectory, { recursive: true, force: true });

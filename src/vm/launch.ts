@@ -22,8 +22,9 @@
  * snapshot serves a memory size with and without a network.
  */
 import { randomBytes } from "node:crypto";
-import { closeSync, openSync } from "node:fs";
-import { rm } from "node:fs/promises";
+import { closeSync, existsSync, openSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Accel } from "../host/accel.ts";
 import { guestNodeOptions } from "../host/runtime.ts";
@@ -251,21 +252,25 @@ export async function restoreClone(
   plan: ClonePlan,
 ): Promise<Vm> {
   if (!plan.network && plan.mounts.length === 0)
-    return restoreVm(restoreTarget(host, saved), saved, runDirectory, plan.decoderLimits);
+    return restoreVm(
+      restoreTarget(host, saved),
+      saved,
+      runDirectory,
+      plan.decoderLimits ? { decoderLimits: plan.decoderLimits } : {},
+    );
   if (plan.mounts.length !== saved.folders)
     throw new BootError(
       `a snapshot with ${saved.folders} folder devices cannot serve ${plan.mounts.length}`,
       "",
     );
-  const ram = join(runDirectory, "ram");
   const started = await Promise.allSettled([
     plan.network ? NetGuard.start(runDirectory) : undefined,
     SharedFolders.start(runDirectory, plan.mounts, { restorable: true }),
-    plan.mounts.length > 0 ? copySparse(saved.ram, ram) : undefined,
+    plan.mounts.length > 0 ? sharedRamCopy(saved.ram) : undefined,
   ]);
-  const [guard, folders] = started.map((outcome) =>
+  const [guard, folders, ram] = started.map((outcome) =>
     outcome.status === "fulfilled" ? outcome.value : undefined,
-  ) as [NetGuard | undefined, SharedFolders | undefined];
+  ) as [NetGuard | undefined, SharedFolders | undefined, number | undefined];
   const stop = async () => {
     await folders?.stop();
     await guard?.close();
@@ -275,27 +280,53 @@ export async function restoreClone(
     if (failed) throw failed.reason;
     const target = restoreTarget(host, saved, {
       ...(guard ? { netGuard: guard.sockets } : {}),
-      ...(folders && folders.devices.length > 0 ? { folders: { devices: folders.devices, ram } } : {}),
+      ...(folders && ram !== undefined ? { folders: { devices: folders.devices, ram: CLONE_RAM_PATH } } : {}),
     });
-    const vm = await restoreVm(
-      target,
-      saved,
-      runDirectory,
-      plan.decoderLimits,
-      plan.network ? { network: SLIRP_NETWORK } : undefined,
-    );
+    const vm = await restoreVm(target, saved, runDirectory, {
+      ...(plan.decoderLimits ? { decoderLimits: plan.decoderLimits } : {}),
+      ...(plan.network ? { attach: { network: SLIRP_NETWORK } } : {}),
+      ...(ram !== undefined ? { ramFd: ram } : {}),
+    });
     vm.addCompanion(stop);
     return vm;
   } catch (error) {
     await stop();
     throw error;
+  } finally {
+    if (ram !== undefined) closeSync(ram); // QEMU has its own
   }
 }
 
-/** A copy of a sparse file that stays sparse (a clone's RAM: what the saved guest never touched is a hole). */
-async function copySparse(from: string, to: string): Promise<void> {
-  const { execa } = await import("execa");
-  await execa("cp", ["--sparse=always", from, to], { timeout: 30_000 });
+/** Descriptors a clone's QEMU inherits: the device state, then its own RAM copy (a clone with folders). */
+const STATE_FD = 3;
+const CLONE_RAM_PATH = "/proc/self/fd/4";
+
+/**
+ * A clone's own copy of the RAM file, for QEMU and the folders' daemons to map
+ * shared: sparse (what the saved guest never touched stays a hole; ~30-50 ms
+ * for 256 MB), in memory (/dev/shm) where the host has it rather than written
+ * to disk, and open but already unlinked, so that nothing is left behind
+ * whatever becomes of fnrun. QEMU opens it as CLONE_RAM_PATH.
+ */
+async function sharedRamCopy(from: string): Promise<number> {
+  const parent = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
+  const directory = await mkdtemp(join(parent, "fnrun-ram-"));
+  try {
+    const copy = join(directory, "ram");
+    const { execa } = await import("execa");
+    await execa("cp", ["--sparse=always", from, copy], { timeout: 30_000 });
+    return openSync(copy, "r+");
+  } finally {
+    await rm(directory, { recursive: true, force: true });
+  }
+}
+
+export interface RestoreOptions {
+  decoderLimits?: DecoderLimits;
+  /** Devices plugged into the clone for it to bind when it wakes. */
+  attach?: WakeMessage["attach"];
+  /** The clone's own RAM copy (CLONE_RAM_PATH), for a clone with folders. */
+  ramFd?: number;
 }
 
 /**
@@ -313,12 +344,12 @@ export async function restoreVm(
   target: RestoreTarget,
   saved: SavedVm,
   runDirectory: string,
-  decoderLimits?: DecoderLimits,
-  attach?: WakeMessage["attach"],
+  options: RestoreOptions = {},
 ): Promise<Vm> {
   // QEMU reads the device state from an inherited descriptor: a clone, which runs
   // a function, may not start processes (no `exec:cat`).
   const state = openSync(saved.state, "r");
+  const { decoderLimits, attach, ramFd } = options;
   let vm: Vm;
   try {
     vm = await Vm.launch({
@@ -326,7 +357,7 @@ export async function restoreVm(
       runDirectory,
       key: saved.bootNonce,
       ...(decoderLimits ? { decoderLimits } : {}),
-      inheritFds: [state],
+      inheritFds: ramFd === undefined ? [state] : [state, ramFd],
       spec: target.spec,
     });
   } finally {
@@ -347,7 +378,7 @@ export async function restoreVm(
     const capabilities = qmp.execute("migrate-set-capabilities", {
       capabilities: [{ capability: "x-ignore-shared", state: true }],
     });
-    const incoming = qmp.execute("migrate-incoming", { uri: "fd:3" });
+    const incoming = qmp.execute("migrate-incoming", { uri: `fd:${STATE_FD}` });
     incoming.catch(() => {}); // if it fails, so did the first, or it is awaited below
     await capabilities;
     vm.marks.restoreStarted = vm.elapsed();

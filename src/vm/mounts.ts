@@ -171,41 +171,41 @@ export class SharedFolders {
       options.restorable ? vhostUserFsProxy(env) : undefined,
     ]);
     const daemons: Daemon[] = [];
-    const devices: SharedFolderDevice[] = [];
-    const startDaemon = async (command: string, args: string[], socket: string) => {
-      const daemon = spawnDaemon(command, args);
-      daemons.push(daemon);
-      await waitForSocket(socket, daemon);
-    };
+    const devices = mounts.map((mount) => ({
+      tag: mount.tag,
+      socketPath: join(runDirectory, `${mount.tag}.sock`),
+    }));
     try {
-      // One after another: each waits for little more than its daemon's socket.
-      for (const mount of mounts) {
-        const socketPath = join(runDirectory, `${mount.tag}.sock`);
-        const daemonSocket = proxy ? join(runDirectory, `${mount.tag}.daemon.sock`) : socketPath;
-        await startDaemon(
-          wrapper,
-          [
-            mount.source,
-            mount.readOnly ? "ro" : "rw",
-            virtiofsd,
-            `--socket-path=${daemonSocket}`,
-            "-o",
-            `source=${mount.source}`,
-            // Read-only folders cannot change under the guest: let it cache them.
-            "-o",
-            mount.readOnly ? "cache=always" : "cache=auto",
-            "-o",
-            "sandbox=namespace",
-            "-o",
-            "no_posix_lock",
-            "-o",
-            "no_xattr",
-          ],
-          daemonSocket,
-        );
-        if (proxy) await startDaemon(proxy, [socketPath, daemonSocket], socketPath);
-        devices.push({ tag: mount.tag, socketPath });
-      }
+      // All at once: each folder waits for little more than its daemon's start.
+      await Promise.all(
+        mounts.map(async (mount, index) => {
+          const socketPath = devices[index]?.socketPath ?? "";
+          const daemonSocket = proxy ? join(runDirectory, `${mount.tag}.daemon.sock`) : socketPath;
+          const started = [
+            spawnDaemon(wrapper, [
+              mount.source,
+              mount.readOnly ? "ro" : "rw",
+              virtiofsd,
+              `--socket-path=${daemonSocket}`,
+              "-o",
+              `source=${mount.source}`,
+              // Read-only folders cannot change under the guest: let it cache them.
+              "-o",
+              mount.readOnly ? "cache=always" : "cache=auto",
+              "-o",
+              "sandbox=namespace",
+              "-o",
+              "no_posix_lock",
+              "-o",
+              "no_xattr",
+            ]),
+          ];
+          // The proxy waits for the daemon's socket, and makes its own once connected to it.
+          if (proxy) started.push(spawnDaemon(proxy, [socketPath, daemonSocket]));
+          daemons.push(...started);
+          await waitForSocket(socketPath, started);
+        }),
+      );
     } catch (error) {
       await new SharedFolders(devices, [], daemons).stop();
       throw error;
@@ -245,7 +245,8 @@ function spawnDaemon(command: string, args: string[]): Daemon {
   return { process: child, exited, stderr };
 }
 
-async function waitForSocket(path: string, { process: child, stderr }: Daemon): Promise<void> {
+/** Waits for `path` to appear, unless one of `daemons` exits first. */
+async function waitForSocket(path: string, daemons: Daemon[]): Promise<void> {
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
     if (
@@ -255,10 +256,14 @@ async function waitForSocket(path: string, { process: child, stderr }: Daemon): 
       )
     )
       return;
-    if (child.exitCode !== null || child.signalCode !== null) break;
+    const exited = daemons.find(({ process: child }) => child.exitCode !== null || child.signalCode !== null);
+    if (exited) {
+      // The others' words may say more: a proxy's "connecting" follows its daemon's failure.
+      await sleep(20);
+      const said = daemons.map((daemon) => daemon.stderr.toString().trim()).filter(Boolean);
+      throw new SetupError(`virtiofsd did not start for a shared folder: ${said.join("; ") || "it exited"}`);
+    }
     await sleep(5);
   }
-  throw new SetupError(
-    `virtiofsd did not start for a shared folder: ${stderr.toString().trim() || "no socket appeared"}`,
-  );
+  throw new SetupError("virtiofsd did not start for a shared folder: no socket appeared in 10 s");
 }

@@ -9,7 +9,13 @@ import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { resolveHost } from "../../src/host/setup.ts";
 import { ExitCode } from "../../src/util/errors.ts";
-import { expectNothingLeftBehind, leftoverRunDirectories, qemuProcesses } from "./helpers.ts";
+import {
+  expectNothingLeftBehind,
+  folderDaemons,
+  leftoverRamCopies,
+  leftoverRunDirectories,
+  qemuProcesses,
+} from "./helpers.ts";
 
 const CLI = resolve("bin/fnrun.js");
 let root: string;
@@ -102,16 +108,24 @@ describe("fnrun killed during an invocation", () => {
     expect(leftoverRunDirectories()).toEqual([]);
   });
 
-  it("stops virtiofsd with the VM when fnrun is SIGKILLed", async () => {
-    const child = start(["invoke", "test/fixtures/sleeps.ts", "--mount", "test/fixtures/mounts:/mnt/data"]);
-    const ended = exited(child);
-    await eventually("the VM", () => qemuProcesses().length > 0, 60_000);
-    await new Promise((wait) => setTimeout(wait, 1000));
-    child.kill("SIGKILL");
-    await ended;
-    await eventually("no QEMU", () => qemuProcesses().length === 0);
-    await eventually("no virtiofsd", () => spawnSync("pgrep", ["-f", "virtiofsd"]).status === 1);
-  });
+  // A clone's folders have a proxy before each daemon, and a RAM copy of its own.
+  it.each(["boot", "snapshot"])(
+    "stops virtiofsd with the VM when fnrun is SIGKILLed (--start %s)",
+    async (mode) => {
+      const mount = ["--mount", "test/fixtures/mounts:/mnt/data", "--start", mode];
+      // The profile's snapshot first, so that the VM killed is the clone.
+      if (mode === "snapshot") expect(run(["invoke", "functions/hello.ts", ...mount]).status).toBe(0);
+      const child = start(["invoke", "test/fixtures/sleeps.ts", ...mount]);
+      const ended = exited(child);
+      await eventually("the VM", () => qemuProcesses().length > 0, 60_000);
+      await new Promise((wait) => setTimeout(wait, 1000));
+      child.kill("SIGKILL");
+      await ended;
+      await eventually("no QEMU", () => qemuProcesses().length === 0);
+      await eventually("no virtiofsd or proxy", () => folderDaemons().length === 0);
+      expect(leftoverRamCopies()).toEqual([]);
+    },
+  );
 });
 
 describe("fnrun killed while building its cache", () => {

@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from "node:child_process";
-import { readdirSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { resolve } from "node:path";
 import { Readable } from "node:stream";
@@ -38,6 +38,27 @@ export function qemuProcesses(): string[] {
   } catch {
     return []; // pgrep exits 1 when nothing matches
   }
+}
+
+/**
+ * Shared-folder daemons (virtiofsd, and the proxies in front of a clone's)
+ * still alive. (In its namespace sandbox, virtiofsd forks a child that dies
+ * with it; that child is reaped by PID 1, which on some hosts takes a moment: a
+ * dead "<defunct>" entry is not a survivor.)
+ */
+export function folderDaemons(): string[] {
+  try {
+    return execFileSync("pgrep", ["-a", "-f", "virtiofsd|vhost-user-fs-proxy"], { encoding: "utf8" })
+      .split("\n")
+      .filter((line) => line.trim() && !line.includes("pgrep") && !line.includes("<defunct>"));
+  } catch {
+    return [];
+  }
+}
+
+/** A clone's RAM copies left in /dev/shm (each is unlinked once its QEMU has it open). */
+export function leftoverRamCopies(): string[] {
+  return existsSync("/dev/shm") ? readdirSync("/dev/shm").filter((name) => name.startsWith("fnrun-")) : [];
 }
 
 /** Per-VM run directories (sockets, initramfs) still on disk: none should outlive its VM. */

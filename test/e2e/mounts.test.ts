@@ -16,26 +16,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { resolveHost } from "../../src/host/setup.ts";
 import { createPool, invoke } from "../../src/index.ts";
 import { virtiofsdWrapper } from "../../src/vm/mounts.ts";
-import { expectNothingLeftBehind, runCli } from "./helpers.ts";
+import { expectNothingLeftBehind, folderDaemons, leftoverRamCopies, runCli } from "./helpers.ts";
 
 let root: string;
 let data: string;
 let out: string;
-
-/**
- * virtiofsd processes (and the proxies in front of a clone's) still alive. (In its namespace sandbox, virtiofsd forks a
- * child that dies with it; that child is reaped by PID 1, which on some hosts
- * takes a moment: a dead "<defunct>" entry is not a survivor.)
- */
-function virtiofsdProcesses(): string[] {
-  try {
-    return execFileSync("pgrep", ["-a", "-f", "virtiofsd|vhost-user-fs-proxy"], { encoding: "utf8" })
-      .split("\n")
-      .filter((line) => line.trim() && !line.includes("pgrep") && !line.includes("<defunct>"));
-  } catch {
-    return [];
-  }
-}
 
 beforeAll(() => {
   root = mkdtempSync(join(tmpdir(), "fnrun-test-mounts-"));
@@ -54,7 +39,8 @@ beforeAll(() => {
 afterAll(async () => {
   rmSync(root, { recursive: true, force: true });
   await expectNothingLeftBehind(expect);
-  expect(virtiofsdProcesses()).toEqual([]);
+  expect(folderDaemons()).toEqual([]);
+  expect(leftoverRamCopies()).toEqual([]);
 });
 
 describe("shared folders", () => {
@@ -93,7 +79,7 @@ describe("shared folders", () => {
       // Even root in the guest, mounting the read-only folder read-write, cannot write to it.
       expect(result.remountReadWrite.write).toMatch(/^error (EROFS|EACCES|EPERM)$/);
       expect(existsSync(join(data, "should-not-exist.txt"))).toBe(false);
-      expect(virtiofsdProcesses()).toEqual([]);
+      expect(folderDaemons()).toEqual([]);
     },
   );
 
@@ -216,12 +202,12 @@ describe("shared folders", () => {
       while (pool.stats().idleVms < 1 && Date.now() < deadline)
         await new Promise((resolve) => setTimeout(resolve, 200));
       // The idle pooled VM has its virtiofsd running already.
-      expect(virtiofsdProcesses().length).toBeGreaterThanOrEqual(1);
+      expect(folderDaemons().length).toBeGreaterThanOrEqual(1);
       const pooled = await pool.invoke("test/fixtures/mounts/configured.ts");
       expect(pooled).toMatchObject({ startMode: "pool", result: "from the config's folder" });
     } finally {
       await pool.close();
     }
-    expect(virtiofsdProcesses()).toEqual([]);
+    expect(folderDaemons()).toEqual([]);
   });
 });

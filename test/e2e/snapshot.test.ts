@@ -8,7 +8,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type HostSetup, resolveHost } from "../../src/host/setup.ts";
 import { invoke } from "../../src/index.ts";
 import { ensureSnapshot, findSnapshot, memoryOnly, snapshotKey } from "../../src/start/snapshot.ts";
-import { expectNothingLeftBehind, leftoverRunDirectories, qemuProcesses, runCli } from "./helpers.ts";
+import {
+  expectNothingLeftBehind,
+  folderDaemons,
+  leftoverRamCopies,
+  leftoverRunDirectories,
+  qemuProcesses,
+  runCli,
+} from "./helpers.ts";
 
 let host: HostSetup;
 const MEMORY = 256;
@@ -77,7 +84,7 @@ describe("snapshot starts", () => {
     expect(names).not.toContain("kernelStart");
   });
 
-  it("restores clones with a network and another memory size, boots shared folders, and lists each profile", async () => {
+  it("restores clones with a network, shared folders and another memory size, and lists each profile", async () => {
     const withNet = await invoke("test/fixtures/contract/network.ts", {
       host,
       net: true,
@@ -91,28 +98,49 @@ describe("snapshot starts", () => {
     const folder = mkdtempSync(join(tmpdir(), "fnrun-test-clone-folder-"));
     try {
       writeFileSync(join(folder, "greeting.txt"), "from the host's folder\n");
+      const mount = ["--mount", `${folder}:/mnt/data`];
+      // A profile of its own (one folder device), made once and then restored.
       const withMount = await runCli([
         "invoke",
         "test/fixtures/mounts/reads-greeting.ts",
-        "--mount",
-        `${folder}:/mnt/data`,
+        ...mount,
+        "--start",
+        "snapshot",
         "--json",
       ]);
       expect(withMount.code, withMount.stderr).toBe(0);
       expect(JSON.parse(withMount.stdout)).toMatchObject({
-        startMode: "boot",
+        startMode: "snapshot",
         result: "from the host's folder\n",
       });
-      const refused = await runCli([
+      // With a network too: the card goes on the transport after the folder's.
+      const both = await runCli([
         "invoke",
-        "functions/hello.ts",
+        "test/fixtures/contract/network.ts",
+        ...mount,
+        "--net",
         "--start",
         "snapshot",
-        "--mount",
-        `${folder}:/mnt/data`,
+        "--event",
+        '{"url":"http://10.0.2.2:9/"}',
+        "--json",
       ]);
-      expect(refused.code).toBe(2);
-      expect(refused.stderr).toContain("--start snapshot: shared folders need virtio-fs");
+      expect(both.code, both.stderr).toBe(0);
+      expect(JSON.parse(both.stdout)).toMatchObject({
+        startMode: "snapshot",
+        result: { interfaces: ["eth0", "lo"] },
+      });
+      // Without the QEMU that can restore folders, such invocations boot; --start snapshot says why.
+      const { folderQemuPath: _, ...withoutFolderQemu } = host;
+      const mounts = [`${folder}:/mnt/data`];
+      const booted = await invoke("test/fixtures/mounts/reads-greeting.ts", {
+        host: withoutFolderQemu,
+        mounts,
+      });
+      expect(booted).toMatchObject({ startMode: "boot", result: "from the host's folder\n" });
+      await expect(
+        invoke("functions/hello.ts", { host: withoutFolderQemu, mounts, start: "snapshot" }),
+      ).rejects.toThrow("--start snapshot: shared folders on clones need QEMU 10");
     } finally {
       rmSync(folder, { recursive: true, force: true });
     }
@@ -123,15 +151,19 @@ describe("snapshot starts", () => {
     expect(listed.code).toBe(0);
     const profiles = JSON.parse(listed.stdout) as Array<{
       memoryMB: number;
+      folders: number;
       current: boolean;
       bytes: number;
     }>;
-    const current = profiles.filter((profile) => profile.current).map((profile) => profile.memoryMB);
-    expect(current).toEqual(expect.arrayContaining([256, 512]));
+    const current = profiles
+      .filter((profile) => profile.current)
+      .map((profile) => `${profile.memoryMB}+${profile.folders}`);
+    expect(current).toEqual(expect.arrayContaining(["256+0", "512+0", "256+1"]));
     for (const profile of profiles) expect(profile.bytes).toBeGreaterThan(0);
     const table = await runCli(["snapshot", "--list"]);
-    expect(table.stdout).toMatch(/^memory +accel +on disk +last used/);
-    expect(table.stdout).toMatch(/\n512 MB +tcg /);
+    expect(table.stdout).toMatch(/^memory +folders +accel +on disk +last used/);
+    expect(table.stdout).toMatch(/\n512 MB +0 +tcg /);
+    expect(table.stdout).toMatch(/\n256 MB +1 +tcg /);
   });
 });
 
@@ -197,17 +229,16 @@ describe("snapshot integrity", () => {
   });
 
   /**
-   * A QEMU that runs as usual, except that once `directory/refuse` exists it
-   * exits at once when its command line matches every one of `patterns` (sh).
+   * A QEMU (`real`) that runs as usual, except that once `directory/refuse`
+   * exists it exits at once when its command line matches every one of
+   * `patterns` (sh).
    */
-  function refusingQemu(directory: string, patterns: string[]): string {
+  function refusingQemu(directory: string, patterns: string[], real = host.qemuPath): string {
     const qemu = join(directory, "qemu");
-    const checks = patterns.map(
-      (pattern) => `case " $* " in ${pattern}) ;; *) exec "${host.qemuPath}" "$@";; esac`,
-    );
+    const checks = patterns.map((pattern) => `case " $* " in ${pattern}) ;; *) exec "${real}" "$@";; esac`);
     const script = [
       "#!/bin/sh",
-      `[ -e "${join(directory, "refuse")}" ] || exec "${host.qemuPath}" "$@"`,
+      `[ -e "${join(directory, "refuse")}" ] || exec "${real}" "$@"`,
       ...checks,
       'echo "qemu: refused by this test" >&2',
       "exit 1",
@@ -264,6 +295,36 @@ describe("snapshot integrity", () => {
       expect(run.result).toMatchObject({ message: "Hello, world!" });
       expect(run.startMode).toBe("boot");
       expect(notices.join("\n")).toContain("the snapshot could not be restored; it was removed");
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
+  it("discards a shared-folder snapshot QEMU refuses to restore, boots the invocation, and leaves no daemon or RAM copy", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "fnrun-qemu-"));
+    try {
+      const shape = { memoryMB: 208, folders: 1 };
+      const folderQemu = host.folderQemuPath;
+      expect(folderQemu, "make setup fetches the folder QEMU").toBeDefined();
+      const saver: HostSetup = {
+        ...host,
+        folderQemuPath: refusingQemu(directory, ['*" -incoming "*'], folderQemu),
+      };
+      await ensureSnapshot(saver, shape);
+      writeFileSync(join(directory, "refuse"), "");
+      const notices: string[] = [];
+      const run = await invoke("functions/hello.ts", {
+        host: saver,
+        memory: shape.memoryMB,
+        mounts: ["test/fixtures/mounts:/mnt/data"],
+        onNotice: (message) => notices.push(message),
+      });
+      expect(run.result).toMatchObject({ message: "Hello, world!" });
+      expect(run.startMode).toBe("boot");
+      expect(notices.join("\n")).toContain("the snapshot could not be restored; it was removed");
+      expect(await findSnapshot(saver, shape)).toBeUndefined();
+      expect(folderDaemons()).toEqual([]);
+      expect(leftoverRamCopies()).toEqual([]);
     } finally {
       rmSync(directory, { recursive: true, force: true });
     }
