@@ -67,12 +67,12 @@ export interface ProfileRss {
   rssMB: number;
 }
 
-/** Host RSS of an idle pooled VM (hello loaded) of each profile: a clone, but for shared folders. */
+/** Host RSS of an idle pooled VM (hello loaded) of each profile: a clone of each. */
 export async function idleCloneRss(host: HostSetup, sharedDirectory: string): Promise<ProfileRss[]> {
   const profiles: Array<{ profile: string; memory: number; warm: Parameters<Pool["warm"]>[1] }> = [
     { profile: "256 MB", memory: 256, warm: {} },
-    // No clone can have a folder: this one is a booted VM (vm/launch.ts's restoreClone).
-    { profile: "256 MB + --mount (booted)", memory: 256, warm: { mounts: [`${sharedDirectory}:/mnt/data`] } },
+    // Its RAM is its own shared copy (in /dev/shm), which its daemon maps too.
+    { profile: "256 MB + --mount", memory: 256, warm: { mounts: [`${sharedDirectory}:/mnt/data`] } },
     { profile: "256 MB + --net", memory: 256, warm: { net: true } },
     { profile: "512 MB", memory: 512, warm: {} },
   ];

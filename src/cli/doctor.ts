@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { chooseAccel, kvmProblem, probeAccel } from "../host/accel.ts";
 import { findKernelSource, resolveKernel } from "../host/kernel.ts";
-import { locateQemu, QBOOT_BIOS } from "../host/qemu-binary.ts";
+import { locateFolderQemu, locateQemu, QBOOT_BIOS } from "../host/qemu-binary.ts";
 import { resolveRuntime } from "../host/runtime.ts";
 import { DEFAULTS } from "../invoke/options.ts";
 import { cacheRoot, directorySize } from "../util/cache.ts";
@@ -180,6 +180,25 @@ export async function runChecks(env: NodeJS.ProcessEnv = process.env): Promise<C
           level: "warn",
           detail: "not found: --mount will not work",
           fix: "apt-get install qemu-system-common",
+        },
+  );
+
+  const folderQemu = await locateFolderQemu(env);
+  add(
+    folderQemu
+      ? {
+          name: "Folder QEMU",
+          level: "ok",
+          detail: `${folderQemu} (${await run(folderQemu, ["--version"], { timeout: 10_000 }).then(
+            ({ stdout }) => stdout.split("\n")[0]?.trim() ?? "",
+            () => "does not run",
+          )}): --mount invocations restore clones`,
+        }
+      : {
+          name: "Folder QEMU",
+          level: "warn",
+          detail: "none: --mount invocations boot (QEMU 7.2 cannot restore a shared folder's device)",
+          fix: "run `make folder-qemu` (QEMU 10 from bookworm-backports into the cache), or set FNRUN_FOLDER_QEMU",
         },
   );
 

@@ -75,8 +75,9 @@ export async function bootAndRun(
 
 /**
  * Runs the invocation in a clone of `snapshot`: the one prestarted for it
- * (prestart.ts; clones without a network only), else one restored now, with
- * the invocation's network.
+ * (prestart.ts; clones without a network or folders only), else one restored
+ * now, with the invocation's network and folders, on the host the snapshot
+ * was saved on (its QEMU).
  */
 export async function restoreAndRun(
   snapshot: Snapshot,

@@ -19,13 +19,14 @@
  * function runs (runtime-initrd/guest.ts, docs/snapshots.md).
  *
  * Profiles: a snapshot is keyed by everything that shapes the saved guest
- * (kernel, runtime image, QEMU binary, accelerator, memory size, and Node's
- * options, which follow the memory size); one is made per memory size in use,
- * the first invocation of a size booting while it is made in the background.
- * A network does not make a profile of its own: the saved VM has none, its
- * kernel holds a free virtio transport ready, and a clone has a card plugged in
- * there and binds it when it wakes (vm/launch.ts). Shared folders have no
- * clones at all (vm/launch.ts's restoreClone says why). The limits
+ * (kernel, runtime image, QEMU binary, accelerator, memory size, Node's
+ * options, which follow the memory size, and the number of shared-folder
+ * devices); one is made per profile in use, the first invocation of a profile
+ * booting while it is made in the background. A network does not make a
+ * profile of its own: the saved VM has none, its kernel holds a free virtio
+ * transport ready, and a clone has a card plugged in there and binds it when it
+ * wakes (vm/launch.ts). Folder profiles are saved and restored with the folder
+ * QEMU (snapshotHost; vm/launch.ts's restoreClone says why). The limits
  * a guest enforces (result size, timeout) come with each invocation, and the
  * log limit is the host's: none of them shapes a snapshot.
  *

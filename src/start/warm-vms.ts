@@ -31,7 +31,7 @@ export interface WarmFunction {
   file: string;
   bundle: Bundle;
   settings: FunctionSettings;
-  /** The function's own shared folders (config.mounts): its VMs boot, with their daemons ready. */
+  /** The function's own shared folders (config.mounts): its VMs have their daemons ready. */
   mounts: ResolvedMount[];
   /** Its VMs have a network (guarded, vm/net-guard.ts). */
   network: boolean;

@@ -8,11 +8,13 @@
  *   bootVm:    run directory -> shared folders (virtiofsd) -> initramfs (the
  *              runtime image + what this VM carries) -> kernel command line ->
  *              the machine (vmSpec) -> QEMU
- *   restoreClone: run directory -> the network guard, for a clone with a
- *              network -> the saved VM's machine plus that card (restoreTarget,
- *              the same vmSpec) -> restoreVm: QEMU waiting for its state -> the
- *              state loaded over QMP -> the wake message (fresh entropy, the
- *              time, the card to bind and its address)
+ *   restoreClone: run directory -> what the clone has of its own, all at
+ *              once: the network guard (a clone with a network), the folders'
+ *              daemons behind their proxies and a shared copy of the RAM (a
+ *              clone with folders) -> the saved VM's machine plus the card
+ *              (restoreTarget, the same vmSpec) -> restoreVm: QEMU waiting for
+ *              its state -> the state loaded over QMP -> the wake message
+ *              (fresh entropy, the time, the card to bind and its address)
  *
  * The machine a clone is restored into is built by the same vmSpec() as the one
  * that was saved, so their devices cannot drift apart. A VM saved for a snapshot

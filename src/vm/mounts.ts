@@ -1,7 +1,8 @@
 /**
  * Shared folders (`--mount HOST:GUEST[:ro|rw]`) with virtio-fs: one virtiofsd
  * per folder on the host, a vhost-user-fs device per folder in the VM (guest RAM
- * is then a shared memfd, which vhost-user needs), mounted by the guest's agent
+ * is then shared, which vhost-user needs: a memfd on a boot, a copy of the
+ * snapshot's RAM on a clone), mounted by the guest's agent
  * before the function runs.
  *
  * - Read-only by default, and read-only on the host too: virtiofsd runs in a

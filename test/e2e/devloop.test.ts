@@ -162,6 +162,8 @@ describe("doctor, completion and help", () => {
     expect(accelerator).toHaveLength(1);
     expect(accelerator[0]).toMatch(/(KVM|TCG)/);
     expect(run.stdout).toContain("fnrun is ready.");
+    // make setup fetched the QEMU that restores clones with shared folders.
+    expect(run.stdout).toMatch(/✔ Folder QEMU: .+ \(QEMU emulator version 10\./);
   });
 
   it("sets everything up ahead of time and says where it is", async () => {
@@ -181,6 +183,11 @@ describe("doctor, completion and help", () => {
     expect(run.stdout).toContain("✘ QEMU: FNRUN_QEMU=/nonexistent/qemu is not an executable file");
     expect(run.stdout).toMatch(/✘ Guest kernel: FNRUN_KERNEL=\/nonexistent\/vmlinux cannot be read/);
     expect(run.stdout).toContain("fix:");
+    const noFolderQemu = spawnSync(process.execPath, [CLI, "doctor"], {
+      encoding: "utf8",
+      env: { ...process.env, FNRUN_FOLDER_QEMU: "/nonexistent/qemu" },
+    });
+    expect(noFolderQemu.stdout).toContain("! Folder QEMU: none: --mount invocations boot");
   });
 
   it("prints a completion script and help with examples for every command", async () => {
