@@ -96,11 +96,11 @@ interface SnapshotInfo {
   accel: string;
 }
 
-/** Why this host cannot use snapshots of this shape, or null. */
-export function snapshotProblem(host: HostSetup, shape: SavedShape = memoryOnly(0)): string | null {
+/** Why this host cannot use snapshots (of this shape, when given), or null. */
+export function snapshotProblem(host: HostSetup, shape?: SavedShape): string | null {
   if (host.channel !== "virtio")
     return `the kernel (${host.kernel.origin}) has no virtio: snapshots need fnrun's kernel`;
-  if (shape.folders > 0 && !host.folderQemuPath)
+  if (shape && shape.folders > 0 && !host.folderQemuPath)
     return "shared folders on clones need QEMU 10 (QEMU 7.2 cannot restore vhost-user-fs): run `make setup`, which fetches it into fnrun's cache, or set FNRUN_FOLDER_QEMU";
   return null;
 }

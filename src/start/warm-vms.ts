@@ -14,7 +14,7 @@
 import { rm } from "node:fs/promises";
 import type { Bundle } from "../build/bundle.ts";
 import type { HostSetup } from "../host/setup.ts";
-import { InternalError } from "../util/errors.ts";
+import { BootError, InternalError } from "../util/errors.ts";
 import { Limiter } from "../util/limiter.ts";
 import { newFrameKey } from "../vm/frame-keys.ts";
 import { bootTimeoutMs, bootVm, restoreClone } from "../vm/launch.ts";
@@ -22,7 +22,7 @@ import type { ResolvedMount } from "../vm/mounts.ts";
 import type { Vm } from "../vm/process.ts";
 import type { DecoderLimits, FunctionSettings } from "../vm/protocol.ts";
 import { makeRunDirectory } from "../vm/run-directory.ts";
-import { ensureSnapshot, type SavedShape, snapshotProblem } from "./snapshot.ts";
+import { discardSnapshot, ensureSnapshot, type SavedShape, snapshotProblem } from "./snapshot.ts";
 
 /** A function to keep VMs ready for. */
 export interface WarmFunction {
@@ -202,6 +202,10 @@ export class WarmVms {
       decoderLimits: this.options.decoderLimits,
     }).catch(async (error: unknown) => {
       await rm(runDirectory, { recursive: true, force: true });
+      // QEMU would not load the saved state: no later VM may use it, and the next
+      // start makes it again (as an invocation does, start/run.ts). A clone with a
+      // network keeps it: its card is what failed.
+      if (error instanceof BootError && !fn.network) await discardSnapshot(snapshot);
       throw error;
     });
     const key = newFrameKey();

@@ -24,14 +24,14 @@
  * snapshot serves a memory size with and without a network.
  */
 import { randomBytes } from "node:crypto";
-import { closeSync, existsSync, openSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { closeSync, openSync } from "node:fs";
+import { mkdtemp, rm, stat, statfs } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Accel } from "../host/accel.ts";
 import { guestNodeOptions } from "../host/runtime.ts";
 import type { HostSetup } from "../host/setup.ts";
-import { BootError } from "../util/errors.ts";
+import { BootError, InternalError } from "../util/errors.ts";
 import { type BootPayload, writeInitrd } from "./initrd.ts";
 import { folderTag, type ResolvedMount, SharedFolders } from "./mounts.ts";
 import { NetGuard, type NetGuardSockets } from "./net-guard.ts";
@@ -261,9 +261,8 @@ export async function restoreClone(
       plan.decoderLimits ? { decoderLimits: plan.decoderLimits } : {},
     );
   if (plan.mounts.length !== saved.folders)
-    throw new BootError(
+    throw new InternalError(
       `a snapshot with ${saved.folders} folder devices cannot serve ${plan.mounts.length}`,
-      "",
     );
   const started = await Promise.allSettled([
     plan.network ? NetGuard.start(runDirectory) : undefined,
@@ -306,12 +305,12 @@ const CLONE_RAM_PATH = "/proc/self/fd/4";
 /**
  * A clone's own copy of the RAM file, for QEMU and the folders' daemons to map
  * shared: sparse (what the saved guest never touched stays a hole; ~30-50 ms
- * for 256 MB), in memory (/dev/shm) where the host has it rather than written
- * to disk, and open but already unlinked, so that nothing is left behind
- * whatever becomes of fnrun. QEMU opens it as CLONE_RAM_PATH.
+ * for 256 MB), in memory (/dev/shm) where the host has room for it rather than
+ * written to disk, and open but already unlinked, so that nothing is left
+ * behind whatever becomes of fnrun. QEMU opens it as CLONE_RAM_PATH.
  */
 async function sharedRamCopy(from: string): Promise<number> {
-  const parent = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
+  const parent = (await hasRoomFor(from, "/dev/shm")) ? "/dev/shm" : tmpdir();
   const directory = await mkdtemp(join(parent, "fnrun-ram-"));
   try {
     const copy = join(directory, "ram");
@@ -320,6 +319,16 @@ async function sharedRamCopy(from: string): Promise<number> {
     return openSync(copy, "r+");
   } finally {
     await rm(directory, { recursive: true, force: true });
+  }
+}
+
+/** Whether `directory` has room for all of the sparse `file` (a clone may touch all its RAM), with 64 MB to spare. */
+async function hasRoomFor(file: string, directory: string): Promise<boolean> {
+  try {
+    const [{ size }, space] = await Promise.all([stat(file), statfs(directory)]);
+    return space.bavail * space.bsize > size + 64 * 1024 * 1024;
+  } catch {
+    return false; // no such directory
   }
 }
 

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type HostSetup, resolveHost } from "../../src/host/setup.ts";
-import { invoke } from "../../src/index.ts";
+import { createPool, invoke } from "../../src/index.ts";
 import { ensureSnapshot, findSnapshot, memoryOnly, snapshotKey } from "../../src/start/snapshot.ts";
 import {
   expectNothingLeftBehind,
@@ -295,6 +295,36 @@ describe("snapshot integrity", () => {
       expect(run.result).toMatchObject({ message: "Hello, world!" });
       expect(run.startMode).toBe("boot");
       expect(notices.join("\n")).toContain("the snapshot could not be restored; it was removed");
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
+  it("discards a snapshot a pooled clone cannot be restored from, so the next start makes it again", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "fnrun-qemu-"));
+    try {
+      const memory = 200; // a snapshot of its own
+      const saver: HostSetup = { ...host, qemuPath: refusingQemu(directory, ['*" -incoming "*']) };
+      const notices: string[] = [];
+      const pool = await createPool({
+        size: 1,
+        memory,
+        host: saver,
+        start: "snapshot",
+        onNotice: (message) => notices.push(message),
+      });
+      try {
+        expect(await findSnapshot(saver, memoryOnly(memory))).toBeDefined();
+        writeFileSync(join(directory, "refuse"), "");
+        await pool.warm("functions/hello.ts");
+        const deadline = Date.now() + 60_000;
+        const failed = () => notices.some((notice) => notice.includes("could not start a pooled VM"));
+        while (!failed() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+        expect(notices.join("\n")).toMatch(/could not start a pooled VM.*refused by this test/);
+        expect(await findSnapshot(saver, memoryOnly(memory))).toBeUndefined();
+      } finally {
+        await pool.close();
+      }
     } finally {
       rmSync(directory, { recursive: true, force: true });
     }
