@@ -12,25 +12,31 @@
  * is the very same one, and kills the clone otherwise (a kernel or runtime that
  * changed, a function that asks for a network or more memory, `--start boot`).
  * A clone that is not adopted has seen nothing of the invocation.
+ *
+ * `fnrun invoke --net` prestarts a clone with a network card, from a note of
+ * its own (the last `--net` snapshot start's): its guard listens before QEMU
+ * starts, the card gets its own MAC address, and the clone binds it when it
+ * wakes, as restoreClone's would. It is adopted only by an invocation with a
+ * network, and a plain one only by one without.
  */
 import { readFileSync } from "node:fs";
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { HostSetup } from "../host/setup.ts";
 import { cacheRoot, fileIdentitySync, writeFileAtomic } from "../util/cache.ts";
-import { type RestoreTarget, restoreTarget, restoreVm } from "../vm/launch.ts";
+import { type RestoreTarget, restoreTarget, restoreVm, withNetworkCard } from "../vm/launch.ts";
+import { NetGuard } from "../vm/net-guard.ts";
 import type { Vm } from "../vm/process.ts";
-import type { DecoderLimits } from "../vm/protocol.ts";
+import { type DecoderLimits, SLIRP_NETWORK } from "../vm/protocol.ts";
 import { makeRunDirectorySync } from "../vm/run-directory.ts";
 import { hostSlots } from "../vm/slots.ts";
 import type { Snapshot } from "./snapshot.ts";
 
-const NOTE_FORMAT = 2;
+const NOTE_FORMAT = 3;
 /** Environment that changes which QEMU or kernel fnrun picks. */
 const HOST_ENVIRONMENT = ["FNRUN_QEMU", "FNRUN_KERNEL", "FNRUN_KERNEL_SOURCE"] as const;
 /** Flags with which a clone of the usual snapshot is not what the invocation will run on. */
 const OTHER_VM_FLAGS = new Set([
-  "net",
   "mount",
   "memory",
   "accel",
@@ -41,8 +47,12 @@ const OTHER_VM_FLAGS = new Set([
   "version",
 ]);
 
+/** What a prestarted clone has: a network card (`fnrun invoke --net`) or nothing of its own. */
+export type PrestartKind = "plain" | "network";
+
 interface Note {
   format: number;
+  kind: PrestartKind;
   snapshot: Snapshot;
   target: RestoreTarget;
   decoderLimits: DecoderLimits;
@@ -52,6 +62,7 @@ interface Note {
 }
 
 interface Launched {
+  kind: PrestartKind;
   vm: Vm;
   snapshot: Snapshot;
   decoderLimits: DecoderLimits;
@@ -67,9 +78,10 @@ interface Prestarted {
 
 let prestarted: Prestarted | undefined;
 
-/** Whether an `fnrun` command line may start a clone of the usual snapshot ahead of time. */
-export function prestartable(args: readonly string[]): boolean {
-  if (args[0] !== "invoke") return false;
+/** Which clone an `fnrun` command line may start ahead of time, if any. */
+export function prestartable(args: readonly string[]): PrestartKind | undefined {
+  if (args[0] !== "invoke") return undefined;
+  let kind: PrestartKind = "plain";
   for (let index = 1; index < args.length; index++) {
     const arg = args[index] as string;
     if (arg === "--") break;
@@ -77,16 +89,19 @@ export function prestartable(args: readonly string[]): boolean {
     const [flag = "", inline] = arg.replace(/^-{1,2}/, "").split("=", 2);
     if (flag === "start") {
       const value = inline ?? args[index + 1];
-      if (value !== "auto" && value !== "snapshot") return false;
+      if (value !== "auto" && value !== "snapshot") return undefined;
+    } else if (flag === "net") {
+      if (inline !== undefined) return undefined; // --net=...: left to the CLI to read
+      kind = "network";
     } else if (OTHER_VM_FLAGS.has(flag)) {
-      return false;
+      return undefined;
     }
   }
-  return true;
+  return kind;
 }
 
-function notePath(env: NodeJS.ProcessEnv): string {
-  return join(cacheRoot(env), "snapshot", "prestart.json");
+function notePath(env: NodeJS.ProcessEnv, kind: PrestartKind): string {
+  return join(cacheRoot(env), "snapshot", kind === "network" ? "prestart-net.json" : "prestart.json");
 }
 
 function hostEnvironment(env: NodeJS.ProcessEnv): Record<string, string | null> {
@@ -113,6 +128,7 @@ export async function notePrestart(
   host: HostSetup,
   snapshot: Snapshot,
   decoderLimits: DecoderLimits,
+  kind: PrestartKind,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<void> {
   const target = restoreTarget(host, snapshot);
@@ -120,6 +136,7 @@ export async function notePrestart(
   for (const path of restoredFiles(target, snapshot)) files[path] = fileIdentitySync(path);
   const note: Note = {
     format: NOTE_FORMAT,
+    kind,
     snapshot,
     target,
     decoderLimits,
@@ -127,15 +144,15 @@ export async function notePrestart(
     environment: hostEnvironment(env),
   };
   const text = JSON.stringify(note);
-  const path = notePath(env);
+  const path = notePath(env, kind);
   if ((await readFile(path, "utf8").catch(() => "")) === text) return;
   await writeFileAtomic(path, text, 0o600);
 }
 
 /** The note, if it still describes files that are there, unchanged, for this environment. */
-function readNote(env: NodeJS.ProcessEnv): Note | undefined {
-  const note = JSON.parse(readFileSync(notePath(env), "utf8")) as Note;
-  if (note.format !== NOTE_FORMAT) return undefined;
+function readNote(env: NodeJS.ProcessEnv, kind: PrestartKind): Note | undefined {
+  const note = JSON.parse(readFileSync(notePath(env, kind), "utf8")) as Note;
+  if (note.format !== NOTE_FORMAT || note.kind !== kind) return undefined;
   if (JSON.stringify(hostEnvironment(env)) !== JSON.stringify(note.environment)) return undefined;
   for (const path of restoredFiles(note.target, note.snapshot)) {
     if (note.files[path] !== fileIdentitySync(path)) return undefined;
@@ -151,10 +168,11 @@ function readNote(env: NodeJS.ProcessEnv): Note | undefined {
  * invocation restores (or boots) as it would have.
  */
 export function prestart(args: readonly string[], env: NodeJS.ProcessEnv = process.env): void {
-  if (prestarted || !prestartable(args)) return;
+  const kind = prestarted ? undefined : prestartable(args);
+  if (!kind) return;
   let note: Note | undefined;
   try {
-    note = readNote(env);
+    note = readNote(env, kind);
   } catch {
     return;
   }
@@ -164,13 +182,21 @@ export function prestart(args: readonly string[], env: NodeJS.ProcessEnv = proce
   const found = note;
   const launched = (async (): Promise<Launched | undefined> => {
     let runDirectory: string | undefined;
+    let guard: NetGuard | undefined;
     try {
       runDirectory = makeRunDirectorySync();
-      const vm = await restoreVm(found.target, found.snapshot, runDirectory, {
+      // A card's guard listens before QEMU starts (it connects to it at once).
+      if (kind === "network") guard = await NetGuard.start(runDirectory);
+      const target = guard ? withNetworkCard(found.target, guard.sockets) : found.target;
+      const vm = await restoreVm(target, found.snapshot, runDirectory, {
         ...(found.decoderLimits ? { decoderLimits: found.decoderLimits } : {}),
+        ...(guard ? { attach: { network: SLIRP_NETWORK } } : {}),
       });
-      return { vm, snapshot: found.snapshot, decoderLimits: found.decoderLimits, runDirectory };
+      const owned = guard;
+      if (owned) vm.addCompanion(() => owned.close());
+      return { kind, vm, snapshot: found.snapshot, decoderLimits: found.decoderLimits, runDirectory };
     } catch {
+      await guard?.close();
       if (runDirectory) await rm(runDirectory, { recursive: true, force: true });
       return undefined;
     }
@@ -206,15 +232,18 @@ async function settle(keep: (launched: Launched) => boolean): Promise<Launched |
 }
 
 /**
- * The prestarted clone, if it is a clone of `snapshot` with these decoder
- * limits; any other is killed. Either way there is no prestarted clone after.
+ * The prestarted clone, if it is a clone of `snapshot` of this kind (with a
+ * network card or without) and with these decoder limits; any other is killed.
+ * Either way there is no prestarted clone after.
  */
 export async function adoptPrestarted(
   snapshot: Snapshot,
   decoderLimits: DecoderLimits,
+  kind: PrestartKind,
 ): Promise<{ vm: Vm; runDirectory: string } | undefined> {
   const kept = await settle(
     (launched) =>
+      launched.kind === kind &&
       launched.snapshot.key === snapshot.key &&
       launched.snapshot.directory === snapshot.directory &&
       sameLimits(launched.decoderLimits, decoderLimits),

@@ -227,6 +227,17 @@ export function restoreTarget(host: HostSetup, saved: SavedVm, devices: CloneDev
   };
 }
 
+/**
+ * `target` with a network card plugged in after its saved devices, as
+ * restoreTarget makes it for a clone with a network: its own MAC address, its
+ * guard's sockets. (A prestart, which has no host, plugs it into the target it
+ * noted.)
+ */
+export function withNetworkCard(target: RestoreTarget, netGuard: NetGuardSockets): RestoreTarget {
+  const spec = { ...target.spec, network: true, netGuard, macAddress: randomMacAddress(randomBytes(5)) };
+  return { ...target, spec };
+}
+
 export interface ClonePlan {
   network: boolean;
   /** Its shared folders: as many as the snapshot's devices. */

@@ -192,6 +192,40 @@ describe("prestart", () => {
     expect(timelineOf(other.stdout)).not.toContain("cloneAdopted");
     expect(JSON.parse(other.stdout).result.interfaces).toContain("eth0");
 
+    // --net: a clone with a card prestarted from the last --net start's note,
+    // with its own MAC address, bound when it woke.
+    const withNetwork = (name: string) =>
+      cli(
+        "invoke",
+        "test/fixtures/contract/network.ts",
+        "--net",
+        "--event",
+        `{"url":"http://10.0.2.2:9/${name}"}`,
+        "--json",
+      );
+    expect(withNetwork("note").status).toBe(0);
+    const adoptedWithNetwork = withNetwork("adopted");
+    expect(adoptedWithNetwork.status, adoptedWithNetwork.stderr).toBe(0);
+    expect(timelineOf(adoptedWithNetwork.stdout)).toContain("cloneAdopted");
+    expect(JSON.parse(adoptedWithNetwork.stdout).result).toEqual({
+      interfaces: ["eth0", "lo"],
+      fetched: expect.stringMatching(/^failed: /),
+    });
+    // `--net false` prestarts a clone with a card, but the invocation has no
+    // network: that clone is killed, and a plain one restored.
+    const plainAfter = cli(
+      "invoke",
+      "test/fixtures/contract/network.ts",
+      "--net",
+      "false",
+      "--event",
+      '{"url":"http://10.0.2.2:9/"}',
+      "--json",
+    );
+    expect(plainAfter.status, plainAfter.stderr).toBe(0);
+    expect(timelineOf(plainAfter.stdout)).not.toContain("cloneAdopted");
+    expect(JSON.parse(plainAfter.stdout).result.interfaces).toEqual(["lo"]);
+
     // A command line fnrun refuses never gets far: the prestarted clone goes with it.
     const refused = cli("invoke", "functions/hello.ts", "--event", "{not json");
     expect(refused.status).toBe(2);

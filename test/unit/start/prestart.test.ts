@@ -15,7 +15,17 @@ describe("prestartable", () => {
         "invoke functions/hello.ts --no-net",
         "invoke build/hello.tgz",
       ),
-    ).toEqual([true, true, true, true, true, true, true]);
+    ).toEqual(Array(7).fill("plain"));
+  });
+
+  it("prestarts a clone with a network card for --net", () => {
+    expect(
+      lines(
+        "invoke functions/hello.ts --net",
+        "invoke functions/hello.ts --net --event {} --start snapshot",
+        "invoke functions/hello.ts --net=true",
+      ),
+    ).toEqual(["network", "network", undefined]);
   });
 
   it("does not for other commands, or for flags that need another VM", () => {
@@ -26,7 +36,7 @@ describe("prestartable", () => {
         "replay 3f2a",
         "invoke functions/hello.ts --start boot",
         "invoke functions/hello.ts --start=boot",
-        "invoke functions/hello.ts --net",
+        "invoke functions/hello.ts --net --start boot",
         "invoke functions/hello.ts --mount data:/mnt/data",
         "invoke functions/hello.ts --memory 512",
         "invoke functions/hello.ts --memory=512",
@@ -37,10 +47,10 @@ describe("prestartable", () => {
         "invoke -h",
         "invoke --version",
       ),
-    ).toEqual(Array(15).fill(false));
+    ).toEqual(Array(15).fill(undefined));
   });
 
   it("reads no further than --", () => {
-    expect(lines("invoke functions/hello.ts -- --net")).toEqual([true]);
+    expect(lines("invoke functions/hello.ts -- --net")).toEqual(["plain"]);
   });
 });

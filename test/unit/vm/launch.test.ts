@@ -1,7 +1,14 @@
 import { describe, expect, it } from "vitest";
 import type { HostSetup } from "../../../src/host/setup.ts";
 import { payloadArchive } from "../../../src/vm/initrd.ts";
-import { guestRamMB, mountRequests, restoreTarget, savedDevices, vmSpec } from "../../../src/vm/launch.ts";
+import {
+  guestRamMB,
+  mountRequests,
+  restoreTarget,
+  savedDevices,
+  vmSpec,
+  withNetworkCard,
+} from "../../../src/vm/launch.ts";
 import { buildQemuArgs } from "../../../src/vm/qemu.ts";
 
 const host: HostSetup = {
@@ -153,6 +160,26 @@ describe("vmSpec", () => {
     // The card comes after them, on the transport their saved VM left free.
     expect(args.indexOf("-netdev")).toBe(firstFolder + 8);
     expect(args).toContain("memory-backend-file,id=mem,size=256M,mem-path=/run/ram,share=on");
+  });
+
+  it("plugs a prestart's card into its noted target as restoreTarget does for a clone with a network", () => {
+    const saved = {
+      ram: "/cache/snap/ram",
+      state: "/cache/snap/state",
+      memoryMB: 256,
+      folders: 0,
+      bootNonce: "0".repeat(32),
+      cmdline: "CMDLINE",
+    };
+    const netGuard = { outSocket: "/run/out.sock", inSocket: "/run/in.sock" };
+    const direct = restoreTarget(host, saved, { netGuard });
+    const plugged = withNetworkCard(restoreTarget(host, saved), netGuard);
+    const { macAddress: first, ...rest } = plugged.spec;
+    const { macAddress: _, ...expected } = direct.spec;
+    expect(rest).toEqual(expected);
+    expect(first).toMatch(/^02(:[0-9a-f]{2}){5}$/);
+    // Each clone its own address.
+    expect(withNetworkCard(restoreTarget(host, saved), netGuard).spec.macAddress).not.toBe(first);
   });
 
   it("registers the transport after a saved VM's folder devices for a clone's card", () => {
