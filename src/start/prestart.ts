@@ -13,31 +13,31 @@
  * changed, a function that asks for a network or more memory, `--start boot`).
  * A clone that is not adopted has seen nothing of the invocation.
  *
- * `fnrun invoke --net` prestarts a clone with a network card, from a note of
- * its own (the last `--net` snapshot start's): its guard listens before QEMU
- * starts, the card gets its own MAC address, and the clone binds it when it
- * wakes, as restoreClone's would. It is adopted only by an invocation with a
- * network, and a plain one only by one without.
+ * `fnrun invoke --net` and `--mount` prestart a clone with what they ask for,
+ * from a note of that profile's own (the last such snapshot start's), as
+ * restoreClone would: a card with its guard and its own MAC address; the
+ * folders (as the command line names them, checked as the CLI checks them)
+ * with their daemons, and a RAM copy. It is adopted only by an invocation with
+ * the very same network and folders (a function's config can add either).
  */
 import { readFileSync } from "node:fs";
 import { readFile, rm } from "node:fs/promises";
-import { join } from "node:path";
-import type { HostSetup } from "../host/setup.ts";
+import { join, resolve as resolvePath } from "node:path";
+import { parseMount } from "../build/config.ts";
 import { cacheRoot, fileIdentitySync, writeFileAtomic } from "../util/cache.ts";
-import { type RestoreTarget, restoreTarget, restoreVm, withNetworkCard } from "../vm/launch.ts";
-import { NetGuard } from "../vm/net-guard.ts";
+import { type RestoreTarget, restoreCloneOf, restoreTarget } from "../vm/launch.ts";
+import { checkMounts, type ResolvedMount } from "../vm/mounts.ts";
 import type { Vm } from "../vm/process.ts";
-import { type DecoderLimits, SLIRP_NETWORK } from "../vm/protocol.ts";
+import type { DecoderLimits } from "../vm/protocol.ts";
 import { makeRunDirectorySync } from "../vm/run-directory.ts";
 import { hostSlots } from "../vm/slots.ts";
 import type { Snapshot } from "./snapshot.ts";
 
 const NOTE_FORMAT = 3;
 /** Environment that changes which QEMU or kernel fnrun picks. */
-const HOST_ENVIRONMENT = ["FNRUN_QEMU", "FNRUN_KERNEL", "FNRUN_KERNEL_SOURCE"] as const;
-/** Flags with which a clone of the usual snapshot is not what the invocation will run on. */
+const HOST_ENVIRONMENT = ["FNRUN_QEMU", "FNRUN_FOLDER_QEMU", "FNRUN_KERNEL", "FNRUN_KERNEL_SOURCE"] as const;
+/** Flags with which no noted clone is what the invocation will run on. */
 const OTHER_VM_FLAGS = new Set([
-  "mount",
   "memory",
   "accel",
   "max-result-size",
@@ -47,8 +47,17 @@ const OTHER_VM_FLAGS = new Set([
   "version",
 ]);
 
-/** What a prestarted clone has: a network card (`fnrun invoke --net`) or nothing of its own. */
-export type PrestartKind = "plain" | "network";
+/** What a prestarted clone has of its own: a network card (`--net`), shared folders (`--mount` specs). */
+export interface PrestartPlan {
+  network: boolean;
+  mounts: string[];
+}
+
+/** Which profile a clone is of, beyond its snapshot: what its note is for. */
+export interface PrestartKind {
+  network: boolean;
+  folders: number;
+}
 
 interface Note {
   format: number;
@@ -62,7 +71,8 @@ interface Note {
 }
 
 interface Launched {
-  kind: PrestartKind;
+  network: boolean;
+  mounts: ResolvedMount[];
   vm: Vm;
   snapshot: Snapshot;
   decoderLimits: DecoderLimits;
@@ -79,9 +89,9 @@ interface Prestarted {
 let prestarted: Prestarted | undefined;
 
 /** Which clone an `fnrun` command line may start ahead of time, if any. */
-export function prestartable(args: readonly string[]): PrestartKind | undefined {
+export function prestartable(args: readonly string[]): PrestartPlan | undefined {
   if (args[0] !== "invoke") return undefined;
-  let kind: PrestartKind = "plain";
+  const plan: PrestartPlan = { network: false, mounts: [] };
   for (let index = 1; index < args.length; index++) {
     const arg = args[index] as string;
     if (arg === "--") break;
@@ -92,16 +102,22 @@ export function prestartable(args: readonly string[]): PrestartKind | undefined 
       if (value !== "auto" && value !== "snapshot") return undefined;
     } else if (flag === "net") {
       if (inline !== undefined) return undefined; // --net=...: left to the CLI to read
-      kind = "network";
+      plan.network = true;
+    } else if (flag === "mount") {
+      // An array option: it takes every word up to the next flag, as the CLI's parser does.
+      if (inline !== undefined) plan.mounts.push(inline);
+      else
+        while ((args[index + 1] ?? "-").startsWith("-") === false) plan.mounts.push(args[++index] as string);
     } else if (OTHER_VM_FLAGS.has(flag)) {
       return undefined;
     }
   }
-  return kind;
+  return plan;
 }
 
 function notePath(env: NodeJS.ProcessEnv, kind: PrestartKind): string {
-  return join(cacheRoot(env), "snapshot", kind === "network" ? "prestart-net.json" : "prestart.json");
+  const name = `${kind.network ? "net" : "plain"}${kind.folders > 0 ? `-folders${kind.folders}` : ""}`;
+  return join(cacheRoot(env), "snapshot", `prestart-${name}.json`);
 }
 
 function hostEnvironment(env: NodeJS.ProcessEnv): Record<string, string | null> {
@@ -125,13 +141,12 @@ function restoredFiles(target: RestoreTarget, snapshot: Snapshot): string[] {
  * `fnrun invoke` to prestart. Written only when it changed.
  */
 export async function notePrestart(
-  host: HostSetup,
   snapshot: Snapshot,
   decoderLimits: DecoderLimits,
   kind: PrestartKind,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<void> {
-  const target = restoreTarget(host, snapshot);
+  const target = restoreTarget(snapshot.host, snapshot);
   const files: Record<string, string> = {};
   for (const path of restoredFiles(target, snapshot)) files[path] = fileIdentitySync(path);
   const note: Note = {
@@ -152,7 +167,7 @@ export async function notePrestart(
 /** The note, if it still describes files that are there, unchanged, for this environment. */
 function readNote(env: NodeJS.ProcessEnv, kind: PrestartKind): Note | undefined {
   const note = JSON.parse(readFileSync(notePath(env, kind), "utf8")) as Note;
-  if (note.format !== NOTE_FORMAT || note.kind !== kind) return undefined;
+  if (note.format !== NOTE_FORMAT || JSON.stringify(note.kind) !== JSON.stringify(kind)) return undefined;
   if (JSON.stringify(hostEnvironment(env)) !== JSON.stringify(note.environment)) return undefined;
   for (const path of restoredFiles(note.target, note.snapshot)) {
     if (note.files[path] !== fileIdentitySync(path)) return undefined;
@@ -168,11 +183,20 @@ function readNote(env: NodeJS.ProcessEnv, kind: PrestartKind): Note | undefined 
  * invocation restores (or boots) as it would have.
  */
 export function prestart(args: readonly string[], env: NodeJS.ProcessEnv = process.env): void {
-  const kind = prestarted ? undefined : prestartable(args);
-  if (!kind) return;
+  const plan = prestarted ? undefined : prestartable(args);
+  if (!plan) return;
   let note: Note | undefined;
+  let mounts: ResolvedMount[];
   try {
-    note = readNote(env, kind);
+    // Checked as the invocation will check them: what does not pass is not prestarted.
+    mounts = checkMounts(
+      plan.mounts.map((spec) => {
+        const mount = parseMount(spec);
+        return { ...mount, source: resolvePath(mount.source) };
+      }),
+      plan.network,
+    );
+    note = readNote(env, { network: plan.network, folders: mounts.length });
   } catch {
     return;
   }
@@ -182,21 +206,22 @@ export function prestart(args: readonly string[], env: NodeJS.ProcessEnv = proce
   const found = note;
   const launched = (async (): Promise<Launched | undefined> => {
     let runDirectory: string | undefined;
-    let guard: NetGuard | undefined;
     try {
       runDirectory = makeRunDirectorySync();
-      // A card's guard listens before QEMU starts (it connects to it at once).
-      if (kind === "network") guard = await NetGuard.start(runDirectory);
-      const target = guard ? withNetworkCard(found.target, guard.sockets) : found.target;
-      const vm = await restoreVm(target, found.snapshot, runDirectory, {
-        ...(found.decoderLimits ? { decoderLimits: found.decoderLimits } : {}),
-        ...(guard ? { attach: { network: SLIRP_NETWORK } } : {}),
+      const vm = await restoreCloneOf(found.target, found.snapshot, runDirectory, {
+        network: plan.network,
+        mounts,
+        decoderLimits: found.decoderLimits,
       });
-      const owned = guard;
-      if (owned) vm.addCompanion(() => owned.close());
-      return { kind, vm, snapshot: found.snapshot, decoderLimits: found.decoderLimits, runDirectory };
+      return {
+        network: plan.network,
+        mounts,
+        vm,
+        snapshot: found.snapshot,
+        decoderLimits: found.decoderLimits,
+        runDirectory,
+      };
     } catch {
-      await guard?.close();
       if (runDirectory) await rm(runDirectory, { recursive: true, force: true });
       return undefined;
     }
@@ -232,18 +257,20 @@ async function settle(keep: (launched: Launched) => boolean): Promise<Launched |
 }
 
 /**
- * The prestarted clone, if it is a clone of `snapshot` of this kind (with a
- * network card or without) and with these decoder limits; any other is killed.
- * Either way there is no prestarted clone after.
+ * The prestarted clone, if it is a clone of `snapshot` with these devices
+ * (a network card or none; the very same folders, in the same order) and
+ * decoder limits; any other is killed. Either way there is no prestarted clone
+ * after.
  */
 export async function adoptPrestarted(
   snapshot: Snapshot,
   decoderLimits: DecoderLimits,
-  kind: PrestartKind,
+  devices: { network: boolean; mounts: ResolvedMount[] },
 ): Promise<{ vm: Vm; runDirectory: string } | undefined> {
   const kept = await settle(
     (launched) =>
-      launched.kind === kind &&
+      launched.network === devices.network &&
+      JSON.stringify(launched.mounts) === JSON.stringify(devices.mounts) &&
       launched.snapshot.key === snapshot.key &&
       launched.snapshot.directory === snapshot.directory &&
       sameLimits(launched.decoderLimits, decoderLimits),

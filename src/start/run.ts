@@ -15,7 +15,7 @@ import type { ResolvedMount } from "../vm/mounts.ts";
 import type { Invocation } from "../vm/protocol.ts";
 import { makeRunDirectory } from "../vm/run-directory.ts";
 import { decoderLimitsFor, runSession, type SessionLimits, type SessionReport } from "../vm/session.ts";
-import { abandonPrestart, adoptPrestarted, notePrestart, type PrestartKind } from "./prestart.ts";
+import { abandonPrestart, adoptPrestarted, notePrestart } from "./prestart.ts";
 import {
   discardSnapshot,
   ensureSnapshot,
@@ -75,7 +75,7 @@ export async function bootAndRun(
 
 /**
  * Runs the invocation in a clone of `snapshot`: the one prestarted for it
- * (prestart.ts; clones without folders only), else one restored
+ * (prestart.ts), else one restored
  * now, with the invocation's network and folders, on the host the snapshot
  * was saved on (its QEMU).
  */
@@ -86,10 +86,11 @@ export async function restoreAndRun(
 ): Promise<SessionReport> {
   const { invocation, bundle, limits } = prepared;
   const decoderLimits = decoderLimitsFor(limits.maxResultBytes);
-  // A prestarted clone has no folders (nor their daemons): one with folders is restored now.
-  const prestarted = prestartable(prepared)
-    ? await adoptPrestarted(snapshot, decoderLimits, prestartKind(prepared))
-    : await abandonPrestart().then(() => undefined);
+  // The prestarted clone, if it has just this invocation's network and folders.
+  const prestarted = await adoptPrestarted(snapshot, decoderLimits, {
+    network: prepared.network,
+    mounts: prepared.mounts,
+  });
   const runDirectory = prestarted?.runDirectory ?? (await makeRunDirectory());
   try {
     const vm =
@@ -120,15 +121,6 @@ export async function restoreAndRun(
   } finally {
     await rm(runDirectory, { recursive: true, force: true });
   }
-}
-
-/** A clone prestarted for the next invocation may have a network card, never folders (prestart.ts). */
-function prestartable(prepared: PreparedInvocation): boolean {
-  return prepared.mounts.length === 0;
-}
-
-function prestartKind(prepared: PreparedInvocation): PrestartKind {
-  return prepared.network ? "network" : "plain";
 }
 
 /** The snapshot profile an invocation's clone comes from. */
@@ -199,15 +191,12 @@ export async function startAndRun(
   }
   const snapshot = found ?? (await ensureSnapshot(host, shape, making));
   // For the next `fnrun invoke` to prestart; a failure to write it costs only that.
-  const noted = prestartable(prepared)
-    ? notePrestart(
-        host,
-        snapshot,
-        decoderLimitsFor(prepared.limits.maxResultBytes),
-        prestartKind(prepared),
-        env,
-      ).catch(() => {})
-    : Promise.resolve();
+  const noted = notePrestart(
+    snapshot,
+    decoderLimitsFor(prepared.limits.maxResultBytes),
+    { network: prepared.network, folders: prepared.mounts.length },
+    env,
+  ).catch(() => {});
   const outcome = await failedRestore(restoreAndRun(snapshot, prepared, options));
   await noted;
   if (!("failure" in outcome)) return { report: outcome.report, startMode: "snapshot" };

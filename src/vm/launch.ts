@@ -23,11 +23,13 @@
  * devices, which keep their transports) and bind it once it wakes: one
  * snapshot serves a memory size with and without a network.
  */
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, openSync } from "node:fs";
 import { mkdtemp, rm, stat, statfs } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import type { Accel } from "../host/accel.ts";
 import { guestNodeOptions } from "../host/runtime.ts";
 import type { HostSetup } from "../host/setup.ts";
@@ -207,34 +209,46 @@ export interface CloneDevices {
 }
 
 export function restoreTarget(host: HostSetup, saved: SavedVm, devices: CloneDevices = {}): RestoreTarget {
-  return {
+  const machine = {
     qemuPath: host.qemuPath,
     spec: vmSpec(
       host,
-      { memoryMB: saved.memoryMB, network: devices.netGuard !== undefined },
+      { memoryMB: saved.memoryMB, network: false },
       {
         initrd: host.runtime.bootArchive,
         cmdline: saved.cmdline,
-        sharedFolders: devices.folders?.devices ?? [],
-        memoryFile: devices.folders
-          ? { path: devices.folders.ram, shared: true }
-          : { path: saved.ram, shared: false },
+        sharedFolders: [],
+        memoryFile: { path: saved.ram, shared: false },
         incoming: true,
         qmp: true,
-        ...(devices.netGuard ? { netGuard: devices.netGuard } : {}),
       },
     ),
   };
+  return withCloneDevices(machine, devices);
 }
 
 /**
- * `target` with a network card plugged in after its saved devices, as
- * restoreTarget makes it for a clone with a network: its own MAC address, its
- * guard's sockets. (A prestart, which has no host, plugs it into the target it
- * noted.)
+ * The saved VM's machine (`target`, as restoreTarget makes it) with what a
+ * clone has of its own: a network card after the saved devices (its own MAC
+ * address, its guard's sockets), its folders' daemons, and its RAM copy mapped
+ * shared instead of the snapshot's file mapped privately. (A prestart, which
+ * has no host, starts from the target it noted.)
  */
-export function withNetworkCard(target: RestoreTarget, netGuard: NetGuardSockets): RestoreTarget {
-  const spec = { ...target.spec, network: true, netGuard, macAddress: randomMacAddress(randomBytes(5)) };
+export function withCloneDevices(target: RestoreTarget, devices: CloneDevices): RestoreTarget {
+  const spec = { ...target.spec };
+  if (devices.netGuard) {
+    Object.assign(spec, {
+      network: true,
+      netGuard: devices.netGuard,
+      macAddress: randomMacAddress(randomBytes(5)),
+    });
+  }
+  if (devices.folders) {
+    Object.assign(spec, {
+      sharedFolders: devices.folders.devices,
+      memoryFile: { path: devices.folders.ram, shared: true },
+    });
+  }
   return { ...target, spec };
 }
 
@@ -264,9 +278,19 @@ export async function restoreClone(
   runDirectory: string,
   plan: ClonePlan,
 ): Promise<Vm> {
+  return restoreCloneOf(restoreTarget(host, saved), saved, runDirectory, plan);
+}
+
+/** restoreClone, from the saved VM's machine (`machine`: restoreTarget's, or a prestart's note of it). */
+export async function restoreCloneOf(
+  machine: RestoreTarget,
+  saved: SavedVm,
+  runDirectory: string,
+  plan: ClonePlan,
+): Promise<Vm> {
   if (!plan.network && plan.mounts.length === 0)
     return restoreVm(
-      restoreTarget(host, saved),
+      machine,
       saved,
       runDirectory,
       plan.decoderLimits ? { decoderLimits: plan.decoderLimits } : {},
@@ -290,7 +314,7 @@ export async function restoreClone(
   try {
     const failed = started.find((outcome) => outcome.status === "rejected");
     if (failed) throw failed.reason;
-    const target = restoreTarget(host, saved, {
+    const target = withCloneDevices(machine, {
       ...(guard ? { netGuard: guard.sockets } : {}),
       ...(folders && ram !== undefined ? { folders: { devices: folders.devices, ram: CLONE_RAM_PATH } } : {}),
     });
@@ -309,6 +333,8 @@ export async function restoreClone(
   }
 }
 
+const execFileAsync = promisify(execFile);
+
 /** Descriptors a clone's QEMU inherits: the device state, then its own RAM copy (a clone with folders). */
 const STATE_FD = 3;
 const CLONE_RAM_PATH = "/proc/self/fd/4";
@@ -325,8 +351,8 @@ async function sharedRamCopy(from: string): Promise<number> {
   const directory = await mkdtemp(join(parent, "fnrun-ram-"));
   try {
     const copy = join(directory, "ram");
-    const { execa } = await import("execa");
-    await execa("cp", ["--sparse=always", from, copy], { timeout: 30_000 });
+    // Not execa: a prestart copies while the CLI loads, and loading execa would hold both up.
+    await execFileAsync("cp", ["--sparse=always", from, copy], { timeout: 30_000 });
     return openSync(copy, "r+");
   } finally {
     await rm(directory, { recursive: true, force: true });

@@ -1,6 +1,6 @@
 // Snapshot starts: one saved VM, many clones, fresh randomness in every one.
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -225,6 +225,50 @@ describe("prestart", () => {
     expect(plainAfter.status, plainAfter.stderr).toBe(0);
     expect(timelineOf(plainAfter.stdout)).not.toContain("cloneAdopted");
     expect(JSON.parse(plainAfter.stdout).result.interfaces).toEqual(["lo"]);
+
+    // --mount: a clone prestarted with the folders the command line names,
+    // adopted only by an invocation with the very same ones.
+    const folders = mkdtempSync(join(tmpdir(), "fnrun-test-prestart-"));
+    try {
+      for (const name of ["first", "second"]) {
+        mkdirSync(join(folders, name));
+        writeFileSync(join(folders, name, "greeting.txt"), `from the ${name} folder\n`);
+      }
+      const reading = (name: string) =>
+        cli(
+          "invoke",
+          "test/fixtures/mounts/reads-greeting.ts",
+          "--mount",
+          `${join(folders, name)}:/mnt/data`,
+          "--json",
+        );
+      expect(reading("first").status).toBe(0);
+      const adoptedWithFolder = reading("first");
+      expect(adoptedWithFolder.status, adoptedWithFolder.stderr).toBe(0);
+      expect(timelineOf(adoptedWithFolder.stdout)).toContain("cloneAdopted");
+      expect(JSON.parse(adoptedWithFolder.stdout).result).toBe("from the first folder\n");
+      // Another folder: the clone prestarted for it serves that one.
+      const otherFolder = reading("second");
+      expect(otherFolder.status, otherFolder.stderr).toBe(0);
+      expect(timelineOf(otherFolder.stdout)).toContain("cloneAdopted");
+      expect(JSON.parse(otherFolder.stdout).result).toBe("from the second folder\n");
+      // A function whose config adds a folder: the clone prestarted with the
+      // command line's one is not its VM; it is killed, and one with both restored.
+      const withConfig = cli(
+        "invoke",
+        "test/fixtures/mounts/configured.ts",
+        "--mount",
+        `${join(folders, "first")}:/mnt/extra`,
+        "--json",
+      );
+      expect(withConfig.status, withConfig.stderr).toBe(0);
+      expect(timelineOf(withConfig.stdout)).not.toContain("cloneAdopted");
+      expect(JSON.parse(withConfig.stdout).result).toBe("from the config's folder");
+    } finally {
+      rmSync(folders, { recursive: true, force: true });
+    }
+    expect(folderDaemons()).toEqual([]);
+    expect(leftoverRamCopies()).toEqual([]);
 
     // A command line fnrun refuses never gets far: the prestarted clone goes with it.
     const refused = cli("invoke", "functions/hello.ts", "--event", "{not json");

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { prestartable } from "../../../src/start/prestart.ts";
 
 const lines = (...commandLines: string[]) => commandLines.map((line) => prestartable(line.split(" ")));
+const plain = { network: false, mounts: [] };
 
 describe("prestartable", () => {
   it("prestarts a clone for invocations of the usual snapshot", () => {
@@ -15,17 +16,28 @@ describe("prestartable", () => {
         "invoke functions/hello.ts --no-net",
         "invoke build/hello.tgz",
       ),
-    ).toEqual(Array(7).fill("plain"));
+    ).toEqual(Array(7).fill(plain));
   });
 
-  it("prestarts a clone with a network card for --net", () => {
+  it("prestarts a clone with a network card for --net, and with the folders --mount names", () => {
     expect(
       lines(
         "invoke functions/hello.ts --net",
         "invoke functions/hello.ts --net --event {} --start snapshot",
         "invoke functions/hello.ts --net=true",
+        "invoke functions/hello.ts --mount data:/mnt/data",
+        "invoke functions/hello.ts --mount=data:/mnt/data --net --mount out:/mnt/out:rw",
+        // An array option takes every word up to the next flag.
+        "invoke functions/hello.ts --mount a:/mnt/a b:/mnt/b --quiet",
       ),
-    ).toEqual(["network", "network", undefined]);
+    ).toEqual([
+      { network: true, mounts: [] },
+      { network: true, mounts: [] },
+      undefined,
+      { network: false, mounts: ["data:/mnt/data"] },
+      { network: true, mounts: ["data:/mnt/data", "out:/mnt/out:rw"] },
+      { network: false, mounts: ["a:/mnt/a", "b:/mnt/b"] },
+    ]);
   });
 
   it("does not for other commands, or for flags that need another VM", () => {
@@ -37,7 +49,7 @@ describe("prestartable", () => {
         "invoke functions/hello.ts --start boot",
         "invoke functions/hello.ts --start=boot",
         "invoke functions/hello.ts --net --start boot",
-        "invoke functions/hello.ts --mount data:/mnt/data",
+        "invoke functions/hello.ts --mount data:/mnt/data --start boot",
         "invoke functions/hello.ts --memory 512",
         "invoke functions/hello.ts --memory=512",
         "invoke functions/hello.ts --accel kvm",
@@ -51,6 +63,6 @@ describe("prestartable", () => {
   });
 
   it("reads no further than --", () => {
-    expect(lines("invoke functions/hello.ts -- --net")).toEqual(["plain"]);
+    expect(lines("invoke functions/hello.ts -- --net")).toEqual([plain]);
   });
 });

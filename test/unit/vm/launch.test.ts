@@ -7,7 +7,7 @@ import {
   restoreTarget,
   savedDevices,
   vmSpec,
-  withNetworkCard,
+  withCloneDevices,
 } from "../../../src/vm/launch.ts";
 import { buildQemuArgs } from "../../../src/vm/qemu.ts";
 
@@ -173,13 +173,13 @@ describe("vmSpec", () => {
     };
     const netGuard = { outSocket: "/run/out.sock", inSocket: "/run/in.sock" };
     const direct = restoreTarget(host, saved, { netGuard });
-    const plugged = withNetworkCard(restoreTarget(host, saved), netGuard);
+    const plugged = withCloneDevices(restoreTarget(host, saved), { netGuard });
     const { macAddress: first, ...rest } = plugged.spec;
     const { macAddress: _, ...expected } = direct.spec;
     expect(rest).toEqual(expected);
     expect(first).toMatch(/^02(:[0-9a-f]{2}){5}$/);
     // Each clone its own address.
-    expect(withNetworkCard(restoreTarget(host, saved), netGuard).spec.macAddress).not.toBe(first);
+    expect(withCloneDevices(restoreTarget(host, saved), { netGuard }).spec.macAddress).not.toBe(first);
   });
 
   it("registers the transport after a saved VM's folder devices for a clone's card", () => {
