@@ -107,7 +107,8 @@ export function prestartable(args: readonly string[]): PrestartPlan | undefined 
       // An array option: it takes every word up to the next flag, as the CLI's parser does.
       if (inline !== undefined) plan.mounts.push(inline);
       else
-        while ((args[index + 1] ?? "-").startsWith("-") === false) plan.mounts.push(args[++index] as string);
+        while (index + 1 < args.length && !(args[index + 1] as string).startsWith("-"))
+          plan.mounts.push(args[++index] as string);
     } else if (OTHER_VM_FLAGS.has(flag)) {
       return undefined;
     }
