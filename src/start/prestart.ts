@@ -26,7 +26,7 @@ import { join, resolve as resolvePath } from "node:path";
 import { parseMount } from "../build/config.ts";
 import { cacheRoot, fileIdentitySync, writeFileAtomic } from "../util/cache.ts";
 import { type RestoreTarget, restoreCloneOf, restoreTarget } from "../vm/launch.ts";
-import { checkMounts, type ResolvedMount } from "../vm/mounts.ts";
+import { checkMounts, type FolderTools, folderTools, type ResolvedMount } from "../vm/mounts.ts";
 import type { Vm } from "../vm/process.ts";
 import type { DecoderLimits } from "../vm/protocol.ts";
 import { makeRunDirectorySync } from "../vm/run-directory.ts";
@@ -64,6 +64,8 @@ interface Note {
   kind: PrestartKind;
   snapshot: Snapshot;
   target: RestoreTarget;
+  /** For a profile with folders: what serves them, found once, when the note was written. */
+  folderTools?: FolderTools;
   decoderLimits: DecoderLimits;
   /** The identity (path, size, mtime, inode) of every file the restore reads. */
   files: Record<string, string>;
@@ -125,9 +127,11 @@ function hostEnvironment(env: NodeJS.ProcessEnv): Record<string, string | null> 
   return Object.fromEntries(HOST_ENVIRONMENT.map((name) => [name, env[name] ?? null]));
 }
 
-function restoredFiles(target: RestoreTarget, snapshot: Snapshot): string[] {
+function restoredFiles(note: Pick<Note, "target" | "snapshot" | "folderTools">): string[] {
+  const { target, snapshot, folderTools: tools } = note;
   const { spec } = target;
   return [
+    ...(tools ? [tools.virtiofsd, tools.wrapper, ...(tools.proxy ? [tools.proxy] : [])] : []),
     target.qemuPath,
     spec.kernel.path,
     spec.initrd,
@@ -148,13 +152,16 @@ export async function notePrestart(
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<void> {
   const target = restoreTarget(snapshot.host, snapshot);
+  const tools = kind.folders > 0 ? await folderTools(true, env) : undefined;
   const files: Record<string, string> = {};
-  for (const path of restoredFiles(target, snapshot)) files[path] = fileIdentitySync(path);
+  for (const path of restoredFiles({ target, snapshot, folderTools: tools }))
+    files[path] = fileIdentitySync(path);
   const note: Note = {
     format: NOTE_FORMAT,
     kind,
     snapshot,
     target,
+    ...(tools ? { folderTools: tools } : {}),
     decoderLimits,
     files,
     environment: hostEnvironment(env),
@@ -170,7 +177,7 @@ function readNote(env: NodeJS.ProcessEnv, kind: PrestartKind): Note | undefined 
   const note = JSON.parse(readFileSync(notePath(env, kind), "utf8")) as Note;
   if (note.format !== NOTE_FORMAT || JSON.stringify(note.kind) !== JSON.stringify(kind)) return undefined;
   if (JSON.stringify(hostEnvironment(env)) !== JSON.stringify(note.environment)) return undefined;
-  for (const path of restoredFiles(note.target, note.snapshot)) {
+  for (const path of restoredFiles(note)) {
     if (note.files[path] !== fileIdentitySync(path)) return undefined;
   }
   return note;
@@ -213,6 +220,7 @@ export function prestart(args: readonly string[], env: NodeJS.ProcessEnv = proce
         network: plan.network,
         mounts,
         decoderLimits: found.decoderLimits,
+        ...(found.folderTools ? { folderTools: found.folderTools } : {}),
       });
       return {
         network: plan.network,

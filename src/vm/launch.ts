@@ -25,8 +25,8 @@
  */
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { closeSync, openSync } from "node:fs";
-import { mkdtemp, rm, stat, statfs } from "node:fs/promises";
+import { closeSync, mkdtempSync, openSync, statfsSync, statSync } from "node:fs";
+import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -35,7 +35,7 @@ import { guestNodeOptions } from "../host/runtime.ts";
 import type { HostSetup } from "../host/setup.ts";
 import { BootError, InternalError } from "../util/errors.ts";
 import { type BootPayload, writeInitrd } from "./initrd.ts";
-import { folderTag, type ResolvedMount, SharedFolders } from "./mounts.ts";
+import { type FolderTools, folderTag, type ResolvedMount, SharedFolders } from "./mounts.ts";
 import { NetGuard, type NetGuardSockets } from "./net-guard.ts";
 import { type LaunchOptions, randomNonce, Vm } from "./process.ts";
 import { type DecoderLimits, type MountRequest, SLIRP_NETWORK, type WakeMessage } from "./protocol.ts";
@@ -256,6 +256,8 @@ export interface ClonePlan {
   network: boolean;
   /** Its shared folders: as many as the snapshot's devices. */
   mounts: ResolvedMount[];
+  /** What serves them, when already known (a prestart's note): nothing is looked up before the daemons start. */
+  folderTools?: FolderTools;
   decoderLimits?: DecoderLimits;
 }
 
@@ -301,7 +303,10 @@ export async function restoreCloneOf(
     );
   const started = await Promise.allSettled([
     plan.network ? NetGuard.start(runDirectory) : undefined,
-    SharedFolders.start(runDirectory, plan.mounts, { restorable: true }),
+    SharedFolders.start(runDirectory, plan.mounts, {
+      restorable: true,
+      ...(plan.folderTools ? { tools: plan.folderTools } : {}),
+    }),
     plan.mounts.length > 0 ? sharedRamCopy(saved.ram) : undefined,
   ]);
   const [guard, folders, ram] = started.map((outcome) =>
@@ -347,8 +352,10 @@ const CLONE_RAM_PATH = "/proc/self/fd/4";
  * behind whatever becomes of fnrun. QEMU opens it as CLONE_RAM_PATH.
  */
 async function sharedRamCopy(from: string): Promise<number> {
-  const parent = (await hasRoomFor(from, "/dev/shm")) ? "/dev/shm" : tmpdir();
-  const directory = await mkdtemp(join(parent, "fnrun-ram-"));
+  // Synchronous up to cp's spawn (each step well under a millisecond): a prestart
+  // copies while the CLI loads, and an await would wait for the loading.
+  const parent = hasRoomFor(from, "/dev/shm") ? "/dev/shm" : tmpdir();
+  const directory = mkdtempSync(join(parent, "fnrun-ram-"));
   try {
     const copy = join(directory, "ram");
     // Not execa: a prestart copies while the CLI loads, and loading execa would hold both up.
@@ -360,9 +367,10 @@ async function sharedRamCopy(from: string): Promise<number> {
 }
 
 /** Whether `directory` has room for all of the sparse `file` (a clone may touch all its RAM), with 64 MB to spare. */
-async function hasRoomFor(file: string, directory: string): Promise<boolean> {
+function hasRoomFor(file: string, directory: string): boolean {
   try {
-    const [{ size }, space] = await Promise.all([stat(file), statfs(directory)]);
+    const { size } = statSync(file);
+    const space = statfsSync(directory);
     return space.bavail * space.bsize > size + 64 * 1024 * 1024;
   } catch {
     return false; // no such directory

@@ -140,6 +140,25 @@ export function vhostUserFsProxy(env: NodeJS.ProcessEnv = process.env): Promise<
   return hostTool("fnrun-vhost-user-fs-proxy", "vhost-user-fs-proxy.c", env);
 }
 
+/** What serves a VM's folders: virtiofsd, the read-only wrapper, and the proxy a restorable VM's daemons sit behind. */
+export interface FolderTools {
+  virtiofsd: string;
+  wrapper: string;
+  proxy?: string;
+}
+
+export async function folderTools(
+  restorable: boolean,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<FolderTools> {
+  const [virtiofsd, wrapper, proxy] = await Promise.all([
+    locateVirtiofsd(env),
+    virtiofsdWrapper(env),
+    restorable ? vhostUserFsProxy(env) : undefined,
+  ]);
+  return { virtiofsd, wrapper, ...(proxy ? { proxy } : {}) };
+}
+
 interface Daemon {
   process: ChildProcess;
   exited: Promise<void>;
@@ -162,15 +181,12 @@ export class SharedFolders {
   static async start(
     runDirectory: string,
     mounts: ResolvedMount[],
-    options: { restorable?: boolean; env?: NodeJS.ProcessEnv } = {},
+    options: { restorable?: boolean; env?: NodeJS.ProcessEnv; tools?: FolderTools } = {},
   ): Promise<SharedFolders> {
     if (mounts.length === 0) return new SharedFolders([], [], []);
-    const env = options.env ?? process.env;
-    const [virtiofsd, wrapper, proxy] = await Promise.all([
-      locateVirtiofsd(env),
-      virtiofsdWrapper(env),
-      options.restorable ? vhostUserFsProxy(env) : undefined,
-    ]);
+    // Given the tools (a prestart's note has them), the daemons are spawned before the first await.
+    const { virtiofsd, wrapper, proxy } =
+      options.tools ?? (await folderTools(options.restorable ?? false, options.env));
     const daemons: Daemon[] = [];
     const devices = mounts.map((mount) => ({
       tag: mount.tag,
