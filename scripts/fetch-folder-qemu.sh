@@ -15,6 +15,7 @@ target="$cache/folder-qemu"
 
 mirror=${FNRUN_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
+mkdir -p "$cache"
 work=$(mktemp -d "$cache/.folder-qemu-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/lists/partial" "$work/archives/partial"
@@ -34,6 +35,11 @@ if ! "$work/out/qemu-system-x86_64" --version >"$work/out/version"; then
   echo "fetch-folder-qemu: the backports QEMU does not run here" >&2
   exit 1
 fi
-rm -rf "$target"
-mv "$work/out" "$target"
+# A leftover without the binary is not an install; a complete one made by a
+# parallel run meanwhile is kept (the rename fails on it).
+[ -x "$target/qemu-system-x86_64" ] || rm -rf "$target"
+if ! mv -T "$work/out" "$target" 2>/dev/null && [ ! -x "$target/qemu-system-x86_64" ]; then
+  echo "fetch-folder-qemu: could not install into $target" >&2
+  exit 1
+fi
 echo "fetch-folder-qemu: $(head -n 1 "$target/version") in $target"
