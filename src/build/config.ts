@@ -2,6 +2,7 @@
  * A function's own configuration (`export const config = { ... }`): its shape,
  * its limits, and their validation. Reading it from a file is config-extract.ts.
  */
+import { resolve as resolvePath } from "node:path";
 import { isHandlerString } from "./handler.ts";
 
 export interface MountConfig {
@@ -102,6 +103,15 @@ export function parseMount(spec: string): MountConfig {
     throw new Error(`mount "${spec}" must look like HOST_DIR:GUEST_DIR[:ro|rw]`);
   }
   return { source: parts[0], target: parts[1], readOnly: mode === "ro" };
+}
+
+/**
+ * A mount from the command line: parsed, its host folder resolved from the
+ * working directory (the invocation and a prestart read it alike, prestart.ts).
+ */
+export function commandLineMount(mount: string | MountConfig): MountConfig {
+  const parsed = typeof mount === "string" ? parseMount(mount) : mount;
+  return { ...parsed, source: resolvePath(parsed.source) };
 }
 
 function validateMounts(value: unknown, name: string): MountConfig[] {

@@ -6,7 +6,7 @@
 import { randomUUID } from "node:crypto";
 import { resolve as resolvePath } from "node:path";
 import type { Bundle } from "../build/bundle.ts";
-import { parseMount } from "../build/config.ts";
+import { commandLineMount } from "../build/config.ts";
 import { handlerPath } from "../build/handler.ts";
 import { type HostSetup, resolveHost } from "../host/setup.ts";
 import type { PreparedInvocation } from "../start/run.ts";
@@ -27,8 +27,7 @@ export function prepareInvocation(bundle: Bundle, options: InvokeOptions): Prepa
     ...(config.mounts ?? []).map((mount) => ({ ...mount, source: resolvePath(baseDirectory, mount.source) })),
     ...(options.mounts ?? []).map((mount) => {
       try {
-        const parsed = typeof mount === "string" ? parseMount(mount) : mount;
-        return { ...parsed, source: resolvePath(parsed.source) };
+        return commandLineMount(mount);
       } catch (error) {
         throw new UsageError((error as Error).message);
       }

@@ -22,8 +22,8 @@
  */
 import { readFileSync } from "node:fs";
 import { readFile, rm } from "node:fs/promises";
-import { join, resolve as resolvePath } from "node:path";
-import { parseMount } from "../build/config.ts";
+import { join } from "node:path";
+import { commandLineMount } from "../build/config.ts";
 import { cacheRoot, fileIdentitySync, writeFileAtomic } from "../util/cache.ts";
 import { type RestoreTarget, restoreCloneOf, restoreTarget } from "../vm/launch.ts";
 import { checkMounts, type FolderTools, folderTools, type ResolvedMount } from "../vm/mounts.ts";
@@ -197,13 +197,7 @@ export function prestart(args: readonly string[], env: NodeJS.ProcessEnv = proce
   let mounts: ResolvedMount[];
   try {
     // Checked as the invocation will check them: what does not pass is not prestarted.
-    mounts = checkMounts(
-      plan.mounts.map((spec) => {
-        const mount = parseMount(spec);
-        return { ...mount, source: resolvePath(mount.source) };
-      }),
-      plan.network,
-    );
+    mounts = checkMounts(plan.mounts.map(commandLineMount), plan.network);
     note = readNote(env, { network: plan.network, folders: mounts.length });
   } catch {
     return;
