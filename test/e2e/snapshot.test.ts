@@ -98,41 +98,38 @@ describe("snapshot starts", () => {
     const folder = mkdtempSync(join(tmpdir(), "fnrun-test-clone-folder-"));
     try {
       writeFileSync(join(folder, "greeting.txt"), "from the host's folder\n");
-      const mount = ["--mount", `${folder}:/mnt/data`];
+      const mounts = [`${folder}:/mnt/data`];
+      /** `fnrun invoke FILE --mount FOLDER --start snapshot ...FLAGS --json`, which must succeed. */
+      const onClone = async (file: string, ...flags: string[]) => {
+        const run = await runCli([
+          "invoke",
+          file,
+          "--mount",
+          `${folder}:/mnt/data`,
+          "--start",
+          "snapshot",
+          ...flags,
+          "--json",
+        ]);
+        expect(run.code, run.stderr).toBe(0);
+        return JSON.parse(run.stdout);
+      };
       // A profile of its own (one folder device), made once and then restored.
-      const withMount = await runCli([
-        "invoke",
-        "test/fixtures/mounts/reads-greeting.ts",
-        ...mount,
-        "--start",
-        "snapshot",
-        "--json",
-      ]);
-      expect(withMount.code, withMount.stderr).toBe(0);
-      expect(JSON.parse(withMount.stdout)).toMatchObject({
+      expect(await onClone("test/fixtures/mounts/reads-greeting.ts")).toMatchObject({
         startMode: "snapshot",
         result: "from the host's folder\n",
       });
       // With a network too: the card goes on the transport after the folder's.
-      const both = await runCli([
-        "invoke",
-        "test/fixtures/contract/network.ts",
-        ...mount,
-        "--net",
-        "--start",
-        "snapshot",
-        "--event",
-        '{"url":"http://10.0.2.2:9/"}',
-        "--json",
-      ]);
-      expect(both.code, both.stderr).toBe(0);
-      expect(JSON.parse(both.stdout)).toMatchObject({
-        startMode: "snapshot",
-        result: { interfaces: ["eth0", "lo"] },
-      });
+      expect(
+        await onClone(
+          "test/fixtures/contract/network.ts",
+          "--net",
+          "--event",
+          '{"url":"http://10.0.2.2:9/"}',
+        ),
+      ).toMatchObject({ startMode: "snapshot", result: { interfaces: ["eth0", "lo"] } });
       // Without the QEMU that can restore folders, such invocations boot; --start snapshot says why.
       const { folderQemuPath: _, ...withoutFolderQemu } = host;
-      const mounts = [`${folder}:/mnt/data`];
       const booted = await invoke("test/fixtures/mounts/reads-greeting.ts", {
         host: withoutFolderQemu,
         mounts,

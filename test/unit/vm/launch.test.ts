@@ -19,6 +19,20 @@ const host: HostSetup = {
   channel: "virtio",
 };
 
+/** A VM saved for a snapshot, with `folders` shared-folder devices. */
+function savedVm(folders = 0) {
+  return {
+    ram: "/cache/snap/ram",
+    state: "/cache/snap/state",
+    memoryMB: 256,
+    folders,
+    bootNonce: "0".repeat(32),
+    cmdline: "CMDLINE",
+  };
+}
+
+const NET_GUARD = { outSocket: "/run/out.sock", inSocket: "/run/in.sock" };
+
 describe("vmSpec", () => {
   it("gives a booted VM and a clone the same machine, differing only in memory and start", () => {
     const booted = vmSpec(
@@ -33,14 +47,7 @@ describe("vmSpec", () => {
         allowSpawn: true,
       },
     );
-    const restored = restoreTarget(host, {
-      ram: "/cache/snap/ram",
-      state: "/cache/snap/state",
-      memoryMB: 256,
-      folders: 0,
-      bootNonce: "0".repeat(32),
-      cmdline: "CMDLINE",
-    });
+    const restored = restoreTarget(host, savedVm());
     expect(restored.qemuPath).toBe("/usr/bin/qemu-system-x86_64");
     const argsOf = (spec: typeof booted) =>
       buildQemuArgs({
@@ -102,19 +109,10 @@ describe("vmSpec", () => {
   });
 
   it("gives a clone with a network the saved machine plus its card, after the saved devices", () => {
-    const saved = {
-      ram: "/cache/snap/ram",
-      state: "/cache/snap/state",
-      memoryMB: 256,
-      folders: 0,
-      bootNonce: "0".repeat(32),
-      cmdline: "CMDLINE",
-    };
+    const saved = savedVm();
     const channel = { kind: "virtio" as const, fd: 4 };
     const plain = buildQemuArgs({ ...restoreTarget(host, saved).spec, channel });
-    const spec = restoreTarget(host, saved, {
-      netGuard: { outSocket: "/run/out.sock", inSocket: "/run/in.sock" },
-    }).spec;
+    const spec = restoreTarget(host, saved, { netGuard: NET_GUARD }).spec;
     expect(spec).toMatchObject({ network: true, cmdline: "CMDLINE", incoming: true });
     expect(spec.memoryFile).toEqual({ path: "/cache/snap/ram", shared: false });
     // A card of its own: no two clones share a MAC address.
@@ -127,21 +125,14 @@ describe("vmSpec", () => {
   });
 
   it("gives a clone with folders their devices in the saved order and its own shared RAM copy", () => {
-    const saved = {
-      ram: "/cache/snap/ram",
-      state: "/cache/snap/state",
-      memoryMB: 256,
-      folders: 2,
-      bootNonce: "0".repeat(32),
-      cmdline: "CMDLINE",
-    };
+    const saved = savedVm(2);
     const devices = [
       { tag: "fnrun0", socketPath: "/run/fnrun0.sock" },
       { tag: "fnrun1", socketPath: "/run/fnrun1.sock" },
     ];
     const spec = restoreTarget(host, saved, {
       folders: { devices, ram: "/run/ram" },
-      netGuard: { outSocket: "/run/out.sock", inSocket: "/run/in.sock" },
+      netGuard: NET_GUARD,
     }).spec;
     // Shared, so that the daemons can map it; a copy, so that the snapshot is never written.
     expect(spec.memoryFile).toEqual({ path: "/run/ram", shared: true });
@@ -163,15 +154,8 @@ describe("vmSpec", () => {
   });
 
   it("plugs a prestart's card into its noted target as restoreTarget does for a clone with a network", () => {
-    const saved = {
-      ram: "/cache/snap/ram",
-      state: "/cache/snap/state",
-      memoryMB: 256,
-      folders: 0,
-      bootNonce: "0".repeat(32),
-      cmdline: "CMDLINE",
-    };
-    const netGuard = { outSocket: "/run/out.sock", inSocket: "/run/in.sock" };
+    const saved = savedVm();
+    const netGuard = NET_GUARD;
     const direct = restoreTarget(host, saved, { netGuard });
     const plugged = withCloneDevices(restoreTarget(host, saved), { netGuard });
     const { macAddress: first, ...rest } = plugged.spec;
