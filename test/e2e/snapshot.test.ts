@@ -27,6 +27,26 @@ beforeAll(async () => {
 
 afterAll(() => expectNothingLeftBehind(expect));
 
+/** Every random source differs between the clones, and each read the host's time, not the snapshot's. */
+function expectFreshRandomness(runs: Array<{ result: unknown }>, before: number): void {
+  const results = runs.map((run) => run.result as Record<string, string | number>);
+  for (const source of [
+    "mathRandom",
+    "randomBytes",
+    "randomUUID",
+    "getRandomValues",
+    "webcrypto",
+    "urandom",
+  ]) {
+    const values = new Set(results.map((result) => result[source]));
+    expect(values.size, `${source} repeated across clones`).toBe(results.length);
+  }
+  for (const result of results) {
+    expect(result.now as number).toBeGreaterThanOrEqual(before - 1000);
+    expect(result.now as number).toBeLessThanOrEqual(Date.now() + 1000);
+  }
+}
+
 describe("snapshot starts", () => {
   it("gives 20 clones of one snapshot 20 different values from every random source, and the true time", async () => {
     const snapshot = await findSnapshot(host, memoryOnly(MEMORY));
@@ -38,22 +58,27 @@ describe("snapshot starts", () => {
     expect(runs.every((run) => run.startMode === "snapshot")).toBe(true);
     // All from the same snapshot: nothing was rebuilt meanwhile.
     expect((await findSnapshot(host, memoryOnly(MEMORY)))?.directory).toBe(snapshot?.directory);
-    const results = runs.map((run) => run.result as Record<string, string | number>);
-    for (const source of [
-      "mathRandom",
-      "randomBytes",
-      "randomUUID",
-      "getRandomValues",
-      "webcrypto",
-      "urandom",
-    ]) {
-      const values = new Set(results.map((result) => result[source]));
-      expect(values.size, `${source} repeated across clones`).toBe(20);
-    }
-    for (const result of results) {
-      // The restored clock was set to the host's time, not the snapshot's.
-      expect(result.now as number).toBeGreaterThanOrEqual(before - 1000);
-      expect(result.now as number).toBeLessThanOrEqual(Date.now() + 1000);
+    expectFreshRandomness(runs, before);
+  });
+
+  it("gives clones of every other profile (network, shared folder, memory size) fresh randomness too", async () => {
+    const folder = mkdtempSync(join(tmpdir(), "fnrun-test-random-folder-"));
+    try {
+      for (const profile of [{ net: true }, { mounts: [`${folder}:/mnt/data`] }, { memory: 512 }]) {
+        const before = Date.now();
+        const runs = await Promise.all(
+          Array.from({ length: 3 }, () =>
+            invoke("test/fixtures/randomness.ts", { ...profile, start: "snapshot", host }),
+          ),
+        );
+        expect(
+          runs.map((run) => run.startMode),
+          JSON.stringify(profile),
+        ).toEqual(["snapshot", "snapshot", "snapshot"]);
+        expectFreshRandomness(runs, before);
+      }
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
     }
   });
 
