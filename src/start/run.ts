@@ -75,9 +75,8 @@ export async function bootAndRun(
 
 /**
  * Runs the invocation in a clone of `snapshot`: the one prestarted for it
- * (prestart.ts), else one restored
- * now, with the invocation's network and folders, on the host the snapshot
- * was saved on (its QEMU).
+ * (prestart.ts), else one restored now, with the invocation's network and
+ * folders, on the host the snapshot was saved on (its QEMU).
  */
 export async function restoreAndRun(
   snapshot: Snapshot,

@@ -188,15 +188,12 @@ export class SharedFolders {
     const { virtiofsd, wrapper, proxy } =
       options.tools ?? (await folderTools(options.restorable ?? false, options.env));
     const daemons: Daemon[] = [];
-    const devices = mounts.map((mount) => ({
-      tag: mount.tag,
-      socketPath: join(runDirectory, `${mount.tag}.sock`),
-    }));
+    const folders = mounts.map((mount) => ({ mount, socketPath: join(runDirectory, `${mount.tag}.sock`) }));
+    const devices = folders.map(({ mount, socketPath }) => ({ tag: mount.tag, socketPath }));
     try {
       // All at once: each folder waits for little more than its daemon's start.
       await Promise.all(
-        mounts.map(async (mount, index) => {
-          const socketPath = devices[index]?.socketPath ?? "";
+        folders.map(async ({ mount, socketPath }) => {
           const daemonSocket = proxy ? join(runDirectory, `${mount.tag}.daemon.sock`) : socketPath;
           const started = [
             spawnDaemon(wrapper, [
