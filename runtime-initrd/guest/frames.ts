@@ -376,7 +376,11 @@ for (let i = 0; i < 16; i++) HEX_CODES[i] = charCodeAt(HEX, i);
 
 /** What the runtime sends (src/vm/protocol.ts's GuestMessage), spelled out here for the encoder. */
 export type SignedMessage =
-  | { type: "ready"; marks: Record<string, number> }
+  | {
+      type: "ready";
+      marks: Record<string, number>;
+      initPhase?: { randomness: readonly string[]; error?: string };
+    }
   | { type: "mark"; name: string; at: number }
   | { type: "log"; stream: "stdout" | "stderr"; text: string }
   | { type: "result"; json: string }
@@ -402,6 +406,23 @@ export function messageJson(message: SignedMessage): Bytes {
         out.number(message.marks[name] as number);
       }
       out.byte(0x7d);
+      const initPhase = message.initPhase;
+      if (initPhase) {
+        field("initPhase");
+        out.byte(0x7b);
+        field("randomness", true);
+        out.byte(0x5b);
+        for (let i = 0; i < initPhase.randomness.length; i++) {
+          if (i > 0) out.byte(0x2c);
+          out.string(`${initPhase.randomness[i]}`);
+        }
+        out.byte(0x5d);
+        if (initPhase.error !== undefined) {
+          field("error");
+          out.string(`${initPhase.error}`);
+        }
+        out.byte(0x7d);
+      }
       break;
     }
     case "mark":

@@ -27,7 +27,7 @@
  * guest (host/runtime.ts).
  */
 import fs from "node:fs";
-import type { BoundFunction, Invocation } from "../../src/vm/protocol.ts";
+import type { BoundFunction, InitPhase, Invocation } from "../../src/vm/protocol.ts";
 import { receive, send, useKey } from "./channel.ts";
 import {
   applySettings,
@@ -38,6 +38,7 @@ import {
   runHandler,
   runInvocation,
 } from "./handler.ts";
+import { watchInitPhase } from "./init-watch.ts";
 import { captureOutput } from "./logs.ts";
 import { rehearse, settleHeap, warmInvocationPath } from "./rehearsal.ts";
 import { wakeUp } from "./reseed.ts";
@@ -84,16 +85,24 @@ async function main(): Promise<void> {
   await Promise.all(PRELOADED_MODULES.map((name) => import(name)));
   await rehearse();
   let loaded: Loaded | undefined;
+  let initPhase: InitPhase | undefined;
   if (fs.existsSync(FUNCTION_SETTINGS_PATH)) {
-    // A pooled VM booted with its function: its frames are signed with the key it came with.
+    // A VM booted with its function (pooled, or to be saved as a function
+    // snapshot): its frames are signed with the key it came with.
     const bound = JSON.parse(fs.readFileSync(FUNCTION_SETTINGS_PATH, "utf8")) as BoundFunction;
     fs.rmSync(FUNCTION_SETTINGS_PATH);
     useKey(bound.key);
     applySettings(bound, "");
+    // To be saved: the host refuses a function whose clones would all share its randomness.
+    const watched = boot.snapshot ? watchInitPhase() : undefined;
     loaded = await importFunction();
+    if (watched) {
+      initPhase = { randomness: watched() };
+      if ("error" in loaded) initPhase.error = loaded.error.errorMessage;
+    }
   }
   if (boot.snapshot) settleHeap();
-  send({ type: "ready", marks });
+  send({ type: "ready", marks, ...(initPhase ? { initPhase } : {}) });
 
   for (;;) {
     const message = receive();

@@ -20,11 +20,11 @@
  * with their daemons, and a RAM copy. It is adopted only by an invocation with
  * the very same network and folders (a function's config can add either).
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { readFile, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { commandLineMount } from "../build/config.ts";
-import { cacheRoot, fileIdentitySync, writeFileAtomic } from "../util/cache.ts";
+import { cacheRoot, fileIdentitySync, sha256, writeFileAtomic } from "../util/cache.ts";
 import { type RestoreTarget, restoreCloneOf, restoreTarget } from "../vm/launch.ts";
 import { checkMounts, type FolderTools, folderTools, type ResolvedMount } from "../vm/mounts.ts";
 import type { Vm } from "../vm/process.ts";
@@ -51,12 +51,16 @@ const OTHER_VM_FLAGS = new Set([
 export interface PrestartPlan {
   network: boolean;
   mounts: string[];
+  /** The function, as the command line names it right after `invoke` (its function snapshot's note). */
+  function?: string;
 }
 
 /** Which profile a clone is of, beyond its snapshot: what its note is for. */
 export interface PrestartKind {
   network: boolean;
   folders: number;
+  /** A clone of this function's own snapshot (the function's absolute path). */
+  entry?: string;
 }
 
 interface Note {
@@ -94,6 +98,8 @@ let prestarted: Prestarted | undefined;
 export function prestartable(args: readonly string[]): PrestartPlan | undefined {
   if (args[0] !== "invoke") return undefined;
   const plan: PrestartPlan = { network: false, mounts: [] };
+  const named = args[1];
+  if (named !== undefined && !named.startsWith("-")) plan.function = named;
   for (let index = 1; index < args.length; index++) {
     const arg = args[index] as string;
     if (arg === "--") break;
@@ -119,7 +125,7 @@ export function prestartable(args: readonly string[]): PrestartPlan | undefined 
 }
 
 function notePath(env: NodeJS.ProcessEnv, kind: PrestartKind): string {
-  const name = `${kind.network ? "net" : "plain"}${kind.folders > 0 ? `-folders${kind.folders}` : ""}`;
+  const name = `${kind.network ? "net" : "plain"}${kind.folders > 0 ? `-folders${kind.folders}` : ""}${kind.entry ? `-function-${sha256(kind.entry).slice(0, 16)}` : ""}`;
   return join(cacheRoot(env), "snapshot", `prestart-${name}.json`);
 }
 
@@ -172,6 +178,14 @@ export async function notePrestart(
   await writeFileAtomic(path, text, 0o600);
 }
 
+/** The function's own note is gone: it has no function snapshot (or a broken one). */
+export async function forgetFunctionPrestart(
+  kind: PrestartKind,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<void> {
+  if (kind.entry) await rm(notePath(env, kind), { force: true });
+}
+
 /** The note, if it still describes files that are there, unchanged, for this environment. */
 function readNote(env: NodeJS.ProcessEnv, kind: PrestartKind): Note | undefined {
   const note = JSON.parse(readFileSync(notePath(env, kind), "utf8")) as Note;
@@ -198,7 +212,14 @@ export function prestart(args: readonly string[], env: NodeJS.ProcessEnv = proce
   try {
     // Checked as the invocation will check them: what does not pass is not prestarted.
     mounts = checkMounts(plan.mounts.map(commandLineMount), plan.network);
-    note = readNote(env, { network: plan.network, folders: mounts.length });
+    // A clone of the function's own snapshot, if the last invocation of it had one.
+    const own =
+      mounts.length === 0 && plan.function
+        ? { network: plan.network, folders: 0, entry: resolve(plan.function) }
+        : undefined;
+    note =
+      (own && existsSync(notePath(env, own)) ? readNote(env, own) : undefined) ??
+      readNote(env, { network: plan.network, folders: mounts.length });
   } catch {
     return;
   }

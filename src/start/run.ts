@@ -15,12 +15,15 @@ import type { ResolvedMount } from "../vm/mounts.ts";
 import type { Invocation } from "../vm/protocol.ts";
 import { makeRunDirectory } from "../vm/run-directory.ts";
 import { decoderLimitsFor, runSession, type SessionLimits, type SessionReport } from "../vm/session.ts";
-import { abandonPrestart, adoptPrestarted, notePrestart } from "./prestart.ts";
+import { abandonPrestart, adoptPrestarted, forgetFunctionPrestart, notePrestart } from "./prestart.ts";
 import {
   discardSnapshot,
   ensureSnapshot,
   ensureSnapshotInBackground,
+  findFunctionSnapshot,
   findSnapshot,
+  functionSettingsOf,
+  functionSnapshotKey,
   type SavedShape,
   type Snapshot,
   snapshotProblem,
@@ -106,12 +109,13 @@ export async function restoreAndRun(
       ...(options.onLog ? { onLog: options.onLog } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     });
-    // From here on, only frames signed with the invocation's key count.
+    // From here on, only frames signed with the invocation's key count. A
+    // function snapshot's clone has its function already.
     vm.send(
       {
         type: "invoke",
         invocation: { ...invocation, mounts: mountRequests(prepared.mounts) },
-        bundle: bundle.code,
+        ...(snapshot.functionName === undefined ? { bundle: bundle.code } : {}),
       },
       snapshot.bootNonce,
       invocation.key,
@@ -154,6 +158,45 @@ async function failedRestore(
   return beforeTheFunction ? { failure: report.failure as BootError, report } : { report };
 }
 
+/**
+ * Runs the invocation on a clone of its function's own snapshot (`fnrun
+ * snapshot FUNCTION` made it), if there is one for this very bundle and these
+ * settings. One that fails to restore is removed, and the invocation goes on
+ * as if it had never been (undefined).
+ */
+async function runOnFunctionSnapshot(
+  host: HostSetup,
+  prepared: PreparedInvocation,
+  options: RunOptions,
+  start: StartMode,
+): Promise<{ report: SessionReport; startMode: "snapshot" } | undefined> {
+  const key = await functionSnapshotKey(
+    host,
+    prepared.limits.memoryMB,
+    prepared.bundle.code,
+    functionSettingsOf(prepared.invocation),
+  );
+  const snapshot = await findFunctionSnapshot(host, key);
+  const kind = { network: prepared.network, folders: 0, entry: prepared.bundle.entry };
+  if (!snapshot) {
+    await forgetFunctionPrestart(kind);
+    return undefined;
+  }
+  const noted = notePrestart(snapshot, decoderLimitsFor(prepared.limits.maxResultBytes), kind).catch(
+    () => {},
+  );
+  const outcome = await failedRestore(restoreAndRun(snapshot, prepared, options));
+  await noted;
+  if (!("failure" in outcome)) return { report: outcome.report, startMode: "snapshot" };
+  if (start === "snapshot" && outcome.report) return { report: outcome.report, startMode: "snapshot" };
+  if (!prepared.network) await discardSnapshot(snapshot);
+  await forgetFunctionPrestart(kind);
+  options.onNotice?.(
+    `fnrun: ${snapshot.functionName}'s function snapshot could not be restored${prepared.network ? "" : "; it was removed"} (${outcome.failure.message})`,
+  );
+  return undefined;
+}
+
 export async function startAndRun(
   host: HostSetup,
   prepared: PreparedInvocation,
@@ -169,6 +212,10 @@ export async function startAndRun(
   if (start === "boot" || unsuitable) return boot();
 
   const env = process.env;
+  if (prepared.mounts.length === 0) {
+    const done = await runOnFunctionSnapshot(host, prepared, options, start);
+    if (done) return done;
+  }
   const making = {
     ...(options.onProgress ? { progress: options.onProgress } : {}),
     env,

@@ -50,17 +50,19 @@ import {
   removeEntry,
   sha256,
 } from "../util/cache.ts";
-import { BootError } from "../util/errors.ts";
+import { BootError, FunctionError } from "../util/errors.ts";
 import { withLock } from "../util/lock.ts";
 import { type Progress, silent } from "../util/progress.ts";
 import { shellQuote } from "../util/shell.ts";
 import { BOOT_TIMEOUT_MS, bootVm, type SavedVm } from "../vm/launch.ts";
 import { folderTag } from "../vm/mounts.ts";
 import type { Vm } from "../vm/process.ts";
+import type { BoundFunction, FunctionSettings, GuestMessage, InitPhase, Invocation } from "../vm/protocol.ts";
 import { hostSlots } from "../vm/slots.ts";
 
 /** v4: virtio 1.0 transports, the first free one registered with the kernel for a clone's network card. */
 const FORMAT = "snapshot-v4";
+const FUNCTION_FORMAT = "function-snapshot-v1";
 const KIND = "snapshot";
 
 /**
@@ -84,6 +86,8 @@ export interface Snapshot extends SavedVm {
   directory: string;
   /** The host to restore it on: the QEMU it was saved with (the folder QEMU, for a profile with folders). */
   host: HostSetup;
+  /** A function snapshot: the function it holds, imported (its clones take no bundle). */
+  functionName?: string;
 }
 
 interface SnapshotInfo {
@@ -94,6 +98,17 @@ interface SnapshotInfo {
   createdAt: string;
   /** For `fnrun snapshot --list` (the key says whether it is this host's). */
   accel: string;
+  /** A function snapshot: the function whose init phase it holds, and its profile's key. */
+  function?: { name: string; entry: string; profileKey: string };
+}
+
+/** A function to boot with and save after its init phase (a function snapshot). */
+export interface SavedFunction {
+  settings: BoundFunction;
+  bundleCode: string;
+  name: string;
+  entry: string;
+  profileKey: string;
 }
 
 /** Why this host cannot use snapshots (of this shape, when given), or null. */
@@ -141,6 +156,19 @@ async function toSnapshot(entry: CacheEntry, key: string, host: HostSetup): Prom
     memoryMB: info.memoryMB,
     bootNonce: info.bootNonce,
     cmdline: info.cmdline,
+    ...(info.function ? { functionName: info.function.name } : {}),
+  };
+}
+
+/** What a function's init phase sees of its invocation: what keys its function snapshot. */
+export function functionSettingsOf(invocation: Invocation): FunctionSettings {
+  return {
+    functionName: invocation.functionName,
+    functionVersion: invocation.functionVersion,
+    memoryLimitInMB: invocation.memoryLimitInMB,
+    handler: invocation.handler,
+    env: invocation.env,
+    mounts: [],
   };
 }
 
@@ -179,25 +207,89 @@ export async function ensureSnapshot(
   const env = options.env ?? process.env;
   const found = await findSnapshot(host, shape, env);
   if (found) return found;
-  const key = await snapshotKey(host, shape);
-  const saver = snapshotHost(host, shape);
   const folders = shape.folders > 0 ? `, ${shape.folders} shared folder${shape.folders > 1 ? "s" : ""}` : "";
-  const root = cacheRoot(env);
+  return saveOnce(host, shape, await snapshotKey(host, shape), options, {
+    describe: `making a snapshot of a booted VM${options.background ? " in the background" : ""} (${shape.memoryMB} MB${folders}; once per kernel, runtime and profile)`,
+  });
+}
+
+/** Boots and saves the VM of `key` unless another process just did (one at a time). */
+async function saveOnce(
+  host: HostSetup,
+  shape: SavedShape,
+  key: string,
+  options: CreateOptions,
+  what: { describe: string; bound?: SavedFunction },
+): Promise<Snapshot> {
+  const saver = snapshotHost(host, shape);
+  const root = cacheRoot(options.env ?? process.env);
   return withLock(join(root, KIND, `${key}.lock`), async () => {
     const entry = await ensureEntry(
       KIND,
       key,
       async (directory) => {
-        (options.progress ?? silent)(
-          `making a snapshot of a booted VM${options.background ? " in the background" : ""} (${shape.memoryMB} MB${folders}; once per kernel, runtime and profile)`,
-        );
-        await saveBootedVm(saver, shape, directory, options.bootTimeoutMs ?? BOOT_TIMEOUT_MS.tcg);
+        (options.progress ?? silent)(what.describe);
+        await saveBootedVm(saver, shape, directory, options.bootTimeoutMs ?? BOOT_TIMEOUT_MS.tcg, what.bound);
         return ["ram", "state", "snapshot.json"];
       },
       {},
       root,
     );
     return toSnapshot(entry, key, saver);
+  });
+}
+
+/**
+ * A function snapshot: the default profile's VM booted with one function and
+ * saved after its init phase (its import), as Lambda's SnapStart does; clones
+ * skip writing and importing the function. Keyed by the profile, the bundle and
+ * every setting the init phase sees (name, handler, memory, environment).
+ */
+export async function functionSnapshotKey(
+  host: HostSetup,
+  memoryMB: number,
+  bundleCode: string,
+  settings: FunctionSettings,
+): Promise<string> {
+  return sha256(
+    FUNCTION_FORMAT,
+    await snapshotKey(host, memoryOnly(memoryMB)),
+    sha256(bundleCode),
+    JSON.stringify(settings),
+  );
+}
+
+export async function findFunctionSnapshot(
+  host: HostSetup,
+  key: string,
+  env = process.env,
+): Promise<Snapshot | undefined> {
+  if (snapshotProblem(host)) return undefined;
+  const entry = await findEntry(KIND, key, {}, cacheRoot(env));
+  return entry ? toSnapshot(entry, key, host) : undefined;
+}
+
+/**
+ * Makes the function snapshot (`fnrun snapshot FUNCTION`): refused, with the
+ * reason, if the function's init phase fails or draws randomness, which every
+ * clone would then share.
+ */
+export async function ensureFunctionSnapshot(
+  host: HostSetup,
+  memoryMB: number,
+  bound: Omit<SavedFunction, "profileKey">,
+  options: CreateOptions = {},
+): Promise<Snapshot> {
+  const problem = snapshotProblem(host);
+  if (problem) throw new BootError(`cannot snapshot: ${problem}`, "");
+  const { key: _frameKey, ...settings } = bound.settings;
+  const key = await functionSnapshotKey(host, memoryMB, bound.bundleCode, settings);
+  const found = await findFunctionSnapshot(host, key, options.env);
+  if (found) return found;
+  const profileKey = await snapshotKey(host, memoryOnly(memoryMB));
+  return saveOnce(host, memoryOnly(memoryMB), key, options, {
+    describe: `making a snapshot of ${bound.name} after its init phase (${memoryMB} MB; once per version of the function)`,
+    bound: { ...bound, profileKey },
   });
 }
 
@@ -265,6 +357,7 @@ async function saveBootedVm(
   { memoryMB, folders }: SavedShape,
   directory: string,
   bootTimeoutMs: number,
+  bound?: SavedFunction,
 ): Promise<void> {
   // The saved VM has its folder devices, served from an empty folder it never
   // mounts: each clone mounts its own folders after its restore.
@@ -278,18 +371,22 @@ async function saveBootedVm(
         readOnly: true,
         tag: folderTag(index),
       })),
-      payload: { kind: "none" },
+      payload: bound
+        ? { kind: "function", settings: bound.settings, bundleCode: bound.bundleCode }
+        : { kind: "none" },
       snapshotRam: join(directory, "ram"),
     });
     try {
       const timer = setTimeout(() => vm.killNow(), bootTimeoutMs);
+      let ready: Extract<GuestMessage, { type: "ready" }>;
       try {
-        await vm.waitFor(
+        ready = await vm.waitFor(
           (message): message is Extract<typeof message, { type: "ready" }> => message.type === "ready",
         );
       } finally {
         clearTimeout(timer);
       }
+      if (bound) refuseUnrepeatable(bound.name, ready.initPhase);
       const qmp = await vm.qmp;
       if (!qmp) throw new Error("no QMP");
       await qmp.execute("migrate-set-capabilities", {
@@ -310,10 +407,41 @@ async function saveBootedVm(
       cmdline,
       createdAt: new Date().toISOString(),
       accel: host.accel.accel,
+      ...(bound ? { function: { name: bound.name, entry: bound.entry, profileKey: bound.profileKey } } : {}),
     };
     await writeFile(join(directory, "snapshot.json"), JSON.stringify(info, null, 2));
   } finally {
     if (empty) await rm(empty, { recursive: true, force: true });
+  }
+}
+
+/** A function whose init phase failed or drew randomness is not saved: its clones would all share it. */
+function refuseUnrepeatable(name: string, initPhase: InitPhase | undefined): void {
+  if (!initPhase)
+    throw new FunctionError({
+      errorType: "Runtime.SnapshotError",
+      errorMessage: `${name}: the saved VM did not report its init phase`,
+      stack: [],
+    });
+  if (initPhase.error !== undefined) {
+    throw new FunctionError({
+      errorType: "Runtime.ImportModuleError",
+      errorMessage: `${name}'s init phase failed, so it has no function snapshot: ${initPhase.error}`,
+      stack: [],
+    });
+  }
+  const used = initPhase.randomness;
+  if (used.length > 0) {
+    const clock = used.some((source) => source.includes("Date"));
+    const random = used.some((source) => !source.includes("Date"));
+    const what = [random ? "draws randomness" : "", clock ? "reads the clock" : ""]
+      .filter(Boolean)
+      .join(" and ");
+    throw new FunctionError({
+      errorType: "Runtime.SnapshotError",
+      errorMessage: `${name} ${what} in its init phase (${used.join(", ")}): every clone of a function snapshot would repeat it. Do it in the handler instead, or invoke ${name} without a function snapshot (it then restores the shared snapshot)`,
+      stack: [],
+    });
   }
 }
 
@@ -324,6 +452,8 @@ export interface SnapshotProfile {
   memoryMB: number | null;
   /** Its shared-folder devices. */
   folders: number;
+  /** A function snapshot: the function's name. */
+  function: string | null;
   accel: string | null;
   createdAt: string | null;
   /** When a restore last found it (the cache entry's mtime: at most an hour off). */
@@ -352,16 +482,19 @@ export async function listSnapshots(
     if (!modified) continue;
     const memoryMB = typeof info.memoryMB === "number" ? info.memoryMB : null;
     const folders = typeof info.folders === "number" ? info.folders : 0;
+    // A function snapshot is current when the profile it was made from is.
+    const profileKey = info.function?.profileKey ?? name;
     const current =
       host !== undefined &&
       memoryMB !== null &&
       snapshotProblem(host, { memoryMB, folders }) === null &&
-      (await snapshotKey(host, { memoryMB, folders })) === name;
+      (await snapshotKey(host, { memoryMB, folders })) === profileKey;
     profiles.push({
       key: name,
       directory,
       memoryMB,
       folders,
+      function: info.function?.name ?? null,
       accel: info.accel ?? null,
       createdAt: info.createdAt ?? null,
       lastUsed: new Date(modified.mtimeMs).toISOString(),

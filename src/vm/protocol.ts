@@ -42,12 +42,20 @@ export interface LambdaError {
 
 export type GuestMessage =
   /** The runtime is up and waits for an invocation (warm pool, snapshot). */
-  | { type: "ready"; marks: Partial<Record<GuestMark, number>> }
+  | { type: "ready"; marks: Partial<Record<GuestMark, number>>; initPhase?: InitPhase }
   | { type: "mark"; name: GuestMark; at: number }
   | { type: "log"; stream: "stdout" | "stderr"; text: string }
   /** `json` is the handler's return value as JSON text (`null` for undefined). */
   | { type: "result"; json: string }
   | { type: "error"; error: LambdaError };
+
+/** What a function's init phase did, in a VM booted to be saved as its function snapshot. */
+export interface InitPhase {
+  /** The sources of randomness and of the time it used ("crypto.randomUUID", "Math.random", "Date.now", ...). */
+  randomness: string[];
+  /** It failed: the error's type and message. */
+  error?: string;
+}
 
 export interface MountRequest {
   tag: string;
@@ -363,6 +371,18 @@ function toStringArray(value: unknown): string[] {
   return Array.isArray(value) ? value.filter((line): line is string => typeof line === "string") : [];
 }
 
+const MAX_INIT_SOURCES = 32;
+const MAX_INIT_TEXT = 2000;
+
+function parseInitPhase(value: unknown): InitPhase | undefined {
+  if (!isRecord(value)) return undefined;
+  const randomness = toStringArray(value.randomness)
+    .slice(0, MAX_INIT_SOURCES)
+    .map((source) => source.slice(0, 100));
+  const error = typeof value.error === "string" ? value.error.slice(0, MAX_INIT_TEXT) : undefined;
+  return { randomness, ...(error !== undefined ? { error } : {}) };
+}
+
 /** Validates a message from the (untrusted) guest. Returns undefined for anything malformed. */
 export function parseGuestMessage(value: unknown): GuestMessage | undefined {
   if (!isRecord(value)) return undefined;
@@ -374,7 +394,8 @@ export function parseGuestMessage(value: unknown): GuestMessage | undefined {
           if (MARKS.has(name) && isFiniteNumber(at)) marks[name as GuestMark] = at;
         }
       }
-      return { type: "ready", marks };
+      const initPhase = parseInitPhase(value.initPhase);
+      return { type: "ready", marks, ...(initPhase ? { initPhase } : {}) };
     }
     case "mark":
       if (typeof value.name === "string" && MARKS.has(value.name) && isFiniteNumber(value.at)) {

@@ -1,6 +1,6 @@
 // Snapshot starts: one saved VM, many clones, fresh randomness in every one.
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type HostSetup, resolveHost } from "../../src/host/setup.ts";
 import { createPool, invoke } from "../../src/index.ts";
 import { ensureSnapshot, findSnapshot, memoryOnly, snapshotKey } from "../../src/start/snapshot.ts";
+import { cacheRoot } from "../../src/util/cache.ts";
 import {
   expectNothingLeftBehind,
   folderDaemons,
@@ -297,6 +298,99 @@ describe("prestart", () => {
     expect(refused.status).toBe(2);
     expect(qemuProcesses()).toEqual([]);
     expect(leftoverRunDirectories()).toEqual([]);
+  });
+});
+
+describe("function snapshots", () => {
+  const cli = (...args: string[]) =>
+    spawnSync(process.execPath, ["bin/fnrun.js", ...args], { encoding: "utf8", timeout: 120_000 });
+  const invokeJson = (...args: string[]) => {
+    const run = cli("invoke", ...args, "--json");
+    expect(run.status, run.stderr).toBe(0);
+    return JSON.parse(run.stdout) as {
+      result: { importedAtNs: string; invocations: number; uuid: string; random: number; now: number };
+      logs: string;
+      startMode: string;
+      timeline: Array<{ name: string }>;
+    };
+  };
+
+  it("restores clones with the function imported: its init phase ran once, before, and each clone has fresh randomness", async () => {
+    const made = cli("snapshot", "test/fixtures/init-once.ts");
+    expect(made.status, made.stderr).toBe(0);
+    const madeAt = Date.now();
+    const list = JSON.parse(cli("snapshot", "--list", "--json").stdout) as Array<{
+      function: string | null;
+      directory: string;
+      current: boolean;
+    }>;
+    const own = list.find((profile) => profile.function === "init-once");
+    expect(own?.directory).toBe(made.stdout.trim());
+    expect(own?.current).toBe(true);
+
+    const first = invokeJson("test/fixtures/init-once.ts");
+    const second = invokeJson("test/fixtures/init-once.ts");
+    for (const run of [first, second]) {
+      expect(run.startMode).toBe("snapshot");
+      // Each clone its first invocation, its init-phase log its own.
+      expect(run.result.invocations).toBe(1);
+      expect(run.logs).toBe("initializing\n");
+      expect(run.result.now).toBeGreaterThanOrEqual(madeAt);
+    }
+    // Imported once, in the saved VM: at the same moment of its clock for both.
+    expect(second.result.importedAtNs).toBe(first.result.importedAtNs);
+    expect(second.result.uuid).not.toBe(first.result.uuid);
+    expect(second.result.random).not.toBe(first.result.random);
+    // The first left the note the second prestarted its clone from.
+    expect(second.timeline.map((entry) => entry.name)).toContain("cloneAdopted");
+
+    // Other settings (an environment variable): not what was saved, so the
+    // function is imported afresh in a clone of the shared snapshot.
+    const other = invokeJson("test/fixtures/init-once.ts", "--env", "SOME_SETTING=1");
+    expect(other.startMode).toBe("snapshot");
+    expect(other.result.importedAtNs).not.toBe(first.result.importedAtNs);
+    expect(other.logs).toBe("initializing\n");
+  });
+
+  it("refuses a function whose init phase draws randomness or fails, and saves nothing", async () => {
+    const saved = () =>
+      readdirSync(join(cacheRoot(process.env), "snapshot")).filter((name) => /^[0-9a-f]{64}$/.test(name));
+    const before = saved();
+    for (const [fixture, reason] of [
+      ["random-at-init", "draws randomness in its init phase (crypto.randomUUID)"],
+      ["math-random-at-init", "draws randomness in its init phase (Math.random)"],
+      ["clock-at-init", "reads the clock in its init phase (new Date())"],
+    ] as const) {
+      const refused = cli("snapshot", `test/fixtures/${fixture}.ts`);
+      expect(refused.status, refused.stderr).toBe(4);
+      expect(refused.stderr).toContain(`${fixture} ${reason}`);
+      expect(refused.stderr).toContain("Do it in the handler instead");
+      // Invoked as usual, it still works, its init phase in its own clone.
+      expect(cli("invoke", `test/fixtures/${fixture}.ts`, "--quiet").status).toBe(0);
+    }
+    const failed = cli("snapshot", "test/fixtures/init-fails.ts");
+    expect(failed.status).toBe(4);
+    expect(failed.stderr).toContain(
+      "init phase failed, so it has no function snapshot: Error: cannot start: missing configuration",
+    );
+    expect(saved()).toEqual(before);
+    expect(qemuProcesses()).toEqual([]);
+  });
+
+  it("never restores a damaged function snapshot: the function is imported in a clone of the shared one", async () => {
+    const made = cli("snapshot", "functions/hello.ts");
+    expect(made.status, made.stderr).toBe(0);
+    truncateSync(join(made.stdout.trim(), "state"), 100);
+    const run = cli("invoke", "functions/hello.ts", "--event", '{"name":"Again"}', "--json");
+    expect(run.status, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout).result.message).toBe("Hello, Again!");
+    expect(JSON.parse(run.stdout).startMode).toBe("snapshot");
+    // Made again on request.
+    const again = cli("snapshot", "functions/hello.ts");
+    expect(again.status, again.stderr).toBe(0);
+    expect(JSON.parse(cli("invoke", "functions/hello.ts", "--json").stdout).result.message).toBe(
+      "Hello, world!",
+    );
   });
 });
 

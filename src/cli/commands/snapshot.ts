@@ -6,7 +6,8 @@ import { defineCommand } from "../command.ts";
 import type { CliIo } from "../io.ts";
 
 interface SnapshotArgs {
-  memory: number;
+  function?: string;
+  memory?: number;
   rebuild?: boolean;
   list?: boolean;
   json?: boolean;
@@ -35,11 +36,13 @@ async function listProfiles(args: SnapshotArgs, io: CliIo) {
     io.stderr.write("no snapshots yet: the first snapshot start of each memory size makes one\n");
     return ExitCode.ok;
   }
-  io.stdout.write("memory   folders  accel  on disk   last used         made              key\n");
+  io.stdout.write(
+    "memory   folders  function      accel  on disk   last used         made              key\n",
+  );
   for (const profile of profiles) {
     const memory = profile.memoryMB === null ? "?" : `${profile.memoryMB} MB`;
     io.stdout.write(
-      `${memory.padEnd(8)} ${String(profile.folders).padEnd(8)} ${(profile.accel ?? "?").padEnd(6)} ${megabytes(profile.bytes).padStart(7)}   ${shortTime(profile.lastUsed)}  ${shortTime(profile.createdAt)}  ${profile.key.slice(0, 12)}${profile.current ? "" : "  (stale: another kernel, runtime or QEMU)"}\n`,
+      `${memory.padEnd(8)} ${String(profile.folders).padEnd(8)} ${(profile.function ?? "-").padEnd(13)} ${(profile.accel ?? "?").padEnd(6)} ${megabytes(profile.bytes).padStart(7)}   ${shortTime(profile.lastUsed)}  ${shortTime(profile.createdAt)}  ${profile.key.slice(0, 12)}${profile.current ? "" : "  (stale: another kernel, runtime or QEMU)"}\n`,
     );
   }
   return ExitCode.ok;
@@ -53,32 +56,85 @@ async function runSnapshot(args: SnapshotArgs, io: CliIo) {
   );
   const { LIMITS } = await import("../../build/config.ts");
   if (
-    !Number.isFinite(args.memory) ||
-    args.memory < LIMITS.memoryMB.min ||
-    args.memory > LIMITS.memoryMB.max
+    args.memory !== undefined &&
+    (!Number.isFinite(args.memory) || args.memory < LIMITS.memoryMB.min || args.memory > LIMITS.memoryMB.max)
   ) {
     throw new UsageError(`--memory must be from ${LIMITS.memoryMB.min} to ${LIMITS.memoryMB.max}`);
   }
   const progress = (line: string) => io.stderr.write(`fnrun: ${line}\n`);
+  if (args.function !== undefined) return functionSnapshot(args.function, args, io, progress);
+  const memoryMB = args.memory ?? DEFAULTS.memoryMB;
   const host = await resolveHost({ accel: args.accel, progress });
   if (args.rebuild) {
-    const existing = await findSnapshot(host, memoryOnly(args.memory));
+    const existing = await findSnapshot(host, memoryOnly(memoryMB));
     if (existing) await discardSnapshot(existing);
   }
-  const snapshot = await ensureSnapshot(host, memoryOnly(args.memory), { progress });
+  const snapshot = await ensureSnapshot(host, memoryOnly(memoryMB), { progress });
+  io.stdout.write(`${snapshot.directory}\n`);
+  return ExitCode.ok;
+}
+
+/** `fnrun snapshot FUNCTION`: the function's own snapshot, taken after its init phase. */
+async function functionSnapshot(
+  path: string,
+  args: SnapshotArgs,
+  io: CliIo,
+  progress: (line: string) => void,
+) {
+  const { bundleFunction } = await import("../../build/bundle.ts");
+  const { hostFor, prepareInvocation } = await import("../../invoke/prepare.ts");
+  const { bootTimeoutMs } = await import("../../vm/launch.ts");
+  const { newFrameKey } = await import("../../vm/frame-keys.ts");
+  const {
+    discardSnapshot,
+    ensureFunctionSnapshot,
+    findFunctionSnapshot,
+    functionSettingsOf,
+    functionSnapshotKey,
+  } = await import("../../start/snapshot.ts");
+  const bundle = await bundleFunction(path, { env: io.env });
+  const prepared = prepareInvocation(bundle, args.memory !== undefined ? { memory: args.memory } : {});
+  if (prepared.mounts.length > 0) {
+    throw new UsageError(
+      `${bundle.name} has shared folders (config.mounts): a function snapshot holds none, so its invocations restore the folder profile's snapshot`,
+    );
+  }
+  const host = await hostFor({ accel: args.accel, onProgress: progress });
+  const settings = functionSettingsOf(prepared.invocation);
+  const memoryMB = prepared.limits.memoryMB;
+  if (args.rebuild) {
+    const key = await functionSnapshotKey(host, memoryMB, bundle.code, settings);
+    const existing = await findFunctionSnapshot(host, key, io.env);
+    if (existing) await discardSnapshot(existing, io.env);
+  }
+  const snapshot = await ensureFunctionSnapshot(
+    host,
+    memoryMB,
+    {
+      settings: { ...settings, key: newFrameKey() },
+      bundleCode: bundle.code,
+      name: bundle.name,
+      entry: bundle.entry,
+    },
+    { progress, env: io.env, bootTimeoutMs: bootTimeoutMs(host) },
+  );
   io.stdout.write(`${snapshot.directory}\n`);
   return ExitCode.ok;
 }
 
 export default defineCommand<SnapshotArgs>({
-  command: "snapshot",
+  command: "snapshot [function]",
   describe: "Make (or show) the snapshot VMs are restored from, or list every one",
   builder: (command) =>
     command
+      .positional("function", {
+        type: "string",
+        describe:
+          "A function to make its own snapshot of, after its init phase: its invocations then skip importing it",
+      })
       .option("memory", {
         type: "number",
-        default: DEFAULTS.memoryMB,
-        describe: "Guest RAM in MB of the snapshot",
+        describe: `Guest RAM in MB of the snapshot (default: the function's config.memory, else ${DEFAULTS.memoryMB})`,
       })
       .option("rebuild", { type: "boolean", describe: "Make it anew even if a valid one exists" })
       .option("list", {
@@ -88,6 +144,7 @@ export default defineCommand<SnapshotArgs>({
       .option("json", { type: "boolean", describe: "With --list: as JSON" })
       .option("accel", { choices: ["auto", "kvm", "tcg"] as const, default: "auto" })
       .example("$0 snapshot --memory 512", "Prepare snapshot starts for functions with 512 MB")
+      .example("$0 snapshot functions/hello.ts", "Invocations of this version of hello restore it imported")
       .example("$0 snapshot --list", "Which snapshots exist, their sizes and when each was last used"),
   run: runSnapshot,
 });

@@ -68,6 +68,11 @@ describe("the guest's signed frames", () => {
         error: fc.record({ errorType: text, errorMessage: text, stack: fc.array(text) }),
       }),
       fc.record({ type: fc.constant("ready" as const), marks: fc.dictionary(text, fc.double()) }),
+      fc.record({
+        type: fc.constant("ready" as const),
+        marks: fc.dictionary(text, fc.double()),
+        initPhase: fc.record({ randomness: fc.array(text), error: text }, { requiredKeys: ["randomness"] }),
+      }),
     );
     fc.assert(
       fc.property(messages, (message) => {

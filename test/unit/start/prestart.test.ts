@@ -2,7 +2,8 @@ import { describe, expect, it } from "vitest";
 import { prestartable } from "../../../src/start/prestart.ts";
 
 const lines = (...commandLines: string[]) => commandLines.map((line) => prestartable(line.split(" ")));
-const plain = { network: false, mounts: [] };
+const hello = "functions/hello.ts";
+const plain = { network: false, mounts: [], function: hello };
 
 describe("prestartable", () => {
   it("prestarts a clone for invocations of the usual snapshot", () => {
@@ -15,8 +16,13 @@ describe("prestartable", () => {
         "invoke functions/hello.ts --start=auto",
         "invoke functions/hello.ts --no-net",
         "invoke build/hello.tgz",
+        "invoke --quiet functions/hello.ts",
       ),
-    ).toEqual(Array(7).fill(plain));
+    ).toEqual([
+      ...Array(6).fill(plain),
+      { ...plain, function: "build/hello.tgz" },
+      { network: false, mounts: [] },
+    ]);
   });
 
   it("prestarts a clone with a network card for --net, and with the folders --mount names", () => {
@@ -31,12 +37,12 @@ describe("prestartable", () => {
         "invoke functions/hello.ts --mount a:/mnt/a b:/mnt/b --quiet",
       ),
     ).toEqual([
-      { network: true, mounts: [] },
-      { network: true, mounts: [] },
+      { network: true, mounts: [], function: hello },
+      { network: true, mounts: [], function: hello },
       undefined,
-      { network: false, mounts: ["data:/mnt/data"] },
-      { network: true, mounts: ["data:/mnt/data", "out:/mnt/out:rw"] },
-      { network: false, mounts: ["a:/mnt/a", "b:/mnt/b"] },
+      { network: false, mounts: ["data:/mnt/data"], function: hello },
+      { network: true, mounts: ["data:/mnt/data", "out:/mnt/out:rw"], function: hello },
+      { network: false, mounts: ["a:/mnt/a", "b:/mnt/b"], function: hello },
     ]);
   });
 

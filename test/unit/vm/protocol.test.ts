@@ -165,6 +165,25 @@ describe("parseGuestMessage", () => {
       type: "ready",
       marks: { initStart: 1 },
     });
+    // A function snapshot's init phase: strings only, bounded in number and length.
+    expect(
+      parseGuestMessage({
+        type: "ready",
+        marks: {},
+        initPhase: {
+          randomness: ["crypto.randomUUID", 7, "x".repeat(500), ...Array(40).fill("Math.random")],
+          error: 3,
+        },
+      }),
+    ).toEqual({
+      type: "ready",
+      marks: {},
+      initPhase: { randomness: ["crypto.randomUUID", "x".repeat(100), ...Array(30).fill("Math.random")] },
+    });
+    expect(parseGuestMessage({ type: "ready", marks: {}, initPhase: "yes" })).toEqual({
+      type: "ready",
+      marks: {},
+    });
     expect(
       parseGuestMessage({
         type: "error",
