@@ -8,6 +8,7 @@
  *        kernel, Node in the initramfs, hello over the serial console
  *   (c)  `fnrun invoke functions/hello.ts --start boot`, the whole CLI process
  *   (c') `fnrun invoke functions/hello.ts --start snapshot`, the whole CLI process
+ *   (c'') (c') for a copy of hello with its own function snapshot (`fnrun snapshot`)
  *   (d)  hello on a warm pool VM (library API, in this process)
  *   (e)  `node` running hello's handler on the host (bench/direct.mjs)
  *   (f)  (c') with a shared folder (`--mount DIR:/mnt/data`): a clone of the
@@ -238,6 +239,13 @@ async function run(work: string): Promise<void> {
   // Reading 100 MB through virtio-fs and from the initramfs (first: it fails fast).
   const reads = await measureReads(host, work);
 
+  // (c'') a copy of hello with its own function snapshot (the original stays on the shared one, for (c'))
+  const snapHello = join(work, "function-snapshot", "hello.ts");
+  mkdirSync(join(work, "function-snapshot"));
+  writeFileSync(snapHello, readFileSync(HELLO));
+  log("a function snapshot of hello (fnrun snapshot)");
+  execFileSync(process.execPath, [CLI, "snapshot", snapHello], { stdio: ["ignore", "ignore", "inherit"] });
+
   // (d) a warm pool
   const pool = await createPool({ size: 1, host, functions: [HELLO] });
   await waitForIdle(pool, 1);
@@ -248,6 +256,11 @@ async function run(work: string): Promise<void> {
     { id: "b", label: "(b) seed baseline: -M pc + cloud kernel + Node initrd", samples: [] },
     { id: "c", label: "(c) fnrun invoke hello --start boot (whole CLI)", samples: [] },
     { id: "c-snapshot", label: "(c') fnrun invoke hello --start snapshot (whole CLI)", samples: [] },
+    {
+      id: "c-function",
+      label: "(c'') (c') from hello's own function snapshot (`fnrun snapshot hello.ts`)",
+      samples: [],
+    },
     { id: "d", label: "(d) hello on a warm pool VM (library)", samples: [] },
     { id: "e", label: "(e) node runs hello's handler on the host", samples: [] },
     {
@@ -277,6 +290,9 @@ async function run(work: string): Promise<void> {
     byId("b").samples.push(await timeUntil(qemu, baselineArgs(baseline.initrd), sawResult(baseline.nonce)));
     byId("c").samples.push(await invokeHello("--start", "boot"));
     byId("c-snapshot").samples.push(await invokeHello("--start", "snapshot"));
+    byId("c-function").samples.push(
+      await timeUntil(process.execPath, [CLI, "invoke", snapHello, "--event", EVENT, "--quiet"]),
+    );
     const started = performance.now();
     const pooled = await pool.invoke(HELLO, { event: JSON.parse(EVENT) });
     if (pooled.startMode !== "pool") throw new Error("the pooled row did not run on a pooled VM");
@@ -441,6 +457,11 @@ function report(rows: Row[], extras: Extras): void {
       "snapshot start (c') / floor (a) <= 0.35",
       m("c-snapshot") / m("a") <= 0.35,
       (m("c-snapshot") / m("a")).toFixed(2),
+    ],
+    [
+      "function snapshot start (c'') / floor (a) <= 0.35",
+      m("c-function") / m("a") <= 0.35,
+      (m("c-function") / m("a")).toFixed(2),
     ],
     ...(["f", "h", "i"] as const).map((id): [string, boolean, string] => [
       `${id === "f" ? "--mount snapshot start (f)" : id === "h" ? "--net snapshot start (h)" : "--memory 512 snapshot start (i)"} / floor (a) <= 0.6`,
