@@ -10,7 +10,9 @@
  *   bound  - the function is imported ahead (its init phase, as Lambda's), then
  *            the VM says "ready" again and waits for the event. The function
  *            comes in the initramfs (/fnrun/function.mjs and function.json), or
- *            in a "load" message to a warm VM (a pooled snapshot clone).
+ *            in a "load" message to a warm VM (a pooled snapshot clone). A VM
+ *            booted so to be saved (a function snapshot) has its init phase
+ *            watched (init-watch.ts), and its "ready" says what it used.
  *
  * After a snapshot restore, every random generator is reseeded before user code
  * runs. Logs, timeline marks and the outcome go to the host in frames signed
@@ -21,7 +23,8 @@
  * The parts: state.ts (how the VM was booted, marks, the invocation),
  * channel.ts (frames to and from the host), frames.ts (signing them, out of the
  * function's reach), reseed.ts (fresh randomness after
- * a restore), logs.ts (the function's output), handler.ts (the function, its
+ * a restore), init-watch.ts (what an init phase to be saved draws on), logs.ts
+ * (the function's output), handler.ts (the function, its
  * handler and its one outcome), rehearsal.ts (warming up), and this file, the
  * main loop. They and src/vm/protocol.ts are bundled into one file for the
  * guest (host/runtime.ts).
