@@ -19,6 +19,11 @@
  * folders (as the command line names them, checked as the CLI checks them)
  * with their daemons, and a RAM copy. It is adopted only by an invocation with
  * the very same network and folders (a function's config can add either).
+ *
+ * A function with its own snapshot (`fnrun snapshot FUNCTION`) has a note of its
+ * own, per function file: its last invocation wrote it, and the next `fnrun
+ * invoke` of that file prestarts a clone of its function snapshot (adopted only
+ * if the invocation resolves the very same one: same bundle, same settings).
  */
 import { existsSync, readFileSync } from "node:fs";
 import { readFile, rm } from "node:fs/promises";
