@@ -184,9 +184,9 @@ describe("snapshot starts", () => {
     expect(current).toEqual(expect.arrayContaining(["256+0", "512+0", "256+1"]));
     for (const profile of profiles) expect(profile.bytes).toBeGreaterThan(0);
     const table = await runCli(["snapshot", "--list"]);
-    expect(table.stdout).toMatch(/^memory +folders +accel +on disk +last used/);
-    expect(table.stdout).toMatch(/\n512 MB +0 +tcg /);
-    expect(table.stdout).toMatch(/\n256 MB +1 +tcg /);
+    expect(table.stdout).toMatch(/^memory +folders +function +accel +on disk +last used/);
+    expect(table.stdout).toMatch(/\n512 MB +0 +- +tcg /);
+    expect(table.stdout).toMatch(/\n256 MB +1 +- +tcg /);
   });
 });
 
