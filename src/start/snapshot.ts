@@ -54,6 +54,7 @@ import { BootError, FunctionError } from "../util/errors.ts";
 import { withLock } from "../util/lock.ts";
 import { type Progress, silent } from "../util/progress.ts";
 import { shellQuote } from "../util/shell.ts";
+import { newFrameKey } from "../vm/frame-keys.ts";
 import { BOOT_TIMEOUT_MS, bootVm, type SavedVm } from "../vm/launch.ts";
 import { folderTag } from "../vm/mounts.ts";
 import type { Vm } from "../vm/process.ts";
@@ -251,12 +252,11 @@ export async function functionSnapshotKey(
   bundleCode: string,
   settings: FunctionSettings,
 ): Promise<string> {
-  return sha256(
-    FUNCTION_FORMAT,
-    await snapshotKey(host, memoryOnly(memoryMB)),
-    sha256(bundleCode),
-    JSON.stringify(settings),
-  );
+  return keyOfFunction(await snapshotKey(host, memoryOnly(memoryMB)), bundleCode, settings);
+}
+
+function keyOfFunction(profileKey: string, bundleCode: string, settings: FunctionSettings): string {
+  return sha256(FUNCTION_FORMAT, profileKey, sha256(bundleCode), JSON.stringify(settings));
 }
 
 export async function findFunctionSnapshot(
@@ -277,19 +277,19 @@ export async function findFunctionSnapshot(
 export async function ensureFunctionSnapshot(
   host: HostSetup,
   memoryMB: number,
-  bound: Omit<SavedFunction, "profileKey">,
+  fn: { settings: FunctionSettings; bundleCode: string; name: string; entry: string },
   options: CreateOptions = {},
 ): Promise<Snapshot> {
   const problem = snapshotProblem(host);
   if (problem) throw new BootError(`cannot snapshot: ${problem}`, "");
-  const { key: _frameKey, ...settings } = bound.settings;
-  const key = await functionSnapshotKey(host, memoryMB, bound.bundleCode, settings);
+  const profileKey = await snapshotKey(host, memoryOnly(memoryMB));
+  const key = keyOfFunction(profileKey, fn.bundleCode, fn.settings);
   const found = await findFunctionSnapshot(host, key, options.env);
   if (found) return found;
-  const profileKey = await snapshotKey(host, memoryOnly(memoryMB));
   return saveOnce(host, memoryOnly(memoryMB), key, options, {
-    describe: `making a snapshot of ${bound.name} after its init phase (${memoryMB} MB; once per version of the function)`,
-    bound: { ...bound, profileKey },
+    describe: `making a snapshot of ${fn.name} after its init phase (${memoryMB} MB; once per version of the function)`,
+    // The saved VM's frames before an invocation: signed with a key of its own.
+    bound: { ...fn, settings: { ...fn.settings, key: newFrameKey() }, profileKey },
   });
 }
 

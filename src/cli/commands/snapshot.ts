@@ -84,7 +84,6 @@ async function functionSnapshot(
   const { bundleFunction } = await import("../../build/bundle.ts");
   const { hostFor, prepareInvocation } = await import("../../invoke/prepare.ts");
   const { bootTimeoutMs } = await import("../../vm/launch.ts");
-  const { newFrameKey } = await import("../../vm/frame-keys.ts");
   const {
     discardSnapshot,
     ensureFunctionSnapshot,
@@ -111,7 +110,7 @@ async function functionSnapshot(
     host,
     memoryMB,
     {
-      settings: { ...settings, key: newFrameKey() },
+      settings,
       bundleCode: bundle.code,
       name: bundle.name,
       entry: bundle.entry,
