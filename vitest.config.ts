@@ -30,6 +30,10 @@ export default defineConfig({
           // VMs are CPU-bound: run test files one after another.
           fileParallelism: false,
           globalSetup: ["test/e2e/global-setup.ts"],
+          // Each test's VMs are its own: no function snapshot made in the
+          // background on a function's second invocation (2 cores, and a
+          // bounded cache). snapshot.test.ts's function snapshot tests turn it on.
+          env: { FNRUN_FUNCTION_SNAPSHOTS: "off" },
         },
       },
     ],

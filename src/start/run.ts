@@ -1,7 +1,8 @@
 /**
  * Running one prepared invocation on a VM of its own: a boot, or a clone of a
  * snapshot (prestarted, or restored now), chosen by the start mode; the
- * snapshot made in the background when there is none yet; a broken one
+ * snapshot made in the background when there is none yet, and a function's
+ * own snapshot on its second invocation (function-snapshots.ts); a broken one
  * discarded and the invocation booted instead.
  */
 import { rm } from "node:fs/promises";
@@ -15,6 +16,7 @@ import type { ResolvedMount } from "../vm/mounts.ts";
 import type { Invocation } from "../vm/protocol.ts";
 import { makeRunDirectory } from "../vm/run-directory.ts";
 import { decoderLimitsFor, runSession, type SessionLimits, type SessionReport } from "../vm/session.ts";
+import { afterInvocation } from "./function-snapshots.ts";
 import { abandonPrestart, adoptPrestarted, forgetFunctionPrestart, notePrestart } from "./prestart.ts";
 import {
   discardSnapshot,
@@ -159,23 +161,18 @@ async function failedRestore(
 }
 
 /**
- * Runs the invocation on a clone of its function's own snapshot (`fnrun
- * snapshot FUNCTION` made it), if there is one for this very bundle and these
- * settings. One that fails to restore is removed, and the invocation goes on
- * as if it had never been (undefined).
+ * Runs the invocation on a clone of its function's own snapshot (`key`), if
+ * there is one for this very bundle and these settings (`fnrun snapshot
+ * FUNCTION` or a second invocation made it). One that fails to restore is
+ * removed, and the invocation goes on as if it had never been (undefined).
  */
 async function runOnFunctionSnapshot(
   host: HostSetup,
   prepared: PreparedInvocation,
+  key: string,
   options: RunOptions,
   start: StartMode,
 ): Promise<{ report: SessionReport; startMode: "snapshot" } | undefined> {
-  const key = await functionSnapshotKey(
-    host,
-    prepared.limits.memoryMB,
-    prepared.bundle.code,
-    functionSettingsOf(prepared.invocation),
-  );
   const snapshot = await findFunctionSnapshot(host, key);
   const kind = { network: prepared.network, folders: 0, entry: prepared.bundle.entry };
   if (!snapshot) {
@@ -203,19 +200,66 @@ export async function startAndRun(
   options: RunOptions,
 ): Promise<{ report: SessionReport; startMode: "boot" | "snapshot" }> {
   const start = options.start ?? "auto";
-  const boot = async () => {
-    await abandonPrestart(); // a clone prestarted for nothing: its core goes to the boot
-    return { report: await bootAndRun(host, prepared, options), startMode: "boot" as const };
-  };
+  const env = process.env;
   const unsuitable = snapshotUnsuitable(host, prepared);
   if (start === "snapshot" && unsuitable) throw new UsageError(`--start snapshot: ${unsuitable}`);
-  if (start === "boot" || unsuitable) return boot();
+  if (start === "boot" || unsuitable) return bootInstead(host, prepared, options);
 
-  const env = process.env;
-  if (prepared.mounts.length === 0) {
-    const done = await runOnFunctionSnapshot(host, prepared, options, start);
+  // Without folders: the function's own snapshot, if it has one.
+  const functionKey =
+    prepared.mounts.length === 0
+      ? await functionSnapshotKey(
+          host,
+          prepared.limits.memoryMB,
+          prepared.bundle.code,
+          functionSettingsOf(prepared.invocation),
+        )
+      : undefined;
+  if (functionKey !== undefined) {
+    const done = await runOnFunctionSnapshot(host, prepared, functionKey, options, start);
     if (done) return done;
   }
+  const started = await runOnSharedSnapshot(host, prepared, options, start, env);
+  if (start === "auto" && functionKey !== undefined && started.report.failure === undefined) {
+    const { bundle } = prepared;
+    const fn = {
+      settings: functionSettingsOf(prepared.invocation),
+      bundleCode: bundle.code,
+      name: bundle.name,
+      entry: bundle.entry,
+    };
+    await afterInvocation(host, prepared.limits.memoryMB, functionKey, fn, {
+      env,
+      bootTimeoutMs: bootTimeoutMs(host),
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      ...(options.onNotice ? { onNotice: options.onNotice } : {}),
+    });
+  }
+  return started;
+}
+
+async function bootInstead(
+  host: HostSetup,
+  prepared: PreparedInvocation,
+  options: RunOptions,
+): Promise<{ report: SessionReport; startMode: "boot" }> {
+  await abandonPrestart(); // a clone prestarted for nothing: its core goes to the boot
+  return { report: await bootAndRun(host, prepared, options), startMode: "boot" };
+}
+
+/**
+ * Runs the invocation on a clone of its profile's snapshot; with none yet (in
+ * `--start auto`), boots it while the snapshot is made alongside. A snapshot
+ * that fails to restore is removed, and the invocation boots.
+ */
+async function runOnSharedSnapshot(
+  host: HostSetup,
+  prepared: PreparedInvocation,
+  options: RunOptions,
+  start: StartMode,
+  env: NodeJS.ProcessEnv,
+): Promise<{ report: SessionReport; startMode: "boot" | "snapshot" }> {
+  const boot = () => bootInstead(host, prepared, options);
   const making = {
     ...(options.onProgress ? { progress: options.onProgress } : {}),
     env,

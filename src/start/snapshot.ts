@@ -36,7 +36,7 @@
  */
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { guestNodeOptions } from "../host/runtime.ts";
 import type { HostSetup } from "../host/setup.ts";
@@ -65,6 +65,8 @@ import { hostSlots } from "../vm/slots.ts";
 const FORMAT = "snapshot-v4";
 const FUNCTION_FORMAT = "function-snapshot-v1";
 const KIND = "snapshot";
+/** Function snapshots: a cache kind (and LRU) of their own, so that new versions of functions never evict a profile's snapshot. */
+const FUNCTION_KIND = "function-snapshot";
 
 /**
  * What shapes a saved guest besides the host: its memory size and its
@@ -101,6 +103,14 @@ interface SnapshotInfo {
   accel: string;
   /** A function snapshot: the function whose init phase it holds, and its profile's key. */
   function?: { name: string; entry: string; profileKey: string };
+}
+
+/** A function to make a function snapshot of: its bundle, and the settings its init phase sees. */
+export interface FunctionToSave {
+  settings: FunctionSettings;
+  bundleCode: string;
+  name: string;
+  entry: string;
 }
 
 /** A function to boot with and save after its init phase (a function snapshot). */
@@ -185,7 +195,7 @@ export async function findSnapshot(
 }
 
 export async function discardSnapshot(snapshot: Snapshot, env = process.env): Promise<void> {
-  await removeEntry(KIND, snapshot.key, cacheRoot(env));
+  await removeEntry(snapshot.functionName === undefined ? KIND : FUNCTION_KIND, snapshot.key, cacheRoot(env));
 }
 
 export interface CreateOptions {
@@ -224,9 +234,10 @@ async function saveOnce(
 ): Promise<Snapshot> {
   const saver = snapshotHost(host, shape);
   const root = cacheRoot(options.env ?? process.env);
-  return withLock(join(root, KIND, `${key}.lock`), async () => {
+  const kind = what.bound ? FUNCTION_KIND : KIND;
+  return withLock(join(root, kind, `${key}.lock`), async () => {
     const entry = await ensureEntry(
-      KIND,
+      kind,
       key,
       async (directory) => {
         (options.progress ?? silent)(what.describe);
@@ -265,7 +276,7 @@ export async function findFunctionSnapshot(
   env = process.env,
 ): Promise<Snapshot | undefined> {
   if (snapshotProblem(host)) return undefined;
-  const entry = await findEntry(KIND, key, {}, cacheRoot(env));
+  const entry = await findEntry(FUNCTION_KIND, key, {}, cacheRoot(env));
   return entry ? toSnapshot(entry, key, host) : undefined;
 }
 
@@ -277,7 +288,7 @@ export async function findFunctionSnapshot(
 export async function ensureFunctionSnapshot(
   host: HostSetup,
   memoryMB: number,
-  fn: { settings: FunctionSettings; bundleCode: string; name: string; entry: string },
+  fn: FunctionToSave,
   options: CreateOptions = {},
 ): Promise<Snapshot> {
   const problem = snapshotProblem(host);
@@ -287,7 +298,7 @@ export async function ensureFunctionSnapshot(
   const found = await findFunctionSnapshot(host, key, options.env);
   if (found) return found;
   return saveOnce(host, memoryOnly(memoryMB), key, options, {
-    describe: `making a snapshot of ${fn.name} after its init phase (${memoryMB} MB; once per version of the function)`,
+    describe: `making a snapshot of ${fn.name} after its init phase${options.background ? " in the background" : ""} (${memoryMB} MB; once per version of the function)`,
     // The saved VM's frames before an invocation: signed with a key of its own.
     bound: { ...fn, settings: { ...fn.settings, key: newFrameKey() }, profileKey },
   });
@@ -296,29 +307,19 @@ export async function ensureFunctionSnapshot(
 const madeInBackground = new Map<string, Promise<void>>();
 
 /**
- * Makes the snapshot for this host and memory size in the background (what
- * `--start auto` does when there is none yet: the invocation boots meanwhile),
- * if a VM slot is free now; otherwise a later invocation will. Never throws: a
- * failure is reported through `onError`, and the next invocation tries again.
+ * Runs `make` in the background unless the same snapshot (`id`) is being made
+ * already, if a VM slot is free now; otherwise a later invocation will. Never
+ * throws: a failure goes to `onError`. False if it did not start.
  */
-export function ensureSnapshotInBackground(
-  host: HostSetup,
-  shape: SavedShape,
-  options: CreateOptions & { onError?: (error: unknown) => void } = {},
-): void {
-  const id = [
-    host.qemuPath,
-    host.kernel.path,
-    host.runtime.key,
-    host.accel.accel,
-    shape.memoryMB,
-    shape.folders,
-  ].join("|");
-  if (madeInBackground.has(id) || snapshotProblem(host, shape)) return;
+function makeInBackground(
+  id: string,
+  make: () => Promise<unknown>,
+  onError: ((error: unknown) => void | Promise<void>) | undefined,
+): boolean {
+  if (madeInBackground.has(id)) return false;
   const release = hostSlots.tryAcquire();
-  if (!release) return;
-  const { onError, ...create } = options;
-  const made = ensureSnapshot(host, shape, { ...create, background: true })
+  if (!release) return false;
+  const made = make()
     .then(
       () => {},
       (error: unknown) => onError?.(error),
@@ -328,6 +329,51 @@ export function ensureSnapshotInBackground(
       madeInBackground.delete(id);
     });
   madeInBackground.set(id, made);
+  return true;
+}
+
+/**
+ * Makes the snapshot for this host and memory size in the background (what
+ * `--start auto` does when there is none yet: the invocation boots meanwhile);
+ * a failure is reported through `onError`, and the next invocation tries again.
+ */
+export function ensureSnapshotInBackground(
+  host: HostSetup,
+  shape: SavedShape,
+  options: CreateOptions & { onError?: (error: unknown) => void } = {},
+): void {
+  if (snapshotProblem(host, shape)) return;
+  const id = [
+    host.qemuPath,
+    host.kernel.path,
+    host.runtime.key,
+    host.accel.accel,
+    shape.memoryMB,
+    shape.folders,
+  ].join("|");
+  const { onError, ...create } = options;
+  makeInBackground(id, () => ensureSnapshot(host, shape, { ...create, background: true }), onError);
+}
+
+/**
+ * Makes a function snapshot in the background (start/function-snapshots.ts
+ * says when), keyed by `key` (functionSnapshotKey's); false if it did not
+ * start (one is being made, or no VM slot is free).
+ */
+export function ensureFunctionSnapshotInBackground(
+  host: HostSetup,
+  memoryMB: number,
+  key: string,
+  fn: FunctionToSave,
+  options: CreateOptions & { onError?: (error: unknown) => void | Promise<void> } = {},
+): boolean {
+  if (snapshotProblem(host)) return false;
+  const { onError, ...create } = options;
+  return makeInBackground(
+    `function|${key}`,
+    () => ensureFunctionSnapshot(host, memoryMB, fn, { ...create, background: true }),
+    onError,
+  );
 }
 
 /** Resolves once the snapshots being made in the background are made (or have failed). */
@@ -469,12 +515,15 @@ export async function listSnapshots(
   host: HostSetup | undefined,
   env = process.env,
 ): Promise<SnapshotProfile[]> {
-  const parent = join(cacheRoot(env), KIND);
-  const names = await readdir(parent).catch(() => [] as string[]);
+  const root = cacheRoot(env);
+  const directories: string[] = [];
+  for (const kind of [KIND, FUNCTION_KIND]) {
+    const names = await readdir(join(root, kind)).catch(() => [] as string[]);
+    for (const name of names) if (/^[0-9a-f]{64}$/.test(name)) directories.push(join(root, kind, name));
+  }
   const profiles: SnapshotProfile[] = [];
-  for (const name of names) {
-    if (!/^[0-9a-f]{64}$/.test(name)) continue;
-    const directory = join(parent, name);
+  for (const directory of directories) {
+    const name = basename(directory);
     const info = await readFile(join(directory, "snapshot.json"), "utf8")
       .then((text) => JSON.parse(text) as Partial<SnapshotInfo>)
       .catch(() => ({}) as Partial<SnapshotInfo>);

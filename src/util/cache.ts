@@ -230,11 +230,6 @@ async function markUsed(directory: string): Promise<void> {
   }
 }
 
-/**
- * How many entries of each kind to keep. Older ones (a kernel from a previous
- * fragment, snapshots of a runtime image since rebuilt) are dead weight: a
- * snapshot is ~75 MB.
- */
 /** Bytes on disk under `path` (allocated blocks: a sparse file counts what it holds). */
 export async function directorySize(path: string): Promise<number> {
   let total = 0;
@@ -251,7 +246,20 @@ export async function directorySize(path: string): Promise<number> {
   return total;
 }
 
-const KEEP: Record<string, number> = { kernel: 2, "kernel-debian-cloud": 2, snapshot: 8 };
+/**
+ * How many entries of each kind to keep. Older ones (a kernel from a previous
+ * fragment, snapshots of a runtime image since rebuilt) are dead weight: a
+ * snapshot is ~95 MB. Function snapshots have a kind of their own, so that
+ * new versions of functions never evict a profile's snapshot; `function-seen`
+ * holds one small marker per function version (start/function-snapshots.ts).
+ */
+const KEEP: Record<string, number> = {
+  kernel: 2,
+  "kernel-debian-cloud": 2,
+  snapshot: 8,
+  "function-snapshot": 8,
+  "function-seen": 256,
+};
 const KEEP_DEFAULT = 3;
 
 /** Removes all but the most recently used entries of a kind (never `justBuilt`). */
@@ -259,7 +267,11 @@ export async function pruneOldEntries(parent: string, justBuilt: string): Promis
   const keep = KEEP[basename(parent)] ?? KEEP_DEFAULT;
   const names = (await readdir(parent).catch(() => [] as string[])).filter(
     (name) =>
-      !name.startsWith(".") && !name.endsWith(".lock") && !name.endsWith(".json") && name !== justBuilt,
+      !name.startsWith(".") &&
+      !name.endsWith(".lock") &&
+      !name.endsWith(".json") &&
+      !name.endsWith(".tmp") &&
+      name !== justBuilt,
   );
   const dated = await Promise.all(
     names.map(async (name) => ({

@@ -1,6 +1,15 @@
 // Snapshot starts: one saved VM, many clones, fresh randomness in every one.
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { randomUUID } from "node:crypto";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
 import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -302,10 +311,10 @@ describe("prestart", () => {
 });
 
 describe("function snapshots", () => {
-  const cli = (...args: string[]) =>
-    spawnSync(process.execPath, ["bin/fnrun.js", ...args], { encoding: "utf8", timeout: 120_000 });
-  const invokeJson = (...args: string[]) => {
-    const run = cli("invoke", ...args, "--json");
+  const cliWith = (env: NodeJS.ProcessEnv, ...args: string[]) =>
+    spawnSync(process.execPath, ["bin/fnrun.js", ...args], { encoding: "utf8", timeout: 120_000, env });
+  const cli = (...args: string[]) => cliWith(process.env, ...args);
+  const parseInvocation = (run: ReturnType<typeof cli>) => {
     expect(run.status, run.stderr).toBe(0);
     return JSON.parse(run.stdout) as {
       result: { importedAtNs: string; invocations: number; uuid: string; random: number; now: number };
@@ -314,6 +323,71 @@ describe("function snapshots", () => {
       timeline: Array<{ name: string }>;
     };
   };
+  const invokeJson = (...args: string[]) => parseInvocation(cli("invoke", ...args, "--json"));
+  // The e2e suite turns automatic function snapshots off (vitest.config.ts); these tests turn them on.
+  const automatic = { ...process.env, FNRUN_FUNCTION_SNAPSHOTS: "on" };
+  const functionSnapshots = () => {
+    const parent = join(cacheRoot(process.env), "function-snapshot");
+    return existsSync(parent) ? readdirSync(parent).filter((name) => /^[0-9a-f]{64}$/.test(name)) : [];
+  };
+  /** Settings no earlier run has used: a version of the function with no marker and no snapshot. */
+  const freshVersion = () => ["--env", `TEST_RUN=${randomUUID()}`];
+
+  it("makes a function's own snapshot on its second invocation, in the background; the next ones restore it", async () => {
+    const version = freshVersion();
+    const invokeAuto = () =>
+      parseInvocation(cliWith(automatic, "invoke", "test/fixtures/init-once.ts", ...version, "--json"));
+    const before = new Set(functionSnapshots());
+    const made = () => functionSnapshots().filter((name) => !before.has(name));
+    const first = invokeAuto();
+    // Run once: nothing made (a function tried out once costs no extra boot).
+    expect(made()).toEqual([]);
+    const second = invokeAuto();
+    // Made once the second had its result; its process ended once it was saved.
+    expect(made()).toHaveLength(1);
+    expect(qemuProcesses()).toEqual([]);
+    const third = invokeAuto();
+    const fourth = invokeAuto();
+    for (const run of [first, second, third, fourth]) {
+      expect(run.startMode).toBe("snapshot");
+      expect(run.result.invocations).toBe(1);
+      expect(run.logs).toBe("initializing\n");
+    }
+    // The first two imported the function in their own clones, the next two restored it imported.
+    expect(second.result.importedAtNs).not.toBe(first.result.importedAtNs);
+    expect(third.result.importedAtNs).not.toBe(second.result.importedAtNs);
+    expect(fourth.result.importedAtNs).toBe(third.result.importedAtNs);
+    expect(fourth.result.uuid).not.toBe(third.result.uuid);
+    expect(fourth.timeline.map((entry) => entry.name)).toContain("cloneAdopted");
+  });
+
+  it("tries a function whose init phase draws randomness once, says why it has no function snapshot, and never again", async () => {
+    const version = freshVersion();
+    const before = functionSnapshots();
+    const invokeAuto = () => cliWith(automatic, "invoke", "test/fixtures/random-at-init.ts", ...version);
+    expect(invokeAuto().status).toBe(0);
+    const second = invokeAuto();
+    expect(second.status, second.stderr).toBe(0);
+    expect(second.stderr).toContain(
+      "fnrun: no function snapshot of random-at-init (Runtime.SnapshotError: random-at-init draws randomness in its init phase (crypto.randomUUID)",
+    );
+    const third = invokeAuto();
+    expect(third.status, third.stderr).toBe(0);
+    expect(third.stderr).not.toContain("no function snapshot");
+    expect(functionSnapshots()).toEqual(before);
+    expect(qemuProcesses()).toEqual([]);
+  });
+
+  it("makes none with FNRUN_FUNCTION_SNAPSHOTS=off", async () => {
+    const version = freshVersion();
+    const before = functionSnapshots();
+    const off = { ...process.env, FNRUN_FUNCTION_SNAPSHOTS: "off" };
+    const runs = [1, 2, 3].map(() =>
+      parseInvocation(cliWith(off, "invoke", "test/fixtures/init-once.ts", ...version, "--json")),
+    );
+    expect(new Set(runs.map((run) => run.result.importedAtNs)).size).toBe(3);
+    expect(functionSnapshots()).toEqual(before);
+  });
 
   it("restores clones with the function imported: its init phase ran once, before, and each clone has fresh randomness", async () => {
     const made = cli("snapshot", "test/fixtures/init-once.ts");
@@ -353,9 +427,7 @@ describe("function snapshots", () => {
   });
 
   it("refuses a function whose init phase draws randomness or fails, and saves nothing", async () => {
-    const saved = () =>
-      readdirSync(join(cacheRoot(process.env), "snapshot")).filter((name) => /^[0-9a-f]{64}$/.test(name));
-    const before = saved();
+    const before = functionSnapshots();
     for (const [fixture, reason] of [
       ["random-at-init", "draws randomness in its init phase (crypto.randomUUID)"],
       ["math-random-at-init", "draws randomness in its init phase (Math.random)"],
@@ -373,7 +445,7 @@ describe("function snapshots", () => {
     expect(failed.stderr).toContain(
       "init phase failed, so it has no function snapshot: Error: cannot start: missing configuration",
     );
-    expect(saved()).toEqual(before);
+    expect(functionSnapshots()).toEqual(before);
     expect(qemuProcesses()).toEqual([]);
   });
 
