@@ -277,6 +277,16 @@ class Bytes {
     for (let i = 0; i < count; i++) this.bytes[this.length++] = charCodeAt(text, i) & 0x7f;
   }
 
+  /** A JSON array of string literals. */
+  strings(texts: readonly string[]): void {
+    this.byte(0x5b);
+    for (let i = 0; i < texts.length; i++) {
+      if (i > 0) this.byte(0x2c);
+      this.string(`${texts[i]}`);
+    }
+    this.byte(0x5d);
+  }
+
   /** A JSON string literal of `text`, as JSON.stringify writes it, in UTF-8. */
   string(text: string): void {
     const count = text.length;
@@ -379,7 +389,7 @@ export type SignedMessage =
   | {
       type: "ready";
       marks: Record<string, number>;
-      initPhase?: { randomness: readonly string[]; error?: string };
+      initPhase?: { randomness: readonly string[]; folders?: readonly string[]; error?: string };
     }
   | { type: "mark"; name: string; at: number }
   | { type: "log"; stream: "stdout" | "stderr"; text: string }
@@ -411,12 +421,11 @@ export function messageJson(message: SignedMessage): Bytes {
         field("initPhase");
         out.byte(0x7b);
         field("randomness", true);
-        out.byte(0x5b);
-        for (let i = 0; i < initPhase.randomness.length; i++) {
-          if (i > 0) out.byte(0x2c);
-          out.string(`${initPhase.randomness[i]}`);
+        out.strings(initPhase.randomness);
+        if (initPhase.folders !== undefined) {
+          field("folders");
+          out.strings(initPhase.folders);
         }
-        out.byte(0x5d);
         if (initPhase.error !== undefined) {
           field("error");
           out.string(`${initPhase.error}`);
@@ -453,13 +462,7 @@ export function messageJson(message: SignedMessage): Bytes {
       field("errorMessage");
       out.string(`${message.error.errorMessage}`);
       field("stack");
-      out.byte(0x5b);
-      const stack = message.error.stack;
-      for (let i = 0; i < stack.length; i++) {
-        if (i > 0) out.byte(0x2c);
-        out.string(`${stack[i]}`);
-      }
-      out.byte(0x5d);
+      out.strings(message.error.stack);
       out.byte(0x7d);
       break;
     }

@@ -6,7 +6,13 @@
  */
 import fs from "node:fs";
 import { pathToFileURL } from "node:url";
-import type { FunctionSettings, HostMessage, Invocation, LambdaError } from "../../src/vm/protocol.ts";
+import type {
+  FunctionSettings,
+  HostMessage,
+  Invocation,
+  LambdaError,
+  MountRequest,
+} from "../../src/vm/protocol.ts";
 import { mark, send, useKey } from "./channel.ts";
 import { flushLogs } from "./logs.ts";
 import { agent } from "./reseed.ts";
@@ -122,11 +128,20 @@ export function installProcessHooks(): void {
 type Callback = (error?: unknown, result?: unknown) => void;
 type Handler = (event: unknown, context: unknown, callback: Callback) => unknown;
 
+const mounted = new Set<string>();
+
+/** Mounts the shared folders not mounted yet (a function snapshot's clone mounts its own when its invocation comes). */
+function mountFolders(mounts: readonly MountRequest[]): void {
+  for (const mount of mounts) {
+    if (mounted.has(mount.guestPath)) continue;
+    agent(`mount ${mount.tag} ${mount.guestPath} ${mount.readOnly ? "ro" : "rw"}`);
+    mounted.add(mount.guestPath);
+  }
+}
+
 /** Lambda's variables, then the function's own; mounts its shared folders. */
 export function applySettings(settings: FunctionSettings, requestId: string): void {
-  for (const mount of settings.mounts) {
-    agent(`mount ${mount.tag} ${mount.guestPath} ${mount.readOnly ? "ro" : "rw"}`);
-  }
+  mountFolders(settings.mounts);
   Object.assign(process.env, {
     AWS_LAMBDA_FUNCTION_NAME: settings.functionName,
     AWS_LAMBDA_FUNCTION_VERSION: settings.functionVersion,
@@ -236,6 +251,9 @@ export async function runInvocation(
     if (message.bundle !== undefined) fs.writeFileSync(path, message.bundle);
     applySettings(current, current.requestId);
     ready = await importFunction(path);
+  } else {
+    // Imported ahead (a pooled VM, a function snapshot's clone): its folders may come now.
+    mountFolders(current.mounts);
   }
   await runHandler(current, ready);
 }

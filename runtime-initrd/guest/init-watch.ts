@@ -6,15 +6,22 @@
  * usual sources of randomness and the clock are replaced by wrappers that note
  * their use; the host then refuses to save it.
  *
+ * The saved VM mounts none of the shared folders its clones mount (each clone
+ * mounts its own when its invocation arrives), so an init phase that reads one
+ * would see it empty there and keep what it saw in every clone: the paths in
+ * those folders that the init phase touches through `fs` are noted too.
+ *
  * A wrapper the function keeps (`const { randomUUID } = crypto` at top level)
  * goes on working after the watch: it calls what the source is then, so a
  * clone's reseeded Math.random, not the saved one. What the watch cannot see
- * (randomness drawn by a timer after the import, or read from a file it does
- * not know) is the function's own; docs/snapshots.md says so.
+ * (randomness drawn by a timer after the import, a file read without `fs`, by
+ * `import()` say, or in a child process) is the function's own;
+ * docs/snapshots.md says so.
  */
 import crypto from "node:crypto";
 import fs from "node:fs";
 import { syncBuiltinESMExports } from "node:module";
+import { resolve as resolvePath, sep } from "node:path";
 
 type AnyFunction = (this: unknown, ...args: unknown[]) => unknown;
 
@@ -35,27 +42,78 @@ const CRYPTO_SOURCES = [
 const WEB_CRYPTO_SOURCES = ["getRandomValues", "randomUUID"] as const;
 const FILE_OPENERS = ["open", "openSync", "readFile", "readFileSync", "createReadStream"] as const;
 const RANDOM_DEVICE = /^(file:\/\/)?\/dev\/u?random$/;
+/** `fs` functions whose first argument is a path (copies and renames: their first two). */
+const PATH_FUNCTIONS = [
+  "access",
+  "appendFile",
+  "chmod",
+  "chown",
+  "createReadStream",
+  "createWriteStream",
+  "exists",
+  "lstat",
+  "mkdir",
+  "open",
+  "opendir",
+  "readFile",
+  "readdir",
+  "readlink",
+  "realpath",
+  "rm",
+  "rmdir",
+  "stat",
+  "statfs",
+  "truncate",
+  "unlink",
+  "utimes",
+  "watch",
+  "watchFile",
+  "writeFile",
+] as const;
+const TWO_PATH_FUNCTIONS = ["copyFile", "cp", "link", "rename", "symlink"] as const;
+
+function pathText(path: unknown): string {
+  return typeof path === "string"
+    ? path
+    : path instanceof URL
+      ? path.protocol === "file:"
+        ? decodeURIComponent(path.pathname)
+        : ""
+      : Buffer.isBuffer(path)
+        ? path.toString()
+        : "";
+}
 
 function isRandomDevice(path: unknown): boolean {
-  const text =
-    typeof path === "string"
-      ? path
-      : path instanceof URL
-        ? path.href
-        : Buffer.isBuffer(path)
-          ? path.toString()
-          : "";
-  return RANDOM_DEVICE.test(text);
+  return RANDOM_DEVICE.test(path instanceof URL ? path.href : pathText(path));
+}
+
+/** What an init phase used that its clones would all repeat or miss. */
+export interface Watched {
+  /** Sources of randomness and of the time, in the order of their first use. */
+  randomness: string[];
+  /** Paths in the folders to come, in the order they were first touched. */
+  folders: string[];
 }
 
 /**
- * Starts watching. The returned function ends the watch (the originals back in
- * place) and says which sources were used, in the order of their first use.
+ * Starts watching (`foldersToCome`: the guest paths where clones mount their
+ * shared folders). The returned function ends the watch (the originals back in
+ * place) and says what was used.
  */
-export function watchInitPhase(): () => string[] {
+export function watchInitPhase(foldersToCome: readonly string[] = []): () => Watched {
   const used = new Set<string>();
+  const touched = new Set<string>();
   let watching = true;
   const restores: Array<() => void> = [];
+  const inFolderToCome = (path: unknown): string | undefined => {
+    const text = pathText(path);
+    if (text === "") return undefined;
+    const absolute = resolvePath(text);
+    return foldersToCome.some((folder) => absolute === folder || absolute.startsWith(`${folder}${sep}`))
+      ? absolute
+      : undefined;
+  };
 
   function replace(target: object, name: string, label: string, when?: (args: unknown[]) => boolean): void {
     const holder = target as Record<string, unknown>;
@@ -109,13 +167,31 @@ export function watchInitPhase(): () => string[] {
   }
   replace(fs.promises, "open", "/dev/urandom", (args) => isRandomDevice(args[0]));
   replace(fs.promises, "readFile", "/dev/urandom", (args) => isRandomDevice(args[0]));
+  if (foldersToCome.length > 0) {
+    const touches = (count: number) => (args: unknown[]) => {
+      for (const path of args.slice(0, count)) {
+        const inside = inFolderToCome(path);
+        if (inside !== undefined) touched.add(inside);
+      }
+      return false; // noted in `touched`, not as a source of randomness
+    };
+    for (const name of PATH_FUNCTIONS) {
+      for (const variant of [name, `${name}Sync`]) replace(fs, variant, variant, touches(1));
+      replace(fs.promises, name, name, touches(1));
+    }
+    for (const name of TWO_PATH_FUNCTIONS) {
+      for (const variant of [name, `${name}Sync`]) replace(fs, variant, variant, touches(2));
+      replace(fs.promises, name, name, touches(2));
+    }
+  }
   // `import { randomUUID } from "node:crypto"` reads the ES module's own bindings.
   syncBuiltinESMExports();
 
   return () => {
     watching = false;
-    for (const restore of restores) restore();
+    // Last wrapped, first restored: a function wrapped twice gets its original back.
+    for (const restore of restores.reverse()) restore();
     syncBuiltinESMExports();
-    return [...used];
+    return { randomness: [...used], folders: [...touched] };
   };
 }

@@ -96,11 +96,16 @@ async function main(): Promise<void> {
     fs.rmSync(FUNCTION_SETTINGS_PATH);
     useKey(bound.key);
     applySettings(bound, "");
-    // To be saved: the host refuses a function whose clones would all share its randomness.
-    const watched = boot.snapshot ? watchInitPhase() : undefined;
+    // Where the clones mount their folders: there, empty, as in a VM with them mounted.
+    const foldersToCome = bound.foldersToCome ?? [];
+    for (const path of foldersToCome) fs.mkdirSync(path, { recursive: true });
+    // To be saved: the host refuses a function whose clones would all share its
+    // randomness, or miss what it read of their folders.
+    const watched = boot.snapshot ? watchInitPhase(foldersToCome) : undefined;
     loaded = await importFunction();
     if (watched) {
-      initPhase = { randomness: watched() };
+      const { randomness, folders } = watched();
+      initPhase = { randomness, ...(folders.length > 0 ? { folders } : {}) };
       if ("error" in loaded) initPhase.error = loaded.error.errorMessage;
     }
   }

@@ -59,7 +59,6 @@ export interface AfterInvocation {
  */
 export async function afterInvocation(
   host: HostSetup,
-  memoryMB: number,
   key: string,
   fn: FunctionToSave,
   options: AfterInvocation,
@@ -72,7 +71,7 @@ export async function afterInvocation(
     await mark(path, SEEN_ONCE).catch(() => {});
     return;
   }
-  ensureFunctionSnapshotInBackground(host, memoryMB, key, fn, {
+  ensureFunctionSnapshotInBackground(host, key, fn, {
     env: options.env,
     bootTimeoutMs: options.bootTimeoutMs,
     ...(options.onProgress ? { progress: options.onProgress } : {}),

@@ -218,10 +218,9 @@ export function prestart(args: readonly string[], env: NodeJS.ProcessEnv = proce
     // Checked as the invocation will check them: what does not pass is not prestarted.
     mounts = checkMounts(plan.mounts.map(commandLineMount), plan.network);
     // A clone of the function's own snapshot, if the last invocation of it had one.
-    const own =
-      mounts.length === 0 && plan.function
-        ? { network: plan.network, folders: 0, entry: resolve(plan.function) }
-        : undefined;
+    const own = plan.function
+      ? { network: plan.network, folders: mounts.length, entry: resolve(plan.function) }
+      : undefined;
     note =
       (own && existsSync(notePath(env, own)) ? readNote(env, own) : undefined) ??
       readNote(env, { network: plan.network, folders: mounts.length });

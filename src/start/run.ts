@@ -22,6 +22,7 @@ import {
   discardSnapshot,
   ensureSnapshot,
   ensureSnapshotInBackground,
+  type FunctionToSave,
   findFunctionSnapshot,
   findSnapshot,
   functionSettingsOf,
@@ -133,6 +134,18 @@ export function savedShapeOf(prepared: PreparedInvocation): SavedShape {
   return { memoryMB: prepared.limits.memoryMB, folders: prepared.mounts.length };
 }
 
+/** The invocation's function, as its function snapshot would hold it. */
+export function functionToSave(prepared: PreparedInvocation): FunctionToSave {
+  const { bundle, invocation, mounts } = prepared;
+  return {
+    shape: savedShapeOf(prepared),
+    settings: functionSettingsOf(invocation, mountRequests(mounts)),
+    bundleCode: bundle.code,
+    name: bundle.name,
+    entry: bundle.entry,
+  };
+}
+
 /** Why this invocation cannot start from a snapshot, or null. */
 export function snapshotUnsuitable(host: HostSetup, prepared: PreparedInvocation): string | null {
   return snapshotProblem(host, savedShapeOf(prepared));
@@ -173,8 +186,8 @@ async function runOnFunctionSnapshot(
   options: RunOptions,
   start: StartMode,
 ): Promise<{ report: SessionReport; startMode: "snapshot" } | undefined> {
-  const snapshot = await findFunctionSnapshot(host, key);
-  const kind = { network: prepared.network, folders: 0, entry: prepared.bundle.entry };
+  const snapshot = await findFunctionSnapshot(host, savedShapeOf(prepared), key);
+  const kind = { network: prepared.network, folders: prepared.mounts.length, entry: prepared.bundle.entry };
   if (!snapshot) {
     await forgetFunctionPrestart(kind);
     return undefined;
@@ -205,30 +218,14 @@ export async function startAndRun(
   if (start === "snapshot" && unsuitable) throw new UsageError(`--start snapshot: ${unsuitable}`);
   if (start === "boot" || unsuitable) return bootInstead(host, prepared, options);
 
-  // Without folders: the function's own snapshot, if it has one.
-  const functionKey =
-    prepared.mounts.length === 0
-      ? await functionSnapshotKey(
-          host,
-          prepared.limits.memoryMB,
-          prepared.bundle.code,
-          functionSettingsOf(prepared.invocation),
-        )
-      : undefined;
-  if (functionKey !== undefined) {
-    const done = await runOnFunctionSnapshot(host, prepared, functionKey, options, start);
-    if (done) return done;
-  }
+  // The function's own snapshot, if it has one.
+  const fn = functionToSave(prepared);
+  const functionKey = await functionSnapshotKey(host, fn);
+  const done = await runOnFunctionSnapshot(host, prepared, functionKey, options, start);
+  if (done) return done;
   const started = await runOnSharedSnapshot(host, prepared, options, start, env);
-  if (start === "auto" && functionKey !== undefined && started.report.failure === undefined) {
-    const { bundle } = prepared;
-    const fn = {
-      settings: functionSettingsOf(prepared.invocation),
-      bundleCode: bundle.code,
-      name: bundle.name,
-      entry: bundle.entry,
-    };
-    await afterInvocation(host, prepared.limits.memoryMB, functionKey, fn, {
+  if (start === "auto" && started.report.failure === undefined) {
+    await afterInvocation(host, functionKey, fn, {
       env,
       bootTimeoutMs: bootTimeoutMs(host),
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),

@@ -58,7 +58,14 @@ import { newFrameKey } from "../vm/frame-keys.ts";
 import { BOOT_TIMEOUT_MS, bootVm, type SavedVm } from "../vm/launch.ts";
 import { folderTag } from "../vm/mounts.ts";
 import type { Vm } from "../vm/process.ts";
-import type { BoundFunction, FunctionSettings, GuestMessage, InitPhase, Invocation } from "../vm/protocol.ts";
+import type {
+  BoundFunction,
+  FunctionSettings,
+  GuestMessage,
+  InitPhase,
+  Invocation,
+  MountRequest,
+} from "../vm/protocol.ts";
 import { hostSlots } from "../vm/slots.ts";
 
 /** v4: virtio 1.0 transports, the first free one registered with the kernel for a clone's network card. */
@@ -105,8 +112,13 @@ interface SnapshotInfo {
   function?: { name: string; entry: string; profileKey: string };
 }
 
-/** A function to make a function snapshot of: its bundle, and the settings its init phase sees. */
+/**
+ * A function to make a function snapshot of: the profile its VMs have, its
+ * bundle, and the settings its init phase sees (with the folders its clones
+ * mount, which the saved VM never does).
+ */
 export interface FunctionToSave {
+  shape: SavedShape;
   settings: FunctionSettings;
   bundleCode: string;
   name: string;
@@ -171,15 +183,18 @@ async function toSnapshot(entry: CacheEntry, key: string, host: HostSetup): Prom
   };
 }
 
-/** What a function's init phase sees of its invocation: what keys its function snapshot. */
-export function functionSettingsOf(invocation: Invocation): FunctionSettings {
+/**
+ * What a function's init phase sees of its invocation, and where its clones
+ * mount their folders: what keys its function snapshot.
+ */
+export function functionSettingsOf(invocation: Invocation, mounts: MountRequest[] = []): FunctionSettings {
   return {
     functionName: invocation.functionName,
     functionVersion: invocation.functionVersion,
     memoryLimitInMB: invocation.memoryLimitInMB,
     handler: invocation.handler,
     env: invocation.env,
-    mounts: [],
+    mounts,
   };
 }
 
@@ -252,18 +267,14 @@ async function saveOnce(
 }
 
 /**
- * A function snapshot: the default profile's VM booted with one function and
- * saved after its init phase (its import), as Lambda's SnapStart does; clones
- * skip writing and importing the function. Keyed by the profile, the bundle and
- * every setting the init phase sees (name, handler, memory, environment).
+ * A function snapshot: a VM of the function's profile booted with the function
+ * and saved after its init phase (its import), as Lambda's SnapStart does;
+ * clones skip writing and importing the function. Keyed by the profile, the
+ * bundle and every setting the init phase sees (name, handler, memory,
+ * environment, and the guest paths of the folders its clones mount).
  */
-export async function functionSnapshotKey(
-  host: HostSetup,
-  memoryMB: number,
-  bundleCode: string,
-  settings: FunctionSettings,
-): Promise<string> {
-  return keyOfFunction(await snapshotKey(host, memoryOnly(memoryMB)), bundleCode, settings);
+export async function functionSnapshotKey(host: HostSetup, fn: FunctionToSave): Promise<string> {
+  return keyOfFunction(await snapshotKey(host, fn.shape), fn.bundleCode, fn.settings);
 }
 
 function keyOfFunction(profileKey: string, bundleCode: string, settings: FunctionSettings): string {
@@ -272,35 +283,53 @@ function keyOfFunction(profileKey: string, bundleCode: string, settings: Functio
 
 export async function findFunctionSnapshot(
   host: HostSetup,
+  shape: SavedShape,
   key: string,
   env = process.env,
 ): Promise<Snapshot | undefined> {
-  if (snapshotProblem(host)) return undefined;
+  if (snapshotProblem(host, shape)) return undefined;
   const entry = await findEntry(FUNCTION_KIND, key, {}, cacheRoot(env));
-  return entry ? toSnapshot(entry, key, host) : undefined;
+  return entry ? toSnapshot(entry, key, snapshotHost(host, shape)) : undefined;
 }
 
 /**
  * Makes the function snapshot (`fnrun snapshot FUNCTION`): refused, with the
- * reason, if the function's init phase fails or draws randomness, which every
- * clone would then share.
+ * reason, if the function's init phase fails, draws randomness or reads the
+ * clock (every clone would then share it), or touches a folder its clones
+ * mount (the saved VM has none mounted).
  */
 export async function ensureFunctionSnapshot(
   host: HostSetup,
-  memoryMB: number,
   fn: FunctionToSave,
   options: CreateOptions = {},
 ): Promise<Snapshot> {
-  const problem = snapshotProblem(host);
+  const problem = snapshotProblem(host, fn.shape);
   if (problem) throw new BootError(`cannot snapshot: ${problem}`, "");
-  const profileKey = await snapshotKey(host, memoryOnly(memoryMB));
+  const profileKey = await snapshotKey(host, fn.shape);
   const key = keyOfFunction(profileKey, fn.bundleCode, fn.settings);
-  const found = await findFunctionSnapshot(host, key, options.env);
+  const found = await findFunctionSnapshot(host, fn.shape, key, options.env);
   if (found) return found;
-  return saveOnce(host, memoryOnly(memoryMB), key, options, {
-    describe: `making a snapshot of ${fn.name} after its init phase${options.background ? " in the background" : ""} (${memoryMB} MB; once per version of the function)`,
-    // The saved VM's frames before an invocation: signed with a key of its own.
-    bound: { ...fn, settings: { ...fn.settings, key: newFrameKey() }, profileKey },
+  const { shape, settings } = fn;
+  const folders = shape.folders > 0 ? `, ${shape.folders} shared folder${shape.folders > 1 ? "s" : ""}` : "";
+  return saveOnce(host, shape, key, options, {
+    describe: `making a snapshot of ${fn.name} after its init phase${options.background ? " in the background" : ""} (${shape.memoryMB} MB${folders}; once per version of the function)`,
+    bound: {
+      name: fn.name,
+      entry: fn.entry,
+      bundleCode: fn.bundleCode,
+      profileKey,
+      // The saved VM's frames before an invocation: signed with a key of its own.
+      // Its folders are mounted by each clone, never by the VM that is saved: its
+      // init phase is watched for touching them instead.
+      settings: {
+        ...settings,
+        mounts: [],
+        key: newFrameKey(),
+        ...(settings.mounts.length > 0
+          ? { foldersToCome: settings.mounts.map((mount) => mount.guestPath) }
+          : {}),
+      },
+    },
   });
 }
 
@@ -362,16 +391,15 @@ export function ensureSnapshotInBackground(
  */
 export function ensureFunctionSnapshotInBackground(
   host: HostSetup,
-  memoryMB: number,
   key: string,
   fn: FunctionToSave,
   options: CreateOptions & { onError?: (error: unknown) => void | Promise<void> } = {},
 ): boolean {
-  if (snapshotProblem(host)) return false;
+  if (snapshotProblem(host, fn.shape)) return false;
   const { onError, ...create } = options;
   return makeInBackground(
     `function|${key}`,
-    () => ensureFunctionSnapshot(host, memoryMB, fn, { ...create, background: true }),
+    () => ensureFunctionSnapshot(host, fn, { ...create, background: true }),
     onError,
   );
 }
@@ -473,6 +501,14 @@ function refuseUnrepeatable(name: string, initPhase: InitPhase | undefined): voi
     throw new FunctionError({
       errorType: "Runtime.ImportModuleError",
       errorMessage: `${name}'s init phase failed, so it has no function snapshot: ${initPhase.error}`,
+      stack: [],
+    });
+  }
+  const folders = initPhase.folders ?? [];
+  if (folders.length > 0) {
+    throw new FunctionError({
+      errorType: "Runtime.SnapshotError",
+      errorMessage: `${name} reads its shared folders in its init phase (${folders.join(", ")}): the VM a function snapshot is saved from has none mounted (each clone mounts its own when its invocation arrives). Read them in the handler instead, or invoke ${name} without a function snapshot (it then restores its profile's snapshot)`,
       stack: [],
     });
   }

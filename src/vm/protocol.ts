@@ -53,6 +53,8 @@ export type GuestMessage =
 export interface InitPhase {
   /** The sources of randomness and of the time it used ("crypto.randomUUID", "Math.random", "Date.now", ...). */
   randomness: string[];
+  /** Paths in the folders its clones mount that it touched through `fs` (the saved VM has none mounted). */
+  folders?: string[];
   /** It failed: the error's type and message. */
   error?: string;
 }
@@ -91,8 +93,13 @@ export type FunctionSettings = Pick<
   "functionName" | "functionVersion" | "memoryLimitInMB" | "handler" | "env" | "mounts"
 >;
 
-/** A pooled VM booted with its function: its settings, and the key of its frames. */
-export type BoundFunction = FunctionSettings & Pick<Invocation, "key">;
+/**
+ * A VM booted with its function (pooled, or to be saved as a function
+ * snapshot): its settings, and the key of its frames. A function snapshot's
+ * VM mounts no folder; `foldersToCome` are the guest paths its clones mount
+ * theirs at, which its init phase must not touch.
+ */
+export type BoundFunction = FunctionSettings & Pick<Invocation, "key"> & { foldersToCome?: string[] };
 
 /** The guest's side of QEMU's user-mode network (slirp's defaults). */
 export interface GuestNetwork {
@@ -379,8 +386,15 @@ function parseInitPhase(value: unknown): InitPhase | undefined {
   const randomness = toStringArray(value.randomness)
     .slice(0, MAX_INIT_SOURCES)
     .map((source) => source.slice(0, 100));
+  const folders = toStringArray(value.folders)
+    .slice(0, MAX_INIT_SOURCES)
+    .map((path) => path.slice(0, 300));
   const error = typeof value.error === "string" ? value.error.slice(0, MAX_INIT_TEXT) : undefined;
-  return { randomness, ...(error !== undefined ? { error } : {}) };
+  return {
+    randomness,
+    ...(folders.length > 0 ? { folders } : {}),
+    ...(error !== undefined ? { error } : {}),
+  };
 }
 
 /** Validates a message from the (untrusted) guest. Returns undefined for anything malformed. */

@@ -314,10 +314,11 @@ describe("function snapshots", () => {
   const cliWith = (env: NodeJS.ProcessEnv, ...args: string[]) =>
     spawnSync(process.execPath, ["bin/fnrun.js", ...args], { encoding: "utf8", timeout: 120_000, env });
   const cli = (...args: string[]) => cliWith(process.env, ...args);
-  const parseInvocation = (run: ReturnType<typeof cli>) => {
+  type InitOnce = { importedAtNs: string; invocations: number; uuid: string; random: number; now: number };
+  const parseInvocation = <Result = InitOnce>(run: ReturnType<typeof cli>) => {
     expect(run.status, run.stderr).toBe(0);
     return JSON.parse(run.stdout) as {
-      result: { importedAtNs: string; invocations: number; uuid: string; random: number; now: number };
+      result: Result;
       logs: string;
       startMode: string;
       timeline: Array<{ name: string }>;
@@ -447,6 +448,74 @@ describe("function snapshots", () => {
     );
     expect(functionSnapshots()).toEqual(before);
     expect(qemuProcesses()).toEqual([]);
+  });
+
+  it("makes one with shared folders: the saved VM mounts none, each clone mounts its own when its invocation arrives", async () => {
+    const root = mkdtempSync(join(tmpdir(), "fnrun-test-function-folders-"));
+    try {
+      const [data, other] = [join(root, "data"), join(root, "other")];
+      for (const [folder, text] of [
+        [data, "first\n"],
+        [other, "from another folder\n"],
+      ] as const) {
+        mkdirSync(folder);
+        writeFileSync(join(folder, "greeting.txt"), text);
+      }
+      const version = freshVersion();
+      const before = new Set(functionSnapshots());
+      const invokeAuto = (folder: string) =>
+        parseInvocation<{ importedAtNs: string; read: string; writeReadOnly: string }>(
+          cliWith(
+            automatic,
+            "invoke",
+            "test/fixtures/mounts/reads-in-handler.ts",
+            "--mount",
+            `${folder}:/mnt/data`,
+            ...version,
+            "--json",
+          ),
+        );
+      const first = invokeAuto(data);
+      const second = invokeAuto(data);
+      expect(functionSnapshots().filter((name) => !before.has(name))).toHaveLength(1);
+      const third = invokeAuto(data);
+      writeFileSync(join(data, "greeting.txt"), "changed on the host\n");
+      const fourth = invokeAuto(data);
+      // Another host folder at the same place in the guest: the same function snapshot.
+      const fifth = invokeAuto(other);
+      for (const run of [first, second, third, fourth, fifth]) {
+        expect(run.startMode).toBe("snapshot");
+        expect(run.result.writeReadOnly).toBe("error EROFS");
+      }
+      expect(third.result.importedAtNs).not.toBe(second.result.importedAtNs);
+      expect(fourth.result.importedAtNs).toBe(third.result.importedAtNs);
+      expect(fifth.result.importedAtNs).toBe(third.result.importedAtNs);
+      // Each clone mounted the folder as it is now: nothing of it was in the saved VM.
+      expect(third.result.read).toBe("first\n");
+      expect(fourth.result.read).toBe("changed on the host\n");
+      expect(fifth.result.read).toBe("from another folder\n");
+      expect(fourth.timeline.map((entry) => entry.name)).toContain("cloneAdopted");
+      expect(existsSync(join(data, "from-guest.txt"))).toBe(false);
+      expect(folderDaemons()).toEqual([]);
+      expect(leftoverRamCopies()).toEqual([]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it("refuses a function that reads its shared folder in its init phase, where the saved VM has none", async () => {
+    const before = functionSnapshots();
+    const refused = cli("snapshot", "test/fixtures/mounts/reads-config-at-init.ts");
+    expect(refused.status, refused.stderr).toBe(4);
+    expect(refused.stderr).toContain(
+      "reads-config-at-init reads its shared folders in its init phase (/mnt/config/value.txt)",
+    );
+    expect(functionSnapshots()).toEqual(before);
+    // Invoked as usual, its init phase reads the folder, mounted in its clone first.
+    const run = invokeJson("test/fixtures/mounts/reads-config-at-init.ts");
+    expect(run.startMode).toBe("snapshot");
+    expect(run.result).toBe("from the config's folder");
+    expect(folderDaemons()).toEqual([]);
   });
 
   it("never restores a damaged function snapshot: the function is imported in a clone of the shared one", async () => {

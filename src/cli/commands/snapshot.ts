@@ -84,39 +84,25 @@ async function functionSnapshot(
   const { bundleFunction } = await import("../../build/bundle.ts");
   const { hostFor, prepareInvocation } = await import("../../invoke/prepare.ts");
   const { bootTimeoutMs } = await import("../../vm/launch.ts");
-  const {
-    discardSnapshot,
-    ensureFunctionSnapshot,
-    findFunctionSnapshot,
-    functionSettingsOf,
-    functionSnapshotKey,
-  } = await import("../../start/snapshot.ts");
+  const { functionToSave } = await import("../../start/run.ts");
+  const { discardSnapshot, ensureFunctionSnapshot, findFunctionSnapshot, functionSnapshotKey } = await import(
+    "../../start/snapshot.ts"
+  );
   const bundle = await bundleFunction(path, { env: io.env });
   const prepared = prepareInvocation(bundle, args.memory !== undefined ? { memory: args.memory } : {});
-  if (prepared.mounts.length > 0) {
-    throw new UsageError(
-      `${bundle.name} has shared folders (config.mounts): a function snapshot holds none, so its invocations restore the folder profile's snapshot`,
-    );
-  }
   const host = await hostFor({ accel: args.accel, onProgress: progress });
-  const settings = functionSettingsOf(prepared.invocation);
-  const memoryMB = prepared.limits.memoryMB;
+  // Of the profile its invocations have: its memory, and its config's folders.
+  const fn = functionToSave(prepared);
   if (args.rebuild) {
-    const key = await functionSnapshotKey(host, memoryMB, bundle.code, settings);
-    const existing = await findFunctionSnapshot(host, key, io.env);
+    const key = await functionSnapshotKey(host, fn);
+    const existing = await findFunctionSnapshot(host, fn.shape, key, io.env);
     if (existing) await discardSnapshot(existing, io.env);
   }
-  const snapshot = await ensureFunctionSnapshot(
-    host,
-    memoryMB,
-    {
-      settings,
-      bundleCode: bundle.code,
-      name: bundle.name,
-      entry: bundle.entry,
-    },
-    { progress, env: io.env, bootTimeoutMs: bootTimeoutMs(host) },
-  );
+  const snapshot = await ensureFunctionSnapshot(host, fn, {
+    progress,
+    env: io.env,
+    bootTimeoutMs: bootTimeoutMs(host),
+  });
   io.stdout.write(`${snapshot.directory}\n`);
   return ExitCode.ok;
 }

@@ -71,7 +71,10 @@ describe("the guest's signed frames", () => {
       fc.record({
         type: fc.constant("ready" as const),
         marks: fc.dictionary(text, fc.double()),
-        initPhase: fc.record({ randomness: fc.array(text), error: text }, { requiredKeys: ["randomness"] }),
+        initPhase: fc.record(
+          { randomness: fc.array(text), folders: fc.array(text), error: text },
+          { requiredKeys: ["randomness"] },
+        ),
       }),
     );
     fc.assert(

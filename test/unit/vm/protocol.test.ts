@@ -180,6 +180,17 @@ describe("parseGuestMessage", () => {
       marks: {},
       initPhase: { randomness: ["crypto.randomUUID", "x".repeat(100), ...Array(30).fill("Math.random")] },
     });
+    expect(
+      parseGuestMessage({
+        type: "ready",
+        marks: {},
+        initPhase: { randomness: [], folders: ["/mnt/data/config.json", null, "/".repeat(400)] },
+      }),
+    ).toEqual({
+      type: "ready",
+      marks: {},
+      initPhase: { randomness: [], folders: ["/mnt/data/config.json", "/".repeat(300)] },
+    });
     expect(parseGuestMessage({ type: "ready", marks: {}, initPhase: "yes" })).toEqual({
       type: "ready",
       marks: {},
