@@ -10,7 +10,7 @@
 import { type Bundle, bundleFunction } from "../build/bundle.ts";
 import type { AccelRequest } from "../host/accel.ts";
 import type { HostSetup } from "../host/setup.ts";
-import type { PreparedInvocation } from "../start/run.ts";
+import { functionToSave, type PreparedInvocation } from "../start/run.ts";
 import { ensureSnapshot, memoryOnly } from "../start/snapshot.ts";
 import { type WarmFunction, type WarmVm, WarmVms } from "../start/warm-vms.ts";
 import { sha256 } from "../util/cache.ts";
@@ -54,22 +54,14 @@ export interface PoolStats {
 
 /** What the pool keeps VMs ready for: the function with these settings, in VMs of the pool's size. */
 function warmFunctionOf(bundle: Bundle, prepared: PreparedInvocation, memoryMB: number): WarmFunction {
-  const { invocation } = prepared;
-  const settings = {
-    functionName: invocation.functionName,
-    functionVersion: invocation.functionVersion,
-    memoryLimitInMB: invocation.memoryLimitInMB,
-    handler: invocation.handler,
-    env: invocation.env,
-    mounts: mountRequests(prepared.mounts),
-  };
+  const saved = functionToSave(prepared);
   // The folders' host sides and the network shape the VM too.
   const devices = JSON.stringify({ mounts: prepared.mounts, network: prepared.network });
   return {
-    key: sha256(bundle.code, JSON.stringify(settings), String(memoryMB), devices),
+    key: sha256(bundle.code, JSON.stringify(saved.settings), String(memoryMB), devices),
     file: bundle.entry,
     bundle,
-    settings,
+    saved,
     mounts: prepared.mounts,
     network: prepared.network,
   };
@@ -207,9 +199,13 @@ export class Pool {
         ...(options.onLog ? { onLog: options.onLog } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
       });
-      // A pooled VM signs with the key it was loaded with.
+      // A pooled VM signs with the key it was loaded with. A clone of the
+      // function's snapshot mounts its folders now (one that loaded it has).
       vm.send(
-        { type: "invoke", invocation: { ...prepared.invocation, key: pooled.key } },
+        {
+          type: "invoke",
+          invocation: { ...prepared.invocation, key: pooled.key, mounts: mountRequests(prepared.mounts) },
+        },
         pooled.bootNonce,
         pooled.key,
       );

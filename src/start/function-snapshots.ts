@@ -11,8 +11,10 @@
  * remembers the first invocation, or that the snapshot was refused (an init
  * phase that draws randomness, reads the clock or throws); a refused version
  * restores the shared snapshot and is never tried again. The markers are
- * bounded like any cache kind (util/cache.ts). FNRUN_FUNCTION_SNAPSHOTS=off
- * turns this off (`fnrun snapshot FUNCTION` still makes one by hand).
+ * bounded like any cache kind (util/cache.ts). A pool (warm-vms.ts) asks for a
+ * function's snapshot as soon as it keeps the function warm.
+ * FNRUN_FUNCTION_SNAPSHOTS=off turns this off (`fnrun snapshot FUNCTION` still
+ * makes one by hand).
  */
 import { mkdir, readFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
@@ -64,13 +66,43 @@ export async function afterInvocation(
   options: AfterInvocation,
 ): Promise<void> {
   if (!automaticFunctionSnapshots(options.env)) return;
-  const path = join(cacheRoot(options.env), SEEN, key);
-  const step = nextStep(await readFile(path, "utf8").catch(() => undefined));
-  if (step === "none") return;
-  if (step === "remember") {
-    await mark(path, SEEN_ONCE).catch(() => {});
-    return;
-  }
+  const path = markerPath(options.env, key);
+  const step = nextStep(await readMarker(path));
+  if (step === "remember") await mark(path, SEEN_ONCE).catch(() => {});
+  if (step === "make") make(host, key, fn, path, options);
+}
+
+/**
+ * A pool keeps `fn` warm, so it will be invoked again: its function snapshot
+ * is made now, in the background, unless its version was refused before.
+ * Never throws.
+ */
+export async function keepFunctionSnapshot(
+  host: HostSetup,
+  key: string,
+  fn: FunctionToSave,
+  options: AfterInvocation,
+): Promise<void> {
+  if (!automaticFunctionSnapshots(options.env)) return;
+  const path = markerPath(options.env, key);
+  if (nextStep(await readMarker(path)) !== "none") make(host, key, fn, path, options);
+}
+
+function markerPath(env: NodeJS.ProcessEnv, key: string): string {
+  return join(cacheRoot(env), SEEN, key);
+}
+
+function readMarker(path: string): Promise<string | undefined> {
+  return readFile(path, "utf8").catch(() => undefined);
+}
+
+function make(
+  host: HostSetup,
+  key: string,
+  fn: FunctionToSave,
+  marker: string,
+  options: AfterInvocation,
+): void {
   ensureFunctionSnapshotInBackground(host, key, fn, {
     env: options.env,
     bootTimeoutMs: options.bootTimeoutMs,
@@ -78,7 +110,7 @@ export async function afterInvocation(
     onError: async (error) => {
       // A failure of the function's own (its init phase) is for good; any
       // other (a VM that could not boot) is tried again next time.
-      if (error instanceof FunctionError) await mark(path, `${REFUSED}${error.message}\n`).catch(() => {});
+      if (error instanceof FunctionError) await mark(marker, `${REFUSED}${error.message}\n`).catch(() => {});
       options.onNotice?.(
         `fnrun: no function snapshot of ${fn.name} (${(error as Error).message}); its invocations restore the shared snapshot`,
       );

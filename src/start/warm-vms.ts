@@ -5,11 +5,15 @@
  * the background, one start at a time so that the invocations running now are
  * not starved.
  *
- * A warm VM is a snapshot clone sent a "load" message, with the function's
- * network plugged in (vm/launch.ts's restoreClone), or, where clones cannot
- * serve (no snapshots on this kernel, or folders without the folder QEMU), a VM
- * booted with the function in its initramfs. The pool (invoke/pool.ts) decides
- * which invocations run on one.
+ * A warm VM is a clone of the function's own snapshot (its init phase done
+ * before it was saved: nothing to load, so a refill costs only a restore), or,
+ * until that is made, a clone of its profile's snapshot sent a "load" message,
+ * each with the function's network and folders (vm/launch.ts's restoreClone);
+ * where clones cannot serve (no snapshots on this kernel, or folders without
+ * the folder QEMU), a VM booted with the function in its initramfs. A pool
+ * keeping a function warm asks for its function snapshot at once
+ * (function-snapshots.ts): it will be invoked again. The pool (invoke/pool.ts)
+ * decides which invocations run on one.
  */
 import { rm } from "node:fs/promises";
 import type { Bundle } from "../build/bundle.ts";
@@ -20,9 +24,19 @@ import { newFrameKey } from "../vm/frame-keys.ts";
 import { bootTimeoutMs, bootVm, restoreClone } from "../vm/launch.ts";
 import type { ResolvedMount } from "../vm/mounts.ts";
 import type { Vm } from "../vm/process.ts";
-import type { DecoderLimits, FunctionSettings } from "../vm/protocol.ts";
+import type { DecoderLimits } from "../vm/protocol.ts";
 import { makeRunDirectory } from "../vm/run-directory.ts";
-import { discardSnapshot, ensureSnapshot, type SavedShape, snapshotProblem } from "./snapshot.ts";
+import { keepFunctionSnapshot } from "./function-snapshots.ts";
+import {
+  discardSnapshot,
+  ensureSnapshot,
+  type FunctionToSave,
+  findFunctionSnapshot,
+  functionSnapshotKey,
+  type SavedShape,
+  type Snapshot,
+  snapshotProblem,
+} from "./snapshot.ts";
 
 /** A function to keep VMs ready for. */
 export interface WarmFunction {
@@ -30,7 +44,8 @@ export interface WarmFunction {
   key: string;
   file: string;
   bundle: Bundle;
-  settings: FunctionSettings;
+  /** The function as its function snapshot holds it: its profile, bundle and settings. */
+  saved: FunctionToSave;
   /** The function's own shared folders (config.mounts): its VMs have their daemons ready. */
   mounts: ResolvedMount[];
   /** Its VMs have a network (guarded, vm/net-guard.ts). */
@@ -153,26 +168,20 @@ export class WarmVms {
     }
   }
 
-  /** Starts one VM for `slot` and waits until it has imported the function. */
+  /** Starts one VM for `slot` and waits until it holds the function, imported. */
   async #start(slot: Slot): Promise<Slot["ready"][number]> {
     if (this.#closed) throw new InternalError("the pool is closed");
     // Clones of a profile this host cannot snapshot (folders without the folder QEMU) boot.
-    const shape = { memoryMB: this.options.memoryMB, folders: slot.fn.mounts.length };
-    const { vm, bootNonce, key } =
-      this.options.startMode === "snapshot" && snapshotProblem(this.host, shape) === null
+    const shape = slot.fn.saved.shape;
+    const clones = this.options.startMode === "snapshot" && snapshotProblem(this.host, shape) === null;
+    const own = clones ? await this.#functionSnapshot(slot.fn) : undefined;
+    const { vm, bootNonce, key } = own
+      ? await this.#restoreFunction(slot.fn, own)
+      : clones
         ? await this.#restoreAndLoad(slot.fn, shape)
         : await this.#bootWithFunction(slot.fn);
-    const timer = setTimeout(() => vm.killNow(), bootTimeoutMs(this.host));
-    try {
-      await vm.waitFor(
-        (message): message is Extract<typeof message, { type: "ready" }> => message.type === "ready",
-      );
-    } catch (error) {
-      await vm.kill();
-      throw error;
-    } finally {
-      clearTimeout(timer);
-    }
+    // A clone of the function's snapshot is ready once restored; the others say so.
+    if (!own) await this.#untilReady(vm);
     // A VM that dies while idle leaves the pool, and is replaced.
     let watching = true;
     const warm = {
@@ -193,6 +202,51 @@ export class WarmVms {
     return warm;
   }
 
+  async #untilReady(vm: Vm): Promise<void> {
+    const timer = setTimeout(() => vm.killNow(), bootTimeoutMs(this.host));
+    try {
+      await vm.waitFor(
+        (message): message is Extract<typeof message, { type: "ready" }> => message.type === "ready",
+      );
+    } catch (error) {
+      await vm.kill();
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** The function's own snapshot, if there is one; if not, it is asked for (in the background). */
+  async #functionSnapshot(fn: WarmFunction): Promise<Snapshot | undefined> {
+    const key = await functionSnapshotKey(this.host, fn.saved);
+    const found = await findFunctionSnapshot(this.host, fn.saved.shape, key);
+    if (!found && !this.#closed) {
+      await keepFunctionSnapshot(this.host, key, fn.saved, {
+        env: process.env,
+        bootTimeoutMs: bootTimeoutMs(this.host),
+        ...(this.options.onNotice ? { onNotice: this.options.onNotice } : {}),
+      });
+    }
+    return found;
+  }
+
+  /** A clone of the function's own snapshot: imported before it was saved, nothing to load. */
+  async #restoreFunction(fn: WarmFunction, snapshot: Snapshot): Promise<WarmVm> {
+    const runDirectory = await makeRunDirectory();
+    const vm = await restoreClone(snapshot.host, snapshot, runDirectory, {
+      network: fn.network,
+      mounts: fn.mounts,
+      decoderLimits: this.options.decoderLimits,
+    }).catch(async (error: unknown) => {
+      await rm(runDirectory, { recursive: true, force: true });
+      // As for the profile's snapshot (below): never used again; the next start loads instead.
+      if (error instanceof BootError && !fn.network) await discardSnapshot(snapshot);
+      throw error;
+    });
+    // Its invocation's frames are signed with a key of its own, sent with the invocation.
+    return { vm, bootNonce: snapshot.bootNonce, key: newFrameKey() };
+  }
+
   async #restoreAndLoad(fn: WarmFunction, shape: SavedShape): Promise<WarmVm> {
     const snapshot = await ensureSnapshot(this.host, shape);
     const runDirectory = await makeRunDirectory();
@@ -210,7 +264,11 @@ export class WarmVms {
     });
     const key = newFrameKey();
     // The key goes with the function, before its code runs; its "ready" is signed with it.
-    vm.send({ type: "load", settings: fn.settings, bundle: fn.bundle.code, key }, snapshot.bootNonce, key);
+    vm.send(
+      { type: "load", settings: fn.saved.settings, bundle: fn.bundle.code, key },
+      snapshot.bootNonce,
+      key,
+    );
     return { vm, bootNonce: snapshot.bootNonce, key };
   }
 
@@ -219,7 +277,7 @@ export class WarmVms {
     const { vm, bootNonce } = await bootVm(this.host, {
       shape: { memoryMB: this.options.memoryMB, network: fn.network },
       mounts: fn.mounts,
-      payload: { kind: "function", settings: { ...fn.settings, key }, bundleCode: fn.bundle.code },
+      payload: { kind: "function", settings: { ...fn.saved.settings, key }, bundleCode: fn.bundle.code },
       decoderLimits: this.options.decoderLimits,
     });
     return { vm, bootNonce, key };

@@ -3,9 +3,18 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { bundleFunction } from "../../src/build/bundle.ts";
 import { resolveHost } from "../../src/host/setup.ts";
 import { createPool, type Pool } from "../../src/index.ts";
-import { expectNothingLeftBehind, qemuProcesses } from "./helpers.ts";
+import { prepareInvocation } from "../../src/invoke/prepare.ts";
+import { functionToSave } from "../../src/start/run.ts";
+import {
+  backgroundSnapshots,
+  discardSnapshot,
+  findFunctionSnapshot,
+  functionSnapshotKey,
+} from "../../src/start/snapshot.ts";
+import { expectNothingLeftBehind, folderDaemons, qemuProcesses } from "./helpers.ts";
 
 afterAll(() => expectNothingLeftBehind(expect));
 
@@ -98,6 +107,43 @@ describe("warm pool", () => {
       await pool.close();
       rmSync(directory, { recursive: true, force: true });
     }
+  });
+
+  it("refills from the function's own snapshot, made as soon as the pool keeps it warm: clones with its folder mounted", async () => {
+    const file = "test/fixtures/mounts/configured-once.ts";
+    const host = await resolveHost();
+    // Its function snapshot, made afresh by this pool (the suite turns automatic ones off).
+    const fn = functionToSave(prepareInvocation(await bundleFunction(file), {}));
+    const existing = await findFunctionSnapshot(host, fn.shape, await functionSnapshotKey(host, fn));
+    if (existing) await discardSnapshot(existing);
+    process.env.FNRUN_FUNCTION_SNAPSHOTS = "on";
+    const pool = await createPool({ size: 1, host, start: "snapshot", functions: [file] });
+    try {
+      // Its first VM loads the function; by then its function snapshot is being made.
+      await waitForIdle(pool, 1);
+      await backgroundSnapshots();
+      expect(await findFunctionSnapshot(host, fn.shape, await functionSnapshotKey(host, fn))).toBeDefined();
+      type Result = { importedAtNs: string; value: string; uuid: string };
+      const runs: Result[] = [];
+      for (let n = 0; n < 3; n++) {
+        await waitForIdle(pool, 1);
+        const run = await pool.invoke(file);
+        expect(run.startMode).toBe("pool");
+        runs.push(run.result as Result);
+      }
+      for (const run of runs) expect(run.value).toBe("from the config's folder");
+      // The first VM loaded the function itself; its replacements are clones of the
+      // snapshot, imported once before it was saved, each with its own randomness.
+      const [first, second, third] = runs as [Result, Result, Result];
+      expect(second.importedAtNs).not.toBe(first.importedAtNs);
+      expect(third.importedAtNs).toBe(second.importedAtNs);
+      expect(third.uuid).not.toBe(second.uuid);
+    } finally {
+      process.env.FNRUN_FUNCTION_SNAPSHOTS = "off"; // as vitest.config.ts sets it
+      await pool.close();
+    }
+    expect(qemuProcesses()).toEqual([]);
+    expect(folderDaemons()).toEqual([]);
   });
 
   it("reports a function whose init phase failed when its event comes", async () => {
