@@ -15,8 +15,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # the dashboard, a real terminal for `fnrun dev`).
 PACKAGES := qemu-system-x86 qemu-system-data qemu-system-common cpio erofs-utils \
 	gcc libc6-dev make flex bison bc libelf-dev xz-utils util-linux git redis-server chromium tmux \
-	g++ python3
+	g++ python3 $(QEMU_BUILD_PACKAGES)
 KERNEL_SOURCE_PACKAGE := linux-source-6.1
+# What building fnrun's own QEMU takes (scripts/build-microvm-qemu.sh): Debian's
+# QEMU source is fetched by apt-get source, these build it.
+QEMU_BUILD_PACKAGES := dpkg-dev ninja-build meson pkg-config libglib2.0-dev libpixman-1-dev \
+	libslirp-dev libseccomp-dev libfdt-dev zlib1g-dev
 
 # better-sqlite3 is a native addon. Where no prebuilt binary can be fetched,
 # node-gyp builds it, against the installed Node's own headers (offline) when they
@@ -26,12 +30,12 @@ NPM_ENV := $(if $(wildcard $(NODE_PREFIX)/include/node/node.h),npm_config_nodedi
 
 TS_SOURCES := $(shell find src runtime-initrd bench -name '*.ts' -not -path 'src/serve/dashboard/app/*' 2>/dev/null)
 
-.PHONY: all setup system-packages folder-qemu demo test test-unit test-e2e check format build kernel bench clean
+.PHONY: all setup system-packages folder-qemu microvm-qemu demo test test-unit test-e2e check format build kernel bench clean
 
 all: build
 
-## setup: install system packages and npm dependencies, build fnrun
-setup: system-packages build functions/node_modules/.package-lock.json folder-qemu
+## setup: install system packages and npm dependencies, build fnrun and its QEMU
+setup: system-packages build functions/node_modules/.package-lock.json folder-qemu microvm-qemu
 
 # fnrun's cache (src/util/cache.ts's cacheRoot).
 FNRUN_CACHE := $(or $(FNRUN_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/fnrun)
@@ -41,6 +45,12 @@ FNRUN_CACHE := $(or $(FNRUN_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/fn
 folder-qemu: system-packages
 	@mkdir -p "$(FNRUN_CACHE)" && bash scripts/fetch-folder-qemu.sh "$(FNRUN_CACHE)" || \
 	  echo "make: could not fetch QEMU 10 for shared-folder snapshots; invocations with --mount will boot" >&2
+
+## microvm-qemu: build fnrun's QEMU (Debian's source, microvm only, with TCG) into the cache
+# Without it, VMs run on the system's full QEMU, which starts slower.
+microvm-qemu: system-packages
+	@mkdir -p "$(FNRUN_CACHE)" && bash scripts/build-microvm-qemu.sh "$(FNRUN_CACHE)" || \
+	  echo "make: could not build fnrun's QEMU; VMs run on the system's qemu-system-x86_64" >&2
 
 # Installs only what is missing, so a machine that has it all needs no root.
 system-packages:

@@ -8,8 +8,17 @@ import type { Accel } from "./accel.ts";
 export const QBOOT_BIOS = "/usr/share/qemu/bios-microvm.bin";
 
 /**
- * The QEMU binary: FNRUN_QEMU, else Debian/Ubuntu's reduced microvm build when it
- * supports the accelerator (Debian's is built for KVM only), else the full one.
+ * fnrun's own QEMU, which `make setup` builds into the cache
+ * (scripts/build-microvm-qemu.sh): Debian's reduced microvm build, with TCG.
+ */
+export function microvmQemuPath(env: NodeJS.ProcessEnv = process.env): string {
+  return join(cacheRoot(env), "microvm-qemu", "bin", "qemu-system-x86_64");
+}
+
+/**
+ * The QEMU binary: FNRUN_QEMU, else a reduced microvm build that supports the
+ * accelerator (Debian/Ubuntu's is built for KVM only; fnrun's own, in the
+ * cache, has TCG too), else the full one.
  */
 export async function locateQemu(
   accel: Accel,
@@ -20,12 +29,12 @@ export async function locateQemu(
       ? { path: env.FNRUN_QEMU }
       : { missing: `FNRUN_QEMU=${env.FNRUN_QEMU} is not an executable file` };
   }
+  const own = microvmQemuPath(env);
   const candidates =
-    accel === "kvm" ? ["qemu-system-x86_64-microvm", "qemu-system-x86_64"] : ["qemu-system-x86_64"];
-  for (const name of candidates) {
-    const found = await which(name, env);
-    if (found) return { path: found };
-  }
+    accel === "kvm"
+      ? [await which("qemu-system-x86_64-microvm", env), own, await which("qemu-system-x86_64", env)]
+      : [own, await which("qemu-system-x86_64", env)];
+  for (const path of candidates) if (path && (await isExecutable(path))) return { path };
   return { missing: "qemu-system-x86_64 not found: run `make setup` (or apt-get install qemu-system-x86)" };
 }
 
