@@ -20,7 +20,7 @@ KERNEL_SOURCE_PACKAGE := linux-source-6.1
 # What building fnrun's own QEMU takes (scripts/build-microvm-qemu.sh): Debian's
 # QEMU source is fetched by apt-get source, these build it.
 QEMU_BUILD_PACKAGES := dpkg-dev ninja-build meson pkg-config libglib2.0-dev libpixman-1-dev \
-	libslirp-dev libseccomp-dev libfdt-dev zlib1g-dev
+	libslirp-dev libseccomp-dev libfdt-dev zlib1g-dev libaio-dev liburing-dev
 
 # better-sqlite3 is a native addon. Where no prebuilt binary can be fetched,
 # node-gyp builds it, against the installed Node's own headers (offline) when they
