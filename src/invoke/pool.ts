@@ -11,7 +11,7 @@ import { type Bundle, bundleFunction } from "../build/bundle.ts";
 import type { AccelRequest } from "../host/accel.ts";
 import type { HostSetup } from "../host/setup.ts";
 import { functionToSave, type PreparedInvocation } from "../start/run.ts";
-import { ensureSnapshot, memoryOnly } from "../start/snapshot.ts";
+import { backgroundSnapshots, ensureSnapshot, memoryOnly } from "../start/snapshot.ts";
 import { type WarmFunction, type WarmVm, WarmVms } from "../start/warm-vms.ts";
 import { sha256 } from "../util/cache.ts";
 import { BootError, toFnrunError, UsageError } from "../util/errors.ts";
@@ -162,11 +162,16 @@ export class Pool {
     }
   }
 
-  /** Stops replacing VMs, kills the idle ones, and waits for invocations in flight. */
+  /**
+   * Stops replacing VMs, kills the idle ones, and waits for invocations in
+   * flight and for a function snapshot being made (the pool asks for them), so
+   * that no VM of the pool's outlives it.
+   */
   async close(): Promise<void> {
     this.#closed = true;
     await this.#warm.close();
     await Promise.allSettled([...this.#inFlight]);
+    await backgroundSnapshots();
   }
 
   #unpoolable(prepared: PreparedInvocation, options: InvokeOptions): string | null {
