@@ -4,6 +4,7 @@
  *
  *   (a)  floor: fnrun's microvm and kernel with a tiny static init (bench/floor-init.c)
  *   (a') the floor through qboot with the LZ4 bzImage instead of PVH entry
+ *   (a'') (a) on the system's full QEMU, where fnrun runs on its own reduced one
  *   (b)  the seed's baseline: `-M pc` (SeaBIOS, default devices), Debian's cloud
  *        kernel, Node in the initramfs, hello over the serial console
  *   (c)  `fnrun invoke functions/hello.ts --start boot`, the whole CLI process
@@ -47,6 +48,7 @@ import { renderCharts } from "../src/serve/dashboard/charts.ts";
 import { bootAndRun } from "../src/start/run.ts";
 import { ensureSnapshot, memoryOnly } from "../src/start/snapshot.ts";
 import { packageRoot } from "../src/util/paths.ts";
+import { whichSync } from "../src/util/which.ts";
 import { framesSignedWith } from "../src/vm/frame-keys.ts";
 import { writeInitrd } from "../src/vm/initrd.ts";
 import { bootTimeoutMs } from "../src/vm/launch.ts";
@@ -277,6 +279,7 @@ async function run(work: string): Promise<void> {
 
   const rows: Row[] = [
     { id: "a", label: "(a) floor: microvm + fnrun kernel (PVH) + static init", samples: [] },
+    { id: "a-system", label: "(a'') (a) on the system's full qemu-system-x86_64", samples: [] },
     { id: "a-qboot", label: "(a') floor through qboot + LZ4 bzImage", samples: [] },
     { id: "b", label: "(b) seed baseline: -M pc + cloud kernel + Node initrd", samples: [] },
     { id: "c", label: "(c) fnrun invoke hello --start boot (whole CLI)", samples: [] },
@@ -322,18 +325,26 @@ async function run(work: string): Promise<void> {
     );
   const invokeLater = (...flags: string[]) =>
     timeUntil(process.execPath, [CLI, "invoke", snapHello, ...flags, "--event", EVENT, "--quiet"]);
+  // fnrun's QEMU (its own reduced build, when made); the seed's baseline ran on
+  // the system's full one, which has the `pc` machine the reduced one has not.
   const qemu = host.qemuPath;
+  const systemQemu = whichSync("qemu-system-x86_64") ?? qemu;
 
   for (let i = 0; i < RUNS; i++) {
     log(`run ${i + 1}/${RUNS}`);
     byId("a").samples.push(
       await timeUntil(qemu, floorArgs(host.kernel.path, false), (out) => out.includes("FLOOR-RESULT")),
     );
+    byId("a-system").samples.push(
+      await timeUntil(systemQemu, floorArgs(host.kernel.path, false), (out) => out.includes("FLOOR-RESULT")),
+    );
     byId("a-qboot").samples.push(
       await timeUntil(qemu, floorArgs(bzImageHost.kernel.path, true), (out) => out.includes("FLOOR-RESULT")),
     );
     const baseline = baselineRuns[i] as { initrd: string; nonce: string };
-    byId("b").samples.push(await timeUntil(qemu, baselineArgs(baseline.initrd), sawResult(baseline.nonce)));
+    byId("b").samples.push(
+      await timeUntil(systemQemu, baselineArgs(baseline.initrd), sawResult(baseline.nonce)),
+    );
     byId("c").samples.push(await invokeHello("--start", "boot"));
     byId("c-snapshot").samples.push(await invokeFirst());
     byId("c-function").samples.push(await invokeLater());

@@ -115,13 +115,14 @@ export function watchInitPhase(foldersToCome: readonly string[] = []): () => Wat
       : undefined;
   };
 
-  function replace(target: object, name: string, label: string, when?: (args: unknown[]) => boolean): void {
+  /** Wraps `target[name]` so that `note` sees the arguments of every call while watching. */
+  function replace(target: object, name: string, note: (args: unknown[]) => void): void {
     const holder = target as Record<string, unknown>;
     const original = holder[name];
     const descriptor = Object.getOwnPropertyDescriptor(target, name);
     if (typeof original !== "function" || (descriptor && !descriptor.configurable)) return;
     function wrapper(this: unknown, ...args: unknown[]): unknown {
-      if (watching && (!when || when(args))) used.add(label);
+      if (watching) note(args);
       // After the watch: whatever the source is now (a clone's reseeded one).
       const current = holder[name];
       const call = (watching || current === wrapper ? original : current) as AnyFunction;
@@ -140,9 +141,13 @@ export function watchInitPhase(foldersToCome: readonly string[] = []): () => Wat
     });
   }
 
-  replace(Math, "random", "Math.random");
+  const source = (label: string) => () => used.add(label);
+  const randomDevice = (args: unknown[]) => {
+    if (isRandomDevice(args[0])) used.add("/dev/urandom");
+  };
+  replace(Math, "random", source("Math.random"));
   // The clock too: the saved VM's (set ahead by stage-0, see reseed.ts) would be every clone's.
-  replace(Date, "now", "Date.now");
+  replace(Date, "now", source("Date.now"));
   const RealDate = Date;
   globalThis.Date = new Proxy(RealDate, {
     construct(target, args, newTarget) {
@@ -157,31 +162,31 @@ export function watchInitPhase(foldersToCome: readonly string[] = []): () => Wat
   restores.push(() => {
     globalThis.Date = RealDate;
   });
-  for (const name of CRYPTO_SOURCES) replace(crypto, name, `crypto.${name}`);
+  for (const name of CRYPTO_SOURCES) replace(crypto, name, source(`crypto.${name}`));
   if (globalThis.crypto) {
-    for (const name of WEB_CRYPTO_SOURCES) replace(globalThis.crypto, name, `crypto.${name}`);
-    replace(globalThis.crypto.subtle, "generateKey", "crypto.subtle.generateKey");
+    for (const name of WEB_CRYPTO_SOURCES) replace(globalThis.crypto, name, source(`crypto.${name}`));
+    replace(globalThis.crypto.subtle, "generateKey", source("crypto.subtle.generateKey"));
   }
-  for (const name of FILE_OPENERS) {
-    replace(fs, name, "/dev/urandom", (args) => isRandomDevice(args[0]));
-  }
-  replace(fs.promises, "open", "/dev/urandom", (args) => isRandomDevice(args[0]));
-  replace(fs.promises, "readFile", "/dev/urandom", (args) => isRandomDevice(args[0]));
+  for (const name of FILE_OPENERS) replace(fs, name, randomDevice);
+  replace(fs.promises, "open", randomDevice);
+  replace(fs.promises, "readFile", randomDevice);
   if (foldersToCome.length > 0) {
+    /** Notes the paths among the first `count` arguments that are in a folder to come. */
     const touches = (count: number) => (args: unknown[]) => {
       for (const path of args.slice(0, count)) {
         const inside = inFolderToCome(path);
         if (inside !== undefined) touched.add(inside);
       }
-      return false; // noted in `touched`, not as a source of randomness
     };
-    for (const name of PATH_FUNCTIONS) {
-      for (const variant of [name, `${name}Sync`]) replace(fs, variant, variant, touches(1));
-      replace(fs.promises, name, name, touches(1));
-    }
-    for (const name of TWO_PATH_FUNCTIONS) {
-      for (const variant of [name, `${name}Sync`]) replace(fs, variant, variant, touches(2));
-      replace(fs.promises, name, name, touches(2));
+    for (const [names, count] of [
+      [PATH_FUNCTIONS, 1],
+      [TWO_PATH_FUNCTIONS, 2],
+    ] as const) {
+      for (const name of names) {
+        replace(fs, name, touches(count));
+        replace(fs, `${name}Sync`, touches(count));
+        replace(fs.promises, name, touches(count));
+      }
     }
   }
   // `import { randomUUID } from "node:crypto"` reads the ES module's own bindings.

@@ -45,7 +45,7 @@ async function mark(path: string, text: string): Promise<void> {
   await pruneOldEntries(dirname(path), basename(path));
 }
 
-export interface AfterInvocation {
+export interface WantOptions {
   env: NodeJS.ProcessEnv;
   bootTimeoutMs: number;
   onProgress?: Progress;
@@ -53,39 +53,27 @@ export interface AfterInvocation {
 }
 
 /**
- * After an invocation with no function snapshot (`key`, functionSnapshotKey's)
- * succeeded: remember its version, or, on its second invocation, start making its
- * function snapshot in the background (snapshot.ts's backgroundSnapshots
- * waits for it). Never throws: a marker that cannot be written costs only the
- * snapshot.
+ * A function with no snapshot of its own (`key`, functionSnapshotKey's) was
+ * just invoked, successfully, or is kept warm by a pool. After an invocation,
+ * its version is remembered, or, on its second invocation, its function
+ * snapshot is made; a pool's function will be invoked again, so it is made at
+ * once. Either way in the background (snapshot.ts's backgroundSnapshots waits
+ * for it), and never for a version refused before. Never throws: a marker
+ * that cannot be written costs only the snapshot.
  */
-export async function afterInvocation(
+export async function wantFunctionSnapshot(
   host: HostSetup,
   key: string,
   fn: FunctionToSave,
-  options: AfterInvocation,
+  why: "invoked" | "kept",
+  options: WantOptions,
 ): Promise<void> {
   if (!automaticFunctionSnapshots(options.env)) return;
   const path = markerPath(options.env, key);
   const step = nextStep(await readMarker(path));
-  if (step === "remember") await mark(path, SEEN_ONCE).catch(() => {});
-  if (step === "make") make(host, key, fn, path, options);
-}
-
-/**
- * A pool keeps `fn` warm, so it will be invoked again: its function snapshot
- * is made now, in the background, unless its version was refused before.
- * Never throws.
- */
-export async function keepFunctionSnapshot(
-  host: HostSetup,
-  key: string,
-  fn: FunctionToSave,
-  options: AfterInvocation,
-): Promise<void> {
-  if (!automaticFunctionSnapshots(options.env)) return;
-  const path = markerPath(options.env, key);
-  if (nextStep(await readMarker(path)) !== "none") make(host, key, fn, path, options);
+  if (step === "none") return;
+  if (step === "remember" && why === "invoked") await mark(path, SEEN_ONCE).catch(() => {});
+  else make(host, key, fn, path, options);
 }
 
 function markerPath(env: NodeJS.ProcessEnv, key: string): string {
@@ -96,13 +84,7 @@ function readMarker(path: string): Promise<string | undefined> {
   return readFile(path, "utf8").catch(() => undefined);
 }
 
-function make(
-  host: HostSetup,
-  key: string,
-  fn: FunctionToSave,
-  marker: string,
-  options: AfterInvocation,
-): void {
+function make(host: HostSetup, key: string, fn: FunctionToSave, marker: string, options: WantOptions): void {
   ensureFunctionSnapshotInBackground(host, key, fn, {
     env: options.env,
     bootTimeoutMs: options.bootTimeoutMs,

@@ -16,7 +16,7 @@ import type { ResolvedMount } from "../vm/mounts.ts";
 import type { Invocation } from "../vm/protocol.ts";
 import { makeRunDirectory } from "../vm/run-directory.ts";
 import { decoderLimitsFor, runSession, type SessionLimits, type SessionReport } from "../vm/session.ts";
-import { afterInvocation } from "./function-snapshots.ts";
+import { wantFunctionSnapshot } from "./function-snapshots.ts";
 import { abandonPrestart, adoptPrestarted, forgetFunctionPrestart, notePrestart } from "./prestart.ts";
 import {
   discardSnapshot,
@@ -225,7 +225,7 @@ export async function startAndRun(
   if (done) return done;
   const started = await runOnSharedSnapshot(host, prepared, options, start, env);
   if (start === "auto" && started.report.failure === undefined) {
-    await afterInvocation(host, functionKey, fn, {
+    await wantFunctionSnapshot(host, functionKey, fn, "invoked", {
       env,
       bootTimeoutMs: bootTimeoutMs(host),
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),

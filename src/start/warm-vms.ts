@@ -26,7 +26,7 @@ import type { ResolvedMount } from "../vm/mounts.ts";
 import type { Vm } from "../vm/process.ts";
 import type { DecoderLimits } from "../vm/protocol.ts";
 import { makeRunDirectory } from "../vm/run-directory.ts";
-import { keepFunctionSnapshot } from "./function-snapshots.ts";
+import { wantFunctionSnapshot } from "./function-snapshots.ts";
 import {
   discardSnapshot,
   ensureSnapshot,
@@ -221,7 +221,7 @@ export class WarmVms {
     const key = await functionSnapshotKey(this.host, fn.saved);
     const found = await findFunctionSnapshot(this.host, fn.saved.shape, key);
     if (!found && !this.#closed) {
-      await keepFunctionSnapshot(this.host, key, fn.saved, {
+      await wantFunctionSnapshot(this.host, key, fn.saved, "kept", {
         env: process.env,
         bootTimeoutMs: bootTimeoutMs(this.host),
         ...(this.options.onNotice ? { onNotice: this.options.onNotice } : {}),
@@ -232,36 +232,14 @@ export class WarmVms {
 
   /** A clone of the function's own snapshot: imported before it was saved, nothing to load. */
   async #restoreFunction(fn: WarmFunction, snapshot: Snapshot): Promise<WarmVm> {
-    const runDirectory = await makeRunDirectory();
-    const vm = await restoreClone(snapshot.host, snapshot, runDirectory, {
-      network: fn.network,
-      mounts: fn.mounts,
-      decoderLimits: this.options.decoderLimits,
-    }).catch(async (error: unknown) => {
-      await rm(runDirectory, { recursive: true, force: true });
-      // As for the profile's snapshot (below): never used again; the next start loads instead.
-      if (error instanceof BootError && !fn.network) await discardSnapshot(snapshot);
-      throw error;
-    });
+    const vm = await this.#restoreClone(fn, snapshot);
     // Its invocation's frames are signed with a key of its own, sent with the invocation.
     return { vm, bootNonce: snapshot.bootNonce, key: newFrameKey() };
   }
 
   async #restoreAndLoad(fn: WarmFunction, shape: SavedShape): Promise<WarmVm> {
     const snapshot = await ensureSnapshot(this.host, shape);
-    const runDirectory = await makeRunDirectory();
-    const vm = await restoreClone(snapshot.host, snapshot, runDirectory, {
-      network: fn.network,
-      mounts: fn.mounts,
-      decoderLimits: this.options.decoderLimits,
-    }).catch(async (error: unknown) => {
-      await rm(runDirectory, { recursive: true, force: true });
-      // QEMU would not load the saved state: no later VM may use it, and the next
-      // start makes it again (as an invocation does, start/run.ts). A clone with a
-      // network keeps it: its card is what failed.
-      if (error instanceof BootError && !fn.network) await discardSnapshot(snapshot);
-      throw error;
-    });
+    const vm = await this.#restoreClone(fn, snapshot);
     const key = newFrameKey();
     // The key goes with the function, before its code runs; its "ready" is signed with it.
     vm.send(
@@ -270,6 +248,24 @@ export class WarmVms {
       key,
     );
     return { vm, bootNonce: snapshot.bootNonce, key };
+  }
+
+  /** A clone of `snapshot` with the function's network and folders. */
+  async #restoreClone(fn: WarmFunction, snapshot: Snapshot): Promise<Vm> {
+    const runDirectory = await makeRunDirectory();
+    return restoreClone(snapshot.host, snapshot, runDirectory, {
+      network: fn.network,
+      mounts: fn.mounts,
+      decoderLimits: this.options.decoderLimits,
+    }).catch(async (error: unknown) => {
+      await rm(runDirectory, { recursive: true, force: true });
+      // QEMU would not load the saved state: no later VM may use it, and the next
+      // start makes it again (as an invocation does, start/run.ts), or loads the
+      // function into a clone of its profile's. A clone with a network keeps it:
+      // its card is what failed.
+      if (error instanceof BootError && !fn.network) await discardSnapshot(snapshot);
+      throw error;
+    });
   }
 
   async #bootWithFunction(fn: WarmFunction): Promise<WarmVm> {

@@ -399,8 +399,8 @@ describe("function snapshots", () => {
       directory: string;
       current: boolean;
     }>;
-    const own = list.find((profile) => profile.function === "init-once");
-    expect(own?.directory).toBe(made.stdout.trim());
+    const own = list.find((profile) => profile.directory === made.stdout.trim());
+    expect(own?.function).toBe("init-once");
     expect(own?.current).toBe(true);
 
     const first = invokeJson("test/fixtures/init-once.ts");
