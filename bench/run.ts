@@ -46,7 +46,7 @@ import { createPool } from "../src/invoke/pool.ts";
 import { prepareInvocation } from "../src/invoke/prepare.ts";
 import { renderCharts } from "../src/serve/dashboard/charts.ts";
 import { bootAndRun } from "../src/start/run.ts";
-import { ensureSnapshot, memoryOnly } from "../src/start/snapshot.ts";
+import { backgroundSnapshots, ensureSnapshot, memoryOnly } from "../src/start/snapshot.ts";
 import { packageRoot } from "../src/util/paths.ts";
 import { whichSync } from "../src/util/which.ts";
 import { framesSignedWith } from "../src/vm/frame-keys.ts";
@@ -275,6 +275,9 @@ async function run(work: string): Promise<void> {
 
   // (d) a warm pool
   const pool = await createPool({ size: 1, host, functions: [HELLO] });
+  // The pool asks for hello's function snapshot: made before the rows, not beside them.
+  await waitForIdle(pool, 1);
+  await backgroundSnapshots();
   await waitForIdle(pool, 1);
 
   const rows: Row[] = [

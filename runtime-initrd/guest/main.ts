@@ -12,7 +12,8 @@
  *            comes in the initramfs (/fnrun/function.mjs and function.json), or
  *            in a "load" message to a warm VM (a pooled snapshot clone). A VM
  *            booted so to be saved (a function snapshot) has its init phase
- *            watched (init-watch.ts), and its "ready" says what it used.
+ *            watched (init-watch.ts), and its "ready" says what it used; a
+ *            pooled clone of it is sent "warm" and says "ready" once more.
  *
  * After a snapshot restore, every random generator is reseeded before user code
  * runs. Logs, timeline marks and the outcome go to the host in frames signed
@@ -118,6 +119,13 @@ async function main(): Promise<void> {
       wakeUp(message);
       // Sent with the invocation's first frames: before, the host may not take it.
       marks.awake = now();
+      continue;
+    }
+    if (message.type === "warm" && loaded) {
+      // A pooled clone of a function snapshot: its function is here already.
+      useKey(message.key);
+      warmInvocationPath();
+      send({ type: "ready", marks });
       continue;
     }
     if (message.type === "load" && !loaded) {

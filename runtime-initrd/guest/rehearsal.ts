@@ -6,7 +6,7 @@ import fs from "node:fs";
 import { format } from "node:util";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { encodeMessage, type Invocation, type WakeMessage } from "../../src/vm/protocol.ts";
+import { encodeMessage, type HostMessage, type Invocation, type WakeMessage } from "../../src/vm/protocol.ts";
 import { hostDecoder, redirectOutput, restoreOutput, useKey, writeAll } from "./channel.ts";
 import { frameSigner, signedFrames } from "./frames.ts";
 import { clearOutcome, type InvokeMessage, runInvocation } from "./handler.ts";
@@ -126,9 +126,14 @@ export async function rehearse(): Promise<void> {
  * In a VM that waits with its function loaded (a pooled one), runs the runtime's
  * own per-invocation code once with nothing sent: under TCG, the first run of
  * any code in a VM is slow (it is translated), and this VM's first run should
- * not be the invocation's.
+ * not be the invocation's. (A clone of a function snapshot has run none of it:
+ * reading an invocation's frames included.)
  */
 export function warmInvocationPath(): void {
+  const received: unknown[] = [];
+  const stand = { type: "invoke", invocation: { event: JSON.stringify({ warm: [1, "up"] }) } };
+  hostDecoder(received).push(Buffer.from(encodeMessage(boot.nonce, 0, stand as HostMessage), "latin1"));
+  JSON.parse((received[0] as InvokeMessage).invocation.event);
   const line = `${format("%s %d %j", "warm", 1, { up: true })}\n`;
   const signer = frameSigner("0".repeat(64));
   const devNull = fs.openSync("/dev/null", "w");

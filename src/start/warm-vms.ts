@@ -180,8 +180,7 @@ export class WarmVms {
       : clones
         ? await this.#restoreAndLoad(slot.fn, shape)
         : await this.#bootWithFunction(slot.fn);
-    // A clone of the function's snapshot is ready once restored; the others say so.
-    if (!own) await this.#untilReady(vm);
+    await this.#untilReady(vm);
     // A VM that dies while idle leaves the pool, and is replaced.
     let watching = true;
     const warm = {
@@ -230,11 +229,17 @@ export class WarmVms {
     return found;
   }
 
-  /** A clone of the function's own snapshot: imported before it was saved, nothing to load. */
+  /**
+   * A clone of the function's own snapshot: imported before it was saved,
+   * nothing to load, but the runtime's per-invocation code is run once ahead
+   * (translated by TCG in this VM before its invocation comes).
+   */
   async #restoreFunction(fn: WarmFunction, snapshot: Snapshot): Promise<WarmVm> {
     const vm = await this.#restoreClone(fn, snapshot);
-    // Its invocation's frames are signed with a key of its own, sent with the invocation.
-    return { vm, bootNonce: snapshot.bootNonce, key: newFrameKey() };
+    const key = newFrameKey();
+    // Its "ready", and its invocation's frames, are signed with this key.
+    vm.send({ type: "warm", key }, snapshot.bootNonce, key);
+    return { vm, bootNonce: snapshot.bootNonce, key };
   }
 
   async #restoreAndLoad(fn: WarmFunction, shape: SavedShape): Promise<WarmVm> {

@@ -128,7 +128,13 @@ export type HostMessage =
    * Import this function now (its init phase) and say "ready" again, signed
    * with `key` from now on (before the function's code runs); the event follows.
    */
-  | { type: "load"; settings: FunctionSettings; bundle: string; key: string };
+  | { type: "load"; settings: FunctionSettings; bundle: string; key: string }
+  /**
+   * A pooled clone of a function snapshot (its function imported before it was
+   * saved): run the runtime's per-invocation code once, with nothing sent, and
+   * say "ready", signed with `key` from now on; the event follows.
+   */
+  | { type: "warm"; key: string };
 
 /** A clone's first message (vm/launch.ts's restoreVm sends it, the guest's wakeUp reads it). */
 export type WakeMessage = Extract<HostMessage, { type: "wake" }>;
