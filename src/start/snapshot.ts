@@ -187,7 +187,7 @@ async function toSnapshot(entry: CacheEntry, key: string, host: HostSetup): Prom
  * What a function's init phase sees of its invocation, and where its clones
  * mount their folders: what keys its function snapshot.
  */
-export function functionSettingsOf(invocation: Invocation, mounts: MountRequest[] = []): FunctionSettings {
+export function functionSettingsOf(invocation: Invocation, mounts: MountRequest[]): FunctionSettings {
   return {
     functionName: invocation.functionName,
     functionVersion: invocation.functionVersion,
