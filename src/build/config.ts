@@ -62,6 +62,9 @@ export const CONFIG_KEYS = [
   "concurrency",
 ] as const;
 
+/** A function's memory when neither its config nor its invocation says (Lambda's minimum is 128). */
+export const DEFAULT_MEMORY_MB = 256;
+
 export const LIMITS = {
   timeoutSeconds: { min: 0.1, max: 900 },
   memoryMB: { min: 64, max: 16384 },

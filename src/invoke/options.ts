@@ -2,7 +2,7 @@
  * What invoke() takes and gives: its options, their defaults (the Lambda
  * contract's), and their checks at the boundary, so inner code trusts them.
  */
-import { LIMITS, type MountConfig, validateEnv } from "../build/config.ts";
+import { DEFAULT_MEMORY_MB, LIMITS, type MountConfig, validateEnv } from "../build/config.ts";
 import { isHandlerString } from "../build/handler.ts";
 import type { AccelRequest } from "../host/accel.ts";
 import type { HostSetup } from "../host/setup.ts";
@@ -17,7 +17,7 @@ export type { StartMode };
 
 export const DEFAULTS = {
   timeoutSeconds: 30,
-  memoryMB: 256,
+  memoryMB: DEFAULT_MEMORY_MB,
   maxResultBytes: 6 * 1024 * 1024,
   maxLogBytes: 1024 * 1024,
   maxEventBytes: 6 * 1024 * 1024,

@@ -28,7 +28,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { readFile, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { commandLineMount } from "../build/config.ts";
+import { commandLineMount, DEFAULT_MEMORY_MB } from "../build/config.ts";
 import { cacheRoot, fileIdentitySync, sha256, writeFileAtomic } from "../util/cache.ts";
 import { type RestoreTarget, restoreCloneOf, restoreTarget } from "../vm/launch.ts";
 import { checkMounts, type FolderTools, folderTools, type ResolvedMount } from "../vm/mounts.ts";
@@ -38,24 +38,21 @@ import { makeRunDirectorySync } from "../vm/run-directory.ts";
 import { hostSlots } from "../vm/slots.ts";
 import type { Snapshot } from "./snapshot.ts";
 
-const NOTE_FORMAT = 3;
+/** v4: a clone's memory size is part of its kind (a note per size). */
+const NOTE_FORMAT = 4;
 /** Environment that changes which QEMU or kernel fnrun picks. */
 const HOST_ENVIRONMENT = ["FNRUN_QEMU", "FNRUN_FOLDER_QEMU", "FNRUN_KERNEL", "FNRUN_KERNEL_SOURCE"] as const;
 /** Flags with which no noted clone is what the invocation will run on. */
-const OTHER_VM_FLAGS = new Set([
-  "memory",
-  "accel",
-  "max-result-size",
-  "max-log-size",
-  "help",
-  "h",
-  "version",
-]);
+const OTHER_VM_FLAGS = new Set(["accel", "max-result-size", "max-log-size", "help", "h", "version"]);
 
-/** What a prestarted clone has of its own: a network card (`--net`), shared folders (`--mount` specs). */
+/**
+ * What a prestarted clone has of its own: a network card (`--net`), shared
+ * folders (`--mount` specs), another memory size (`--memory`).
+ */
 export interface PrestartPlan {
   network: boolean;
   mounts: string[];
+  memoryMB?: number;
   /** The function, as the command line names it right after `invoke` (its function snapshot's note). */
   function?: string;
 }
@@ -64,6 +61,7 @@ export interface PrestartPlan {
 export interface PrestartKind {
   network: boolean;
   folders: number;
+  memoryMB: number;
   /** A clone of this function's own snapshot (the function's absolute path). */
   entry?: string;
 }
@@ -122,6 +120,11 @@ export function prestartable(args: readonly string[]): PrestartPlan | undefined 
       else
         while (index + 1 < args.length && !(args[index + 1] as string).startsWith("-"))
           plan.mounts.push(args[++index] as string);
+    } else if (flag === "memory") {
+      // A size the CLI will accept is a whole number of MB: anything else, it refuses.
+      const memoryMB = Number(inline ?? args[index + 1]);
+      if (!Number.isInteger(memoryMB) || memoryMB <= 0) return undefined;
+      plan.memoryMB = memoryMB;
     } else if (OTHER_VM_FLAGS.has(flag)) {
       return undefined;
     }
@@ -130,7 +133,7 @@ export function prestartable(args: readonly string[]): PrestartPlan | undefined 
 }
 
 function notePath(env: NodeJS.ProcessEnv, kind: PrestartKind): string {
-  const name = `${kind.network ? "net" : "plain"}${kind.folders > 0 ? `-folders${kind.folders}` : ""}${kind.entry ? `-function-${sha256(kind.entry).slice(0, 16)}` : ""}`;
+  const name = `${kind.network ? "net" : "plain"}-${kind.memoryMB}mb${kind.folders > 0 ? `-folders${kind.folders}` : ""}${kind.entry ? `-function-${sha256(kind.entry).slice(0, 16)}` : ""}`;
   return join(cacheRoot(env), "snapshot", `prestart-${name}.json`);
 }
 
@@ -218,12 +221,15 @@ export function prestart(args: readonly string[], env: NodeJS.ProcessEnv = proce
     // Checked as the invocation will check them: what does not pass is not prestarted.
     mounts = checkMounts(plan.mounts.map(commandLineMount), plan.network);
     // A clone of the function's own snapshot, if the last invocation of it had one.
-    const own = plan.function
-      ? { network: plan.network, folders: mounts.length, entry: resolve(plan.function) }
-      : undefined;
-    note =
-      (own && existsSync(notePath(env, own)) ? readNote(env, own) : undefined) ??
-      readNote(env, { network: plan.network, folders: mounts.length });
+    // Of the size the command line asks for, else the default (a function's
+    // config may ask for another: its clone is then not adopted).
+    const profile = {
+      network: plan.network,
+      folders: mounts.length,
+      memoryMB: plan.memoryMB ?? DEFAULT_MEMORY_MB,
+    };
+    const own = plan.function ? { ...profile, entry: resolve(plan.function) } : undefined;
+    note = (own && existsSync(notePath(env, own)) ? readNote(env, own) : undefined) ?? readNote(env, profile);
   } catch {
     return;
   }

@@ -17,7 +17,13 @@ import type { Invocation } from "../vm/protocol.ts";
 import { makeRunDirectory } from "../vm/run-directory.ts";
 import { decoderLimitsFor, runSession, type SessionLimits, type SessionReport } from "../vm/session.ts";
 import { wantFunctionSnapshot } from "./function-snapshots.ts";
-import { abandonPrestart, adoptPrestarted, forgetFunctionPrestart, notePrestart } from "./prestart.ts";
+import {
+  abandonPrestart,
+  adoptPrestarted,
+  forgetFunctionPrestart,
+  notePrestart,
+  type PrestartKind,
+} from "./prestart.ts";
 import {
   discardSnapshot,
   ensureSnapshot,
@@ -134,6 +140,11 @@ export function savedShapeOf(prepared: PreparedInvocation): SavedShape {
   return { memoryMB: prepared.limits.memoryMB, folders: prepared.mounts.length };
 }
 
+/** Which prestarted clone this invocation's is: the note a clone of its profile is made from next time. */
+function prestartKindOf(prepared: PreparedInvocation): PrestartKind {
+  return { network: prepared.network, folders: prepared.mounts.length, memoryMB: prepared.limits.memoryMB };
+}
+
 /** The invocation's function, as its function snapshot would hold it. */
 export function functionToSave(prepared: PreparedInvocation): FunctionToSave {
   const { bundle, invocation, mounts } = prepared;
@@ -187,7 +198,7 @@ async function runOnFunctionSnapshot(
   start: StartMode,
 ): Promise<{ report: SessionReport; startMode: "snapshot" } | undefined> {
   const snapshot = await findFunctionSnapshot(host, savedShapeOf(prepared), key);
-  const kind = { network: prepared.network, folders: prepared.mounts.length, entry: prepared.bundle.entry };
+  const kind = { ...prestartKindOf(prepared), entry: prepared.bundle.entry };
   if (!snapshot) {
     await forgetFunctionPrestart(kind);
     return undefined;
@@ -281,7 +292,7 @@ async function runOnSharedSnapshot(
   const noted = notePrestart(
     snapshot,
     decoderLimitsFor(prepared.limits.maxResultBytes),
-    { network: prepared.network, folders: prepared.mounts.length },
+    prestartKindOf(prepared),
     env,
   ).catch(() => {});
   const outcome = await failedRestore(restoreAndRun(snapshot, prepared, options));

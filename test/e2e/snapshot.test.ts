@@ -302,6 +302,17 @@ describe("prestart", () => {
     expect(folderDaemons()).toEqual([]);
     expect(leftoverRamCopies()).toEqual([]);
 
+    // --memory: a clone of that size's snapshot, from a note of its own, so that
+    // invocations of two sizes in turn each adopt theirs.
+    const sized = (...flags: string[]) => cli("invoke", "functions/hello.ts", ...flags, "--json");
+    // The first may boot while that size's snapshot is made; the second leaves the note.
+    for (let round = 0; round < 2; round++) expect(sized("--memory", "512").status).toBe(0);
+    for (const flags of [[], ["--memory", "512"], [], ["--memory=512"]]) {
+      const run = sized(...flags);
+      expect(run.status, run.stderr).toBe(0);
+      expect(timelineOf(run.stdout), flags.join(" ") || "default size").toContain("cloneAdopted");
+    }
+
     // A command line fnrun refuses never gets far: the prestarted clone goes with it.
     const refused = cli("invoke", "functions/hello.ts", "--event", "{not json");
     expect(refused.status).toBe(2);

@@ -56,8 +56,6 @@ describe("prestartable", () => {
         "invoke functions/hello.ts --start=boot",
         "invoke functions/hello.ts --net --start boot",
         "invoke functions/hello.ts --mount data:/mnt/data --start boot",
-        "invoke functions/hello.ts --memory 512",
-        "invoke functions/hello.ts --memory=512",
         "invoke functions/hello.ts --accel kvm",
         "invoke functions/hello.ts --max-result-size 10",
         "invoke functions/hello.ts --max-log-size=4096",
@@ -65,7 +63,25 @@ describe("prestartable", () => {
         "invoke -h",
         "invoke --version",
       ),
-    ).toEqual(Array(15).fill(undefined));
+    ).toEqual(Array(13).fill(undefined));
+  });
+
+  it("prestarts a clone of another memory size's snapshot for --memory, and none for a size the CLI refuses", () => {
+    expect(
+      lines(
+        "invoke functions/hello.ts --memory 512",
+        "invoke functions/hello.ts --memory=1024 --net",
+        "invoke functions/hello.ts --memory lots",
+        "invoke functions/hello.ts --memory=0",
+        "invoke functions/hello.ts --memory 1.5",
+      ),
+    ).toEqual([
+      { ...plain, memoryMB: 512 },
+      { ...plain, network: true, memoryMB: 1024 },
+      undefined,
+      undefined,
+      undefined,
+    ]);
   });
 
   it("reads no further than --", () => {
