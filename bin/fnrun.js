@@ -21,10 +21,15 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
   });
 }
 
-// `fnrun invoke` starts restoring a snapshot clone now, while the rest of the CLI
-// loads and the function is bundled (src/prestart.ts).
-const early = process.argv[2] === "invoke" ? await import("../dist/cli/prestart.mjs") : undefined;
-early?.prestart(process.argv.slice(2));
+// `fnrun invoke` spawns a snapshot clone's QEMU now, as the last snapshot start
+// noted it (src/start/prestart-spawn.ts), and restores it while the rest of the
+// CLI loads and the function is bundled (src/start/prestart.ts).
+const spawned =
+  process.argv[2] === "invoke"
+    ? (await import("../dist/cli/prestart-spawn.mjs")).spawnFromNote(process.argv.slice(2))
+    : undefined;
+const early = spawned ? await import("../dist/cli/prestart.mjs") : undefined;
+early?.prestart(spawned);
 
 const { main } = await import("../dist/cli/fnrun.mjs");
 const code = await main(process.argv.slice(2), {

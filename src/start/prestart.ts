@@ -20,64 +20,36 @@
  * with their daemons, and a RAM copy. It is adopted only by an invocation with
  * the very same network and folders (a function's config can add either).
  *
+ * Two steps. The first, prestart-spawn.ts, is loaded alone before the CLI:
+ * it reads the note, takes a VM slot and, for a clone with neither network
+ * nor folders, spawns QEMU from the command the note keeps. The second, this
+ * module (loaded while QEMU starts), sends the wake message and loads the
+ * state over QMP, or, for a clone with a network or folders, starts their
+ * guard and daemons and restores it as restoreClone would.
+ *
  * A function with its own snapshot (`fnrun snapshot FUNCTION`) has a note of its
  * own, per function file: its last invocation wrote it, and the next `fnrun
  * invoke` of that file prestarts a clone of its function snapshot (adopted only
  * if the invocation resolves the very same one: same bundle, same settings).
  */
-import { existsSync, readFileSync } from "node:fs";
 import { readFile, rm } from "node:fs/promises";
-import { join, resolve } from "node:path";
-import { commandLineMount, DEFAULT_MEMORY_MB } from "../build/config.ts";
-import { cacheRoot, fileIdentitySync, sha256, writeFileAtomic } from "../util/cache.ts";
-import { type RestoreTarget, restoreCloneOf, restoreTarget } from "../vm/launch.ts";
-import { checkMounts, type FolderTools, folderTools, type ResolvedMount } from "../vm/mounts.ts";
-import type { Vm } from "../vm/process.ts";
+import { fileIdentitySync, writeFileAtomic } from "../util/cache.ts";
+import { restoreCloneOf, restoreTarget, resumeClone } from "../vm/launch.ts";
+import { checkMounts, folderTools, type ResolvedMount } from "../vm/mounts.ts";
+import { qemuCommand, type Vm } from "../vm/process.ts";
 import type { DecoderLimits } from "../vm/protocol.ts";
-import { makeRunDirectorySync } from "../vm/run-directory.ts";
-import { hostSlots } from "../vm/slots.ts";
+import {
+  type EarlyClone,
+  hostEnvironment,
+  NOTE_FORMAT,
+  type Note,
+  notePath,
+  type PrestartKind,
+  restoredFiles,
+} from "./prestart-spawn.ts";
 import type { Snapshot } from "./snapshot.ts";
 
-/** v4: a clone's memory size is part of its kind (a note per size). */
-const NOTE_FORMAT = 4;
-/** Environment that changes which QEMU or kernel fnrun picks. */
-const HOST_ENVIRONMENT = ["FNRUN_QEMU", "FNRUN_FOLDER_QEMU", "FNRUN_KERNEL", "FNRUN_KERNEL_SOURCE"] as const;
-/** Flags with which no noted clone is what the invocation will run on. */
-const OTHER_VM_FLAGS = new Set(["accel", "max-result-size", "max-log-size", "help", "h", "version"]);
-
-/**
- * What a prestarted clone has of its own: a network card (`--net`), shared
- * folders (`--mount` specs), another memory size (`--memory`).
- */
-export interface PrestartPlan {
-  network: boolean;
-  mounts: string[];
-  memoryMB?: number;
-  /** The function, as the command line names it right after `invoke` (its function snapshot's note). */
-  function?: string;
-}
-
-/** Which profile a clone is of, beyond its snapshot: what its note is for. */
-export interface PrestartKind {
-  network: boolean;
-  folders: number;
-  memoryMB: number;
-  /** A clone of this function's own snapshot (the function's absolute path). */
-  entry?: string;
-}
-
-interface Note {
-  format: number;
-  kind: PrestartKind;
-  snapshot: Snapshot;
-  target: RestoreTarget;
-  /** For a profile with folders: what serves them, found once, when the note was written. */
-  folderTools?: FolderTools;
-  decoderLimits: DecoderLimits;
-  /** The identity (path, size, mtime, inode) of every file the restore reads. */
-  files: Record<string, string>;
-  environment: Record<string, string | null>;
-}
+export { type PrestartKind, type PrestartPlan, prestartable } from "./prestart-spawn.ts";
 
 interface Launched {
   network: boolean;
@@ -97,64 +69,6 @@ interface Prestarted {
 
 let prestarted: Prestarted | undefined;
 
-/** Which clone an `fnrun` command line may start ahead of time, if any. */
-export function prestartable(args: readonly string[]): PrestartPlan | undefined {
-  if (args[0] !== "invoke") return undefined;
-  const plan: PrestartPlan = { network: false, mounts: [] };
-  const named = args[1];
-  if (named !== undefined && !named.startsWith("-")) plan.function = named;
-  for (let index = 1; index < args.length; index++) {
-    const arg = args[index] as string;
-    if (arg === "--") break;
-    if (!arg.startsWith("-")) continue;
-    const [flag = "", inline] = arg.replace(/^-{1,2}/, "").split("=", 2);
-    if (flag === "start") {
-      const value = inline ?? args[index + 1];
-      if (value !== "auto" && value !== "snapshot") return undefined;
-    } else if (flag === "net") {
-      if (inline !== undefined) return undefined; // --net=...: left to the CLI to read
-      plan.network = true;
-    } else if (flag === "mount") {
-      // An array option: it takes every word up to the next flag, as the CLI's parser does.
-      if (inline !== undefined) plan.mounts.push(inline);
-      else
-        while (index + 1 < args.length && !(args[index + 1] as string).startsWith("-"))
-          plan.mounts.push(args[++index] as string);
-    } else if (flag === "memory") {
-      // A size the CLI will accept is a whole number of MB: anything else, it refuses.
-      const memoryMB = Number(inline ?? args[index + 1]);
-      if (!Number.isInteger(memoryMB) || memoryMB <= 0) return undefined;
-      plan.memoryMB = memoryMB;
-    } else if (OTHER_VM_FLAGS.has(flag)) {
-      return undefined;
-    }
-  }
-  return plan;
-}
-
-function notePath(env: NodeJS.ProcessEnv, kind: PrestartKind): string {
-  const name = `${kind.network ? "net" : "plain"}-${kind.memoryMB}mb${kind.folders > 0 ? `-folders${kind.folders}` : ""}${kind.entry ? `-function-${sha256(kind.entry).slice(0, 16)}` : ""}`;
-  return join(cacheRoot(env), "snapshot", `prestart-${name}.json`);
-}
-
-function hostEnvironment(env: NodeJS.ProcessEnv): Record<string, string | null> {
-  return Object.fromEntries(HOST_ENVIRONMENT.map((name) => [name, env[name] ?? null]));
-}
-
-function restoredFiles(note: Pick<Note, "target" | "snapshot" | "folderTools">): string[] {
-  const { target, snapshot, folderTools: tools } = note;
-  const { spec } = target;
-  return [
-    ...(tools ? [tools.virtiofsd, tools.wrapper, ...(tools.proxy ? [tools.proxy] : [])] : []),
-    target.qemuPath,
-    spec.kernel.path,
-    spec.initrd,
-    ...(spec.runtimeDisk ? [spec.runtimeDisk] : []),
-    snapshot.ram,
-    snapshot.state,
-  ];
-}
-
 /**
  * Remembers the snapshot an invocation was just restored from, for the next
  * `fnrun invoke` to prestart. Written only when it changed.
@@ -167,6 +81,7 @@ export async function notePrestart(
 ): Promise<void> {
   const target = restoreTarget(snapshot.host, snapshot);
   const tools = kind.folders > 0 ? await folderTools(true, env) : undefined;
+  const plain = !kind.network && kind.folders === 0;
   const files: Record<string, string> = {};
   for (const path of restoredFiles({ target, snapshot, folderTools: tools }))
     files[path] = fileIdentitySync(path);
@@ -176,6 +91,8 @@ export async function notePrestart(
     snapshot,
     target,
     ...(tools ? { folderTools: tools } : {}),
+    // Its QEMU inherits one descriptor: the device state.
+    ...(plain ? { command: qemuCommand(target, 1) } : {}),
     decoderLimits,
     files,
     environment: hostEnvironment(env),
@@ -194,73 +111,53 @@ export async function forgetFunctionPrestart(
   if (kind.entry) await rm(notePath(env, kind), { force: true });
 }
 
-/** The note, if it still describes files that are there, unchanged, for this environment. */
-function readNote(env: NodeJS.ProcessEnv, kind: PrestartKind): Note | undefined {
-  const note = JSON.parse(readFileSync(notePath(env, kind), "utf8")) as Note;
-  if (note.format !== NOTE_FORMAT || JSON.stringify(note.kind) !== JSON.stringify(kind)) return undefined;
-  if (JSON.stringify(hostEnvironment(env)) !== JSON.stringify(note.environment)) return undefined;
-  for (const path of restoredFiles(note)) {
-    if (note.files[path] !== fileIdentitySync(path)) return undefined;
-  }
-  return note;
-}
-
 /**
- * Starts restoring a clone for `fnrun ARGS` if the command line and the note
- * allow it and a VM slot is free. Never throws, and nothing before QEMU's spawn
- * waits for I/O, so QEMU starts at once even while the CLI goes on loading; the
- * rest of the restore follows in the background. Whatever goes wrong, the
- * invocation restores (or boots) as it would have.
+ * The second step of a prestart whose first (prestart-spawn.ts's spawnFromNote)
+ * found a note and a slot: restores its clone in the background. Never throws.
+ * Whatever goes wrong, the invocation restores (or boots) as it would have.
  */
-export function prestart(args: readonly string[], env: NodeJS.ProcessEnv = process.env): void {
-  const plan = prestarted ? undefined : prestartable(args);
-  if (!plan) return;
-  let note: Note | undefined;
-  let mounts: ResolvedMount[];
-  try {
-    // Checked as the invocation will check them: what does not pass is not prestarted.
-    mounts = checkMounts(plan.mounts.map(commandLineMount), plan.network);
-    // A clone of the function's own snapshot, if the last invocation of it had one.
-    // Of the size the command line asks for, else the default (a function's
-    // config may ask for another: its clone is then not adopted).
-    const profile = {
-      network: plan.network,
-      folders: mounts.length,
-      memoryMB: plan.memoryMB ?? DEFAULT_MEMORY_MB,
-    };
-    const own = plan.function ? { ...profile, entry: resolve(plan.function) } : undefined;
-    note = (own && existsSync(notePath(env, own)) ? readNote(env, own) : undefined) ?? readNote(env, profile);
-  } catch {
+export function prestart(early: EarlyClone | undefined): void {
+  if (!early) return;
+  if (prestarted) {
+    // One per process: a second is not needed (and has seen nothing).
+    early.spawned?.child.kill("SIGKILL");
+    void early.release();
+    void rm(early.runDirectory, { recursive: true, force: true });
     return;
   }
-  if (!note) return;
-  const release = hostSlots.tryAcquire();
-  if (!release) return;
-  const found = note;
   const launched = (async (): Promise<Launched | undefined> => {
-    let runDirectory: string | undefined;
+    const { note, runDirectory } = early;
     try {
-      runDirectory = makeRunDirectorySync();
-      const vm = await restoreCloneOf(found.target, found.snapshot, runDirectory, {
-        network: plan.network,
-        mounts,
-        decoderLimits: found.decoderLimits,
-        ...(found.folderTools ? { folderTools: found.folderTools } : {}),
-      });
-      return {
-        network: plan.network,
-        mounts,
-        vm,
-        snapshot: found.snapshot,
-        decoderLimits: found.decoderLimits,
-        runDirectory,
-      };
+      const restored = early.spawned
+        ? {
+            network: false,
+            mounts: [],
+            vm: await resumeClone(early.spawned, note.snapshot, runDirectory, {
+              decoderLimits: note.decoderLimits,
+            }),
+          }
+        : await restoreWithDevices(early);
+      return { ...restored, snapshot: note.snapshot, decoderLimits: note.decoderLimits, runDirectory };
     } catch {
-      if (runDirectory) await rm(runDirectory, { recursive: true, force: true });
+      await rm(runDirectory, { recursive: true, force: true });
       return undefined;
     }
   })();
-  prestarted = { release, launched, slotTaken: false };
+  prestarted = { release: early.release, launched, slotTaken: false };
+}
+
+/** A clone with a network or folders: their guard and daemons start first, as restoreClone starts them. */
+async function restoreWithDevices(early: EarlyClone): Promise<Pick<Launched, "network" | "mounts" | "vm">> {
+  const { plan, note, runDirectory } = early;
+  // Checked as the invocation will check them: what does not pass is not prestarted.
+  const mounts = checkMounts(early.mounts, plan.network);
+  const vm = await restoreCloneOf(note.target, note.snapshot, runDirectory, {
+    network: plan.network,
+    mounts,
+    decoderLimits: note.decoderLimits,
+    ...(note.folderTools ? { folderTools: note.folderTools } : {}),
+  });
+  return { network: plan.network, mounts, vm };
 }
 
 /** The VM slot a prestarted clone holds, handed to the invocation (which then releases it). */

@@ -37,10 +37,11 @@ import { BootError, InternalError } from "../util/errors.ts";
 import { type BootPayload, writeInitrd } from "./initrd.ts";
 import { type FolderTools, folderTag, type ResolvedMount, SharedFolders } from "./mounts.ts";
 import { NetGuard, type NetGuardSockets } from "./net-guard.ts";
-import { type LaunchOptions, randomNonce, Vm } from "./process.ts";
+import { type LaunchOptions, qemuCommand, randomNonce, Vm } from "./process.ts";
 import { type DecoderLimits, type MountRequest, SLIRP_NETWORK, type WakeMessage } from "./protocol.ts";
 import { buildKernelCmdline, pluggedDevices, randomMacAddress, type SharedFolderDevice } from "./qemu.ts";
 import { makeRunDirectory } from "./run-directory.ts";
+import { type SpawnedQemu, spawnQemu } from "./spawn-qemu.ts";
 
 /** What a guest can tell apart between VMs: what a snapshot has to match. */
 export interface VmShape {
@@ -405,20 +406,33 @@ export async function restoreVm(
   // QEMU reads the device state from an inherited descriptor: a clone, which runs
   // a function, may not start processes (no `exec:cat`).
   const state = openSync(saved.state, "r");
-  const { decoderLimits, attach, ramFd } = options;
-  let vm: Vm;
+  let spawned: SpawnedQemu;
   try {
-    vm = await Vm.launch({
-      qemuPath: target.qemuPath,
-      runDirectory,
-      key: saved.bootNonce,
-      ...(decoderLimits ? { decoderLimits } : {}),
-      inheritFds: ramFd === undefined ? [state] : [state, ramFd],
-      spec: target.spec,
-    });
+    const inheritFds = options.ramFd === undefined ? [state] : [state, options.ramFd];
+    spawned = spawnQemu(qemuCommand(target, inheritFds.length), inheritFds);
   } finally {
     closeSync(state);
   }
+  return resumeClone(spawned, saved, runDirectory, options);
+}
+
+/**
+ * The restore from QEMU's spawn on (restoreVm's, or a prestart's, spawned from
+ * the command its note keeps before this module had loaded): the wake message
+ * sent, the state loaded over QMP. QEMU has the state as fd 3.
+ */
+export async function resumeClone(
+  spawned: SpawnedQemu,
+  saved: SavedVm,
+  runDirectory: string,
+  options: RestoreOptions = {},
+): Promise<Vm> {
+  const { decoderLimits, attach } = options;
+  const vm = Vm.adopt(spawned, {
+    runDirectory,
+    key: saved.bootNonce,
+    ...(decoderLimits ? { decoderLimits } : {}),
+  });
   // The wake-up waits in the channel's socket until the restored guest reads it.
   const wake: WakeMessage = { type: "wake", entropy: randomBytes(64).toString("hex"), epochMs: Date.now() };
   vm.send(attach ? { ...wake, attach } : wake, saved.bootNonce);

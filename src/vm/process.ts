@@ -1,12 +1,11 @@
 /**
- * One QEMU process: spawned with an argv array, wired to its console (QEMU's
- * stdout) and its protocol channel, and killed on every path.
+ * One QEMU process, wired to its console (QEMU's stdout) and its protocol
+ * channel, and killed on every path.
  *
- * - QEMU runs under `setpriv --pdeathsig KILL`, so it dies with fnrun even when
- *   fnrun is SIGKILLed; an exit hook kills it on normal exits; `kill()` kills it
- *   when an invocation ends. (Spawned with node:child_process rather than execa:
- *   this is the one spawn on the hot path, and loading execa costs ~30 ms of
- *   every CLI run. Same discipline: an argv array, no shell, killed on every path.)
+ * - QEMU is spawned by spawn-qemu.ts (under a parent-death signal, with an
+ *   argv array), by launch() here, or by a prestart before this module has
+ *   even loaded, whose QEMU a Vm then adopts: one way to wire it either way.
+ * - `kill()` kills it when an invocation ends, and an exit hook on normal exits.
  * - Each VM has a private runtime directory (0700) for its sockets and its
  *   per-invocation initramfs, removed when the VM is gone.
  * - Everything the guest sends is parsed by the bounded FrameDecoder and
@@ -17,14 +16,12 @@
  * together, and are read best together.
  */
 
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import type { Socket } from "node:net";
 import { BootError } from "../util/errors.ts";
 import { TextTail } from "../util/text-tail.ts";
-import { whichSync } from "../util/which.ts";
 import { framesSignedWith } from "./frame-keys.ts";
 import {
   DEFAULT_DECODER_LIMITS,
@@ -37,8 +34,8 @@ import {
 } from "./protocol.ts";
 import { buildQemuArgs, type VmSpec } from "./qemu.ts";
 import { QmpClient } from "./qmp.ts";
+import { deathSignalWrapper, type QemuCommand, type SpawnedQemu, spawnQemu } from "./spawn-qemu.ts";
 
-/** Host-side timeline points, in ms since the VM's spawn. */
 export interface HostMarks {
   spawn: number;
   firstConsoleOutput?: number;
@@ -78,13 +75,6 @@ function installExitHook(): void {
   });
 }
 
-let setprivPath: string | null | undefined;
-
-function deathSignalWrapper(): string[] {
-  if (setprivPath === undefined) setprivPath = whichSync("setpriv") ?? null;
-  return setprivPath ? [setprivPath, "--pdeathsig", "KILL", "--"] : [];
-}
-
 export interface LaunchOptions {
   qemuPath: string;
   /** The spec; the channel's and QMP's descriptors are filled in here. */
@@ -99,6 +89,29 @@ export interface LaunchOptions {
   inheritFds?: number[];
 }
 
+/** What a Vm needs beyond its QEMU: where its files go, and how to read its frames. */
+export type WiringOptions = Pick<LaunchOptions, "runDirectory" | "key" | "decoderLimits">;
+
+/**
+ * The command that starts QEMU for `options`: its descriptors are the inherited
+ * ones from fd 3 (a snapshot's device state), then the channel's, then QMP's.
+ */
+export function qemuCommand(options: Pick<LaunchOptions, "qemuPath" | "spec">, inherited = 0): QemuCommand {
+  let next = 3 + inherited;
+  const channel: VmSpec["channel"] =
+    options.spec.channel === "virtio" ? { kind: "virtio", fd: next++ } : { kind: "serial" };
+  const { channel: _kind, qmp, ...rest } = options.spec;
+  const spec: VmSpec = { ...rest, channel, ...(qmp ? { qmpFd: next } : {}) };
+  return {
+    wrapper: deathSignalWrapper(),
+    qemuPath: options.qemuPath,
+    args: buildQemuArgs(spec),
+    inherited,
+    ...(channel.kind === "virtio" ? { channelFd: channel.fd } : {}),
+    ...(spec.qmpFd !== undefined ? { qmpFd: spec.qmpFd } : {}),
+  };
+}
+
 type Listener = (message: GuestMessage) => void;
 
 export class Vm {
@@ -110,7 +123,7 @@ export class Vm {
   readonly exited: Promise<VmExit>;
   readonly args: string[];
   #startedAt: number;
-  #child: ChildProcess;
+  #child: SpawnedQemu["child"];
   #socket: Socket | undefined;
   #decoder: FrameDecoder;
   #messageListeners = new Set<Listener>();
@@ -120,10 +133,12 @@ export class Vm {
   /** What goes with the VM when it is killed (its shared folders' daemons). */
   readonly #companions: Array<() => Promise<void>> = [];
 
-  private constructor(options: LaunchOptions, spec: VmSpec, wrapper: string[]) {
+  private constructor(options: WiringOptions, spawned: SpawnedQemu) {
+    const { child, command } = spawned;
     this.runDirectory = options.runDirectory;
-    this.args = buildQemuArgs(spec);
-    this.#startedAt = performance.now();
+    this.args = command.args;
+    this.#child = child;
+    this.#startedAt = spawned.startedAt;
     this.marks = { spawn: 0 };
     this.#decoder = new FrameDecoder(
       framesSignedWith(options.key),
@@ -135,30 +150,17 @@ export class Vm {
       options.decoderLimits ?? DEFAULT_DECODER_LIMITS,
     );
 
-    // The channel and QMP are socket pairs made with the process (Node's "pipe"
-    // descriptors are), connected before QEMU runs: what fnrun writes to them
-    // waits there, and nothing between QEMU's start and the guest's waits for
-    // this process to accept a connection while it is busy (a prestart).
-    const [command, ...rest] = [...wrapper, options.qemuPath, ...this.args] as [string, ...string[]];
-    const stdio: Array<"ignore" | "pipe" | number> = [
-      "ignore",
-      "pipe",
-      "pipe",
-      ...(options.inheritFds ?? []),
-    ];
-    if (spec.channel.kind === "virtio") stdio[spec.channel.fd] = "pipe";
-    if (spec.qmpFd !== undefined) stdio[spec.qmpFd] = "pipe";
-    this.#child = spawn(command, rest, { stdio, env: options.env ?? process.env });
-    const pair = (fd: number) => (this.#child.stdio[fd] as Socket | null | undefined) ?? undefined;
-    const channel = spec.channel.kind === "virtio" ? pair(spec.channel.fd) : undefined;
+    const pair = (fd: number | undefined) =>
+      fd === undefined ? undefined : ((child.stdio[fd] as Socket | null | undefined) ?? undefined);
+    const channel = pair(command.channelFd);
     if (channel) {
       this.#socket = channel;
       channel.on("data", (chunk: Buffer) => this.#decoder.push(chunk));
       channel.on("error", () => {});
     }
-    const qmpSocket = spec.qmpFd !== undefined ? pair(spec.qmpFd) : undefined;
+    const qmpSocket = pair(command.qmpFd);
     this.qmp =
-      spec.qmpFd === undefined
+      command.qmpFd === undefined
         ? undefined
         : qmpSocket
           ? Promise.resolve(new QmpClient(qmpSocket).start())
@@ -166,47 +168,41 @@ export class Vm {
     // Unobserved failures (QEMU died first) surface through `exited`.
     this.qmp?.catch(() => {});
 
-    const serialCarriesFrames = options.spec.channel === "serial";
-    this.#child.stdout?.on("data", (chunk: Buffer) => {
+    // Without a virtio channel, the frames come on the serial console.
+    const serialCarriesFrames = command.channelFd === undefined;
+    child.stdout?.on("data", (chunk: Buffer) => {
       this.marks.firstConsoleOutput ??= this.elapsed();
       if (serialCarriesFrames) this.#decoder.push(chunk);
       else this.#onConsole(chunk.toString("utf8"));
     });
     const stderr = new TextTail(8 * 1024);
-    this.#child.stderr?.on("data", (chunk: Buffer) => stderr.push(chunk.toString("utf8")));
+    child.stderr?.on("data", (chunk: Buffer) => stderr.push(chunk.toString("utf8")));
 
-    this.exited = new Promise<VmExit>((resolve) => {
-      let spawnError = "";
-      this.#child.once("error", (error) => {
-        spawnError = `cannot start ${command}: ${error.message}`;
-        // A failed spawn emits "error" and possibly no "close".
-        if (this.#child.pid === undefined) finish(null, null);
-      });
-      const finish = (code: number | null, signal: NodeJS.Signals | null) => {
-        if (this.#hasExited) return;
-        this.#hasExited = true;
-        this.marks.exited = this.elapsed();
-        live.delete(this);
-        this.#decoder.end();
-        this.#socket?.destroy();
-        this.qmp?.then((client) => client.close()).catch(() => {});
-        resolve({ code: spawnError ? 1 : code, signal, stderr: spawnError || stderr.toString().trim() });
-      };
-      this.#child.once("close", finish);
+    this.exited = spawned.exited.then(({ code, signal, spawnError }) => {
+      this.#hasExited = true;
+      this.marks.exited = this.elapsed();
+      live.delete(this);
+      this.#decoder.end();
+      this.#socket?.destroy();
+      this.qmp?.then((client) => client.close()).catch(() => {});
+      return { code, signal, stderr: spawnError ?? stderr.toString().trim() };
     });
     live.add(this);
     installExitHook();
   }
 
   static async launch(options: LaunchOptions): Promise<Vm> {
-    // QEMU's descriptors: the inherited ones from 3 (a snapshot's state is fd 3),
-    // then the channel's, then QMP's.
-    let next = 3 + (options.inheritFds?.length ?? 0);
-    const channel: VmSpec["channel"] =
-      options.spec.channel === "virtio" ? { kind: "virtio", fd: next++ } : { kind: "serial" };
-    const { channel: _kind, qmp, ...rest } = options.spec;
-    const spec: VmSpec = { ...rest, channel, ...(qmp ? { qmpFd: next } : {}) };
-    return new Vm(options, spec, deathSignalWrapper());
+    const inheritFds = options.inheritFds ?? [];
+    const spawned = spawnQemu(qemuCommand(options, inheritFds.length), inheritFds, options.env);
+    return new Vm(options, spawned);
+  }
+
+  /**
+   * A Vm for a QEMU spawned before this module had loaded (a prestart's): what
+   * it said meanwhile waits in its sockets and pipes, and is read now.
+   */
+  static adopt(spawned: SpawnedQemu, options: WiringOptions): Vm {
+    return new Vm(options, spawned);
   }
 
   elapsed(): number {

@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import { dirname, relative, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { prestartable } from "../../../src/start/prestart.ts";
 
@@ -86,5 +88,39 @@ describe("prestartable", () => {
 
   it("reads no further than --", () => {
     expect(lines("invoke functions/hello.ts -- --net")).toEqual([plain]);
+  });
+});
+
+describe("prestart-spawn.ts", () => {
+  const src = resolve(import.meta.dirname, "../../../src");
+
+  /** The modules `file` loads, transitively: imports that are not type-only. */
+  function loads(file: string, seen = new Set<string>()): Set<string> {
+    const text = readFileSync(file, "utf8");
+    for (const match of text.matchAll(/(?:^|\n)import\s+(?!type\s)[^;]*?from\s+"(\.[^"]+)"/g)) {
+      const target = resolve(dirname(file), match[1] as string);
+      if (seen.has(target)) continue;
+      seen.add(target);
+      loads(target, seen);
+    }
+    return seen;
+  }
+
+  it("loads only what spawning a noted clone needs: QEMU is spawned after it has loaded", () => {
+    const loaded = [...loads(resolve(src, "start/prestart-spawn.ts"))]
+      .map((file) => relative(src, file))
+      .sort();
+    expect(loaded).toEqual([
+      "build/config.ts",
+      "build/handler.ts",
+      "util/cache.ts",
+      "util/errors.ts",
+      "util/limiter.ts",
+      "util/process.ts",
+      "util/which.ts",
+      "vm/run-directory.ts",
+      "vm/slots.ts",
+      "vm/spawn-qemu.ts",
+    ]);
   });
 });

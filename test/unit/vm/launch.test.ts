@@ -9,6 +9,7 @@ import {
   vmSpec,
   withCloneDevices,
 } from "../../../src/vm/launch.ts";
+import { qemuCommand } from "../../../src/vm/process.ts";
 import { buildQemuArgs } from "../../../src/vm/qemu.ts";
 
 const host: HostSetup = {
@@ -197,6 +198,37 @@ describe("vmSpec", () => {
       { tag: "fnrun0", guestPath: "/mnt/data", readOnly: true },
       { tag: "fnrun1", guestPath: "/mnt/out", readOnly: false },
     ]);
+  });
+});
+
+describe("qemuCommand", () => {
+  it("numbers a clone's descriptors after the state it inherits: the channel's, then QMP's", () => {
+    const target = restoreTarget(host, savedVm());
+    const { wrapper, ...command } = qemuCommand(target, 1);
+    expect(command).toEqual({
+      qemuPath: "/usr/bin/qemu-system-x86_64",
+      args: buildQemuArgs({ ...target.spec, channel: { kind: "virtio", fd: 4 }, qmpFd: 5 }),
+      inherited: 1,
+      channelFd: 4,
+      qmpFd: 5,
+    });
+    expect(command.args).toEqual(expect.arrayContaining(["socket,id=channel,fd=4", "socket,id=qmp,fd=5"]));
+    // setpriv where the host has one: QEMU dies with fnrun.
+    expect([[], [expect.stringMatching(/setpriv$/), "--pdeathsig", "KILL", "--"]]).toContainEqual(wrapper);
+  });
+
+  it("gives a VM whose frames come on the serial console no channel or QMP descriptors", () => {
+    const spec = vmSpec(
+      { ...host, channel: "serial" },
+      { memoryMB: 128, network: false },
+      { initrd: "/run/initrd.cpio", cmdline: "CMDLINE", sharedFolders: [] },
+    );
+    const { wrapper: _wrapper, ...command } = qemuCommand({ qemuPath: "/q", spec });
+    expect(command).toEqual({
+      qemuPath: "/q",
+      args: buildQemuArgs({ ...spec, channel: { kind: "serial" } }),
+      inherited: 0,
+    });
   });
 });
 

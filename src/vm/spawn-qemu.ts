@@ -1,0 +1,99 @@
+/**
+ * Spawning QEMU: the one spawn on fnrun's hot path, kept in a module of its own
+ * with nothing heavy to load, so that a prestart (start/prestart.ts) can spawn a
+ * clone from a noted command before the rest of fnrun has loaded. The Vm
+ * (process.ts) wires itself to what is spawned here, at once or later.
+ *
+ * - QEMU runs under `setpriv --pdeathsig KILL`, so it dies with fnrun even when
+ *   fnrun is SIGKILLed; an exit hook kills it on normal exits.
+ * - Spawned with node:child_process rather than execa: loading execa costs
+ *   ~30 ms of every CLI run. Same discipline: an argv array, no shell.
+ * - The channel and QMP are socket pairs made with the process (Node's "pipe"
+ *   descriptors are), connected before QEMU runs: what fnrun writes to them
+ *   waits there, and nothing between QEMU's start and the guest's waits for
+ *   this process to accept a connection while it is busy loading.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { whichSync } from "../util/which.ts";
+
+/** How a QEMU is started: a pure description, which a prestart's note keeps. */
+export interface QemuCommand {
+  /** `setpriv --pdeathsig KILL --`, where there is a setpriv. */
+  wrapper: string[];
+  qemuPath: string;
+  args: string[];
+  /** How many descriptors QEMU inherits, as fd 3, 4, … (a snapshot's device state). */
+  inherited: number;
+  /** The channel's socket pair (a virtio channel), after the inherited descriptors. */
+  channelFd?: number;
+  /** QMP's socket pair, after the channel's. */
+  qmpFd?: number;
+}
+
+export interface QemuExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** Why the spawn itself failed, if it did. */
+  spawnError?: string;
+}
+
+/** A QEMU just spawned: its process, when, and its exit, watched from the start. */
+export interface SpawnedQemu {
+  child: ChildProcess;
+  command: QemuCommand;
+  /** performance.now() at the spawn. */
+  startedAt: number;
+  exited: Promise<QemuExit>;
+}
+
+let setprivPath: string | null | undefined;
+
+export function deathSignalWrapper(): string[] {
+  if (setprivPath === undefined) setprivPath = whichSync("setpriv") ?? null;
+  return setprivPath ? [setprivPath, "--pdeathsig", "KILL", "--"] : [];
+}
+
+const running = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+/** Last resort on a normal exit: synchronous, so it runs even in process.exit(). */
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on("exit", () => {
+    for (const child of running) child.kill("SIGKILL");
+  });
+}
+
+/**
+ * Spawns `command`, with `inheritFds` (open descriptors, as many as
+ * `command.inherited`) as fd 3, 4, … Never throws: a failed spawn is an exit.
+ */
+export function spawnQemu(
+  command: QemuCommand,
+  inheritFds: number[],
+  env: NodeJS.ProcessEnv = process.env,
+): SpawnedQemu {
+  if (inheritFds.length !== command.inherited)
+    throw new Error(`QEMU inherits ${command.inherited} descriptors, not ${inheritFds.length}`);
+  const stdio: Array<"ignore" | "pipe" | number> = ["ignore", "pipe", "pipe", ...inheritFds];
+  if (command.channelFd !== undefined) stdio[command.channelFd] = "pipe";
+  if (command.qmpFd !== undefined) stdio[command.qmpFd] = "pipe";
+  const [file, ...rest] = [...command.wrapper, command.qemuPath, ...command.args] as [string, ...string[]];
+  const startedAt = performance.now();
+  const child = spawn(file, rest, { stdio, env });
+  running.add(child);
+  installExitHook();
+  const exited = new Promise<QemuExit>((resolve) => {
+    let spawnError: string | undefined;
+    child.once("error", (error) => {
+      spawnError = `cannot start ${file}: ${error.message}`;
+      // A failed spawn emits "error" and possibly no "close".
+      if (child.pid === undefined) resolve({ code: 1, signal: null, spawnError });
+    });
+    child.once("close", (code, signal) =>
+      resolve(spawnError ? { code: 1, signal, spawnError } : { code, signal }),
+    );
+  }).finally(() => running.delete(child));
+  return { child, command, startedAt, exited };
+}
