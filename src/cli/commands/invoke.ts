@@ -116,8 +116,6 @@ export async function runInvoke(
   };
 
   const startedAt = Date.now();
-  // Opened while the VM runs (loading SQLite takes a while), written after the output.
-  const history = openHistory(io.env);
   let outcome: InvokeResult | FnrunError;
   try {
     outcome = await invoke(file, options);
@@ -144,7 +142,7 @@ export async function runInvoke(
   }
   // After the output: the history is a convenience and must never cost the answer.
   if (!(outcome instanceof FnrunError) || outcome.report) {
-    await recordInHistory(history, file, JSON.stringify(event ?? {}), trigger, startedAt, outcome);
+    await recordInHistory(io.env, file, JSON.stringify(event ?? {}), trigger, startedAt, outcome);
   }
   // With no snapshot yet, this invocation booted and one is being made alongside
   // for the next: fnrun ends once it is saved, leaving no VM behind.
@@ -152,35 +150,31 @@ export async function runInvoke(
   return outcome instanceof FnrunError ? outcome.exitCode : ExitCode.ok;
 }
 
-type HistoryHandle = Promise<import("../../jobs/history.ts").History | undefined>;
-
-function openHistory(env: NodeJS.ProcessEnv): HistoryHandle {
-  if (env.FNRUN_HISTORY === "off") return Promise.resolve(undefined);
-  return import("../../jobs/history.ts").then(({ History }) => History.open(env)).catch(() => undefined); // no SQLite here, or a read-only state directory: no history, no fuss
-}
-
+/** Spooled for the history to take in (jobs/history.ts): SQLite is not loaded for it. */
 async function recordInHistory(
-  handle: HistoryHandle,
+  env: NodeJS.ProcessEnv,
   file: string,
   event: string,
   trigger: "cli" | "replay",
   startedAt: number,
   outcome: InvokeResult | FnrunError,
 ): Promise<void> {
-  const history = await handle;
-  if (!history) return;
+  if (env.FNRUN_HISTORY === "off") return;
   try {
-    const [{ recordOf }, { resolve }] = await Promise.all([
+    const [{ recordOf }, { spoolRecord }, { resolve }] = await Promise.all([
       import("../../jobs/record.ts"),
+      import("../../jobs/history.ts"),
       import("node:path"),
     ]);
     const functionName =
       "functionName" in outcome ? outcome.functionName : (outcome.report?.functionName ?? file);
-    history.add(recordOf({ file: resolve(file), functionName, trigger, event, startedAt, outcome }));
+    await spoolRecord(
+      recordOf({ file: resolve(file), functionName, trigger, event, startedAt, outcome }),
+      env,
+    );
   } catch {
-    // A full disk, say: the answer was given, the history goes without this one.
-  } finally {
-    history.close();
+    // A full disk, or no SQLite to take a full spool in: the answer was given,
+    // the history goes without this one.
   }
 }
 

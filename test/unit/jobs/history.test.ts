@@ -1,8 +1,14 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { History, type InvocationRecord, LIMITS } from "../../../src/jobs/history.ts";
+import {
+  History,
+  type InvocationRecord,
+  LIMITS,
+  SPOOL_BATCH,
+  spoolRecord,
+} from "../../../src/jobs/history.ts";
 
 const directory = mkdtempSync(join(tmpdir(), "fnrun-history-test-"));
 afterAll(() => rmSync(directory, { recursive: true, force: true }));
@@ -39,5 +45,40 @@ describe("the invocation history", () => {
     const big = history.get("request-99999");
     expect(big?.event.length).toBe(LIMITS.fieldBytes);
     expect(big?.eventTruncated).toBe(true);
+  });
+});
+
+describe("the history's spool (what `fnrun invoke` leaves without loading SQLite)", () => {
+  it("is taken in when the history is opened or read: by start, cut as the history keeps it, and emptied", async () => {
+    const env = { FNRUN_STATE_DIR: mkdtempSync(join(directory, "spool-")) };
+    const spool = join(env.FNRUN_STATE_DIR, "history-spool");
+    await spoolRecord(record(30), env);
+    await spoolRecord(record(10, LIMITS.fieldBytes + 10), env);
+    writeFileSync(join(spool, "000000000000020-broken.json"), "{ not json");
+    const history = await History.open(env);
+    expect(readdirSync(spool)).toEqual([]);
+    expect(history.list().map((kept) => kept.requestId)).toEqual(["request-30", "request-10"]);
+    expect(history.get("request-10")?.eventTruncated).toBe(true);
+
+    // Spooled while it is open (an invocation beside `fnrun serve`): taken in when read.
+    const seen: string[] = [];
+    history.on("record", (taken) => seen.push(taken.requestId));
+    await spoolRecord(record(40), env);
+    expect(history.get("request-40")?.requestId).toBe("request-40");
+    expect(seen).toEqual(["request-40"]);
+    expect(history.list(1)[0]?.requestId).toBe("request-40");
+    history.close();
+  });
+
+  it("is taken in by the invocation that fills it, when nobody reads the history", async () => {
+    const env = { FNRUN_STATE_DIR: mkdtempSync(join(directory, "spool-")) };
+    const spool = join(env.FNRUN_STATE_DIR, "history-spool");
+    for (let index = 1; index < SPOOL_BATCH; index++) await spoolRecord(record(index), env);
+    expect(readdirSync(spool)).toHaveLength(SPOOL_BATCH - 1);
+    await spoolRecord(record(SPOOL_BATCH), env);
+    expect(readdirSync(spool)).toEqual([]);
+    const history = await History.open(env);
+    expect(history.list(SPOOL_BATCH + 1)).toHaveLength(SPOOL_BATCH);
+    history.close();
   });
 });
