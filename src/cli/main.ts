@@ -41,7 +41,17 @@ const COMMANDS: Array<Command<never>> = [
   replay,
 ] as Array<Command<never>>;
 
+/** What of yargs's internals fnrun reaches into (see defineParser). */
+interface YargsInternals {
+  getInternalMethods(): { getUsageInstance(): { cacheHelpMessage(): void } };
+}
+
 function defineParser(parser: Argv, helpWidth: number | null): Argv {
+  // yargs lays out its whole help text before it runs a command (~8 ms of every
+  // run), in case the command shows help later; fnrun's commands never do: help
+  // is for --help, which the parse itself shows (the cache is only a shortcut:
+  // without it, help is laid out when asked for).
+  (parser as unknown as YargsInternals).getInternalMethods().getUsageInstance().cacheHelpMessage = () => {};
   let defined = parser
     .scriptName("fnrun")
     .usage(
