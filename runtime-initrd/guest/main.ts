@@ -31,6 +31,7 @@
  * guest (host/runtime.ts).
  */
 import fs from "node:fs";
+import { setFlagsFromString } from "node:v8";
 import type { BoundFunction, InitPhase, Invocation } from "../../src/vm/protocol.ts";
 import { receive, send, useKey } from "./channel.ts";
 import {
@@ -117,6 +118,10 @@ async function main(): Promise<void> {
     const message = receive();
     if (message.type === "wake") {
       wakeUp(message);
+      // Saved with every function compiled (--no-lazy, host/runtime.ts): what
+      // the clone loads from now on (a function, into a clone of a profile's
+      // snapshot) compiles as usual, each function when first called.
+      setFlagsFromString("--lazy");
       // Sent with the invocation's first frames: before, the host may not take it.
       marks.awake = now();
       continue;

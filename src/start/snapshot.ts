@@ -161,7 +161,7 @@ export async function snapshotKey(host: HostSetup, shape: SavedShape): Promise<s
     String(shape.memoryMB),
     host.channel,
     host.runtime.layout,
-    guestNodeOptions(shape.memoryMB, host.accel.accel).join(" "),
+    guestNodeOptions(shape.memoryMB, host.accel.accel, true).join(" "),
     // Only when there are folders: the keys of the other profiles stay as they were.
     ...(shape.folders > 0 ? [`folders=${shape.folders}`] : []),
   );

@@ -130,7 +130,7 @@ export async function bootVm(host: HostSetup, plan: BootPlan): Promise<BootedVm>
       runtime: host.runtime.layout,
       bootNonce,
       snapshot: plan.snapshotRam !== undefined,
-      nodeOptions: guestNodeOptions(plan.shape.memoryMB, host.accel.accel),
+      nodeOptions: guestNodeOptions(plan.shape.memoryMB, host.accel.accel, plan.snapshotRam !== undefined),
       network: plan.shape.network,
       verbose: plan.verbose ?? false,
       firmwareBoot: host.kernel.entry === "bios",
