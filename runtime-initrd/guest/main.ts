@@ -72,6 +72,17 @@ const PRELOADED_MODULES = [
   "node:fs/promises",
 ];
 
+/**
+ * A VM saved for a snapshot compiled every function as its script loaded
+ * (--no-lazy, host/runtime.ts), so that its clones compile nothing they were
+ * saved with. A function a clone imports is compiled as usual, each function
+ * when first called. (A function snapshot's clone never asks: the flag costs
+ * V8 a pass over all its flags, ~250 blocks for TCG to translate.)
+ */
+function compileLazily(): void {
+  if (boot.snapshot) setFlagsFromString("--lazy");
+}
+
 async function main(): Promise<void> {
   captureOutput();
   installProcessHooks();
@@ -118,10 +129,6 @@ async function main(): Promise<void> {
     const message = receive();
     if (message.type === "wake") {
       wakeUp(message);
-      // Saved with every function compiled (--no-lazy, host/runtime.ts): what
-      // the clone loads from now on (a function, into a clone of a profile's
-      // snapshot) compiles as usual, each function when first called.
-      setFlagsFromString("--lazy");
       // Sent with the invocation's first frames: before, the host may not take it.
       marks.awake = now();
       continue;
@@ -136,6 +143,7 @@ async function main(): Promise<void> {
     if (message.type === "load" && !loaded) {
       // A pooled clone (already reseeded: the function's top-level code may draw
       // randomness): import the function now, then wait for the event.
+      compileLazily();
       fs.writeFileSync(FUNCTION_PATH, message.bundle);
       useKey(message.key);
       applySettings(message.settings, "");
@@ -145,6 +153,7 @@ async function main(): Promise<void> {
       continue;
     }
     if (message.type !== "invoke") throw new Error(`fnrun: unexpected message ${String(message.type)}`);
+    if (!loaded) compileLazily(); // the invocation brings its function
     await runInvocation(message, loaded, FUNCTION_PATH);
     return;
   }

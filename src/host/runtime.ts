@@ -41,7 +41,7 @@ export type RuntimeLayout = "disk" | "initrd";
  * generator afresh: ~4,000 of the ~20,000 blocks a hello clone translates.
  * Measured: a hello function-snapshot start 383 against 416 ms (median of 12,
  * interleaved), its handler ~12 ms instead of ~50. Clones compile lazily again
- * from their wake-up (runtime-initrd/guest/main.ts).
+ * when they import a function (runtime-initrd/guest/main.ts).
  */
 export function guestNodeOptions(memoryMB: number, accel: "kvm" | "tcg", saved = false): string[] {
   return [
