@@ -16,6 +16,14 @@ export function sleepMs(milliseconds: number): void {
   atomicsWait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, milliseconds);
 }
 
+/**
+ * Errors after which a write can be tried again: nothing was written. The
+ * virtio console allocates each write's buffer (32 KiB), which a guest short
+ * of memory may not have at that moment. A write that never goes through is
+ * ended by the host's deadline.
+ */
+const TRANSIENT_WRITE_ERRORS = new Set(["EAGAIN", "EINTR", "ENOMEM"]);
+
 /** Writes `length` bytes of `bytes` to `fd`, whole. */
 export function writeAll(fd: number, bytes: Uint8Array, length: number): void {
   let offset = 0;
@@ -23,7 +31,7 @@ export function writeAll(fd: number, bytes: Uint8Array, length: number): void {
     try {
       offset += writeSync(fd, bytes, offset, length - offset);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EAGAIN") throw error;
+      if (!TRANSIENT_WRITE_ERRORS.has((error as NodeJS.ErrnoException).code ?? "")) throw error;
       sleepMs(1);
     }
   }

@@ -270,9 +270,12 @@ export class FrameDecoder {
     if (data.length > 0) this.#appendPending(data);
   }
 
-  /** The stream ended: whatever is left is text. */
+  /** The stream ended: whatever is left is text, but for a frame it cut short (not the guest's words). */
   end(): void {
-    if (this.#pendingBytes > 0) this.#events.text(Buffer.concat(this.#pending).toString("utf8"));
+    let rest = Buffer.concat(this.#pending).toString("utf8");
+    const cutFrame = this.#overflowing ? -1 : rest.indexOf(this.#format.marker);
+    if (cutFrame >= 0) rest = rest.slice(0, cutFrame);
+    if (rest) this.#events.text(rest);
     this.#pending = [];
     this.#pendingBytes = 0;
     this.#overflowing = false;

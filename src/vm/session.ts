@@ -216,6 +216,11 @@ function resultTooLarge(size: number, max: number): ResultTooLargeError {
   );
 }
 
+/** The end of `text`, at most `chars` long, marked when cut. */
+function lastPart(text: string, chars: number): string {
+  return text.length > chars ? `…${text.slice(-chars)}` : text;
+}
+
 function classifyEarlyExit(
   vm: Vm,
   qemuStderr: string,
@@ -254,7 +259,7 @@ function classifyEarlyExit(
     return new FunctionError({
       errorType: "Runtime.ExitError",
       errorMessage: `the function's VM stopped before the handler returned (last console line: ${
-        vm.consoleTail.lastLines(1) || "none"
+        lastPart(vm.consoleTail.lastLines(1), 240) || "none"
       })`,
       stack: [],
     });

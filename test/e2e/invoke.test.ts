@@ -4,7 +4,12 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { bundleFunction } from "../../src/build/bundle.ts";
+import { resolveHost } from "../../src/host/setup.ts";
 import { ExitCode, invoke, TimeoutError } from "../../src/index.ts";
+import { prepareInvocation } from "../../src/invoke/prepare.ts";
+import { bootVm, mountRequests } from "../../src/vm/launch.ts";
+import { decoderLimitsFor } from "../../src/vm/session.ts";
 import { expectNothingLeftBehind, runCli } from "./helpers.ts";
 
 afterAll(() => expectNothingLeftBehind(expect));
@@ -83,6 +88,34 @@ describe.concurrent("fnrun invoke", () => {
   it("reports memory exhaustion as out of memory", async () => {
     const error = await invoke("test/fixtures/memory-bomb.ts", { memory: 128 }).catch((e: unknown) => e);
     expect(error).toMatchObject({ name: "OutOfMemoryError", exitCode: ExitCode.outOfMemory, memoryMB: 128 });
+  });
+});
+
+describe("the guest after its outcome", () => {
+  it("stays up until the host stops it, so nothing it sent is lost in QEMU", async () => {
+    // PID 1 ending panics the kernel and QEMU exits, dropping what the channel
+    // still held: with a host slow to read, the end of a large result.
+    const host = await resolveHost();
+    const prepared = prepareInvocation(await bundleFunction("functions/hello.ts"), {});
+    const { vm } = await bootVm(host, {
+      shape: { memoryMB: prepared.limits.memoryMB, network: false },
+      mounts: [],
+      payload: {
+        kind: "invocation",
+        invocation: { ...prepared.invocation, mounts: mountRequests([]) },
+        bundleCode: prepared.bundle.code,
+      },
+      decoderLimits: decoderLimitsFor(prepared.limits.maxResultBytes),
+      verbose: false,
+    });
+    try {
+      const result = await vm.waitFor((message) => message.type === "result");
+      expect(JSON.parse(result.json).message).toBe("Hello, world!");
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      expect(vm.hasExited).toBe(false);
+    } finally {
+      await vm.kill();
+    }
   });
 });
 

@@ -67,6 +67,15 @@ describe("frame encoding", () => {
     expect(text).toBe("[ kernel ] hello\n");
   });
 
+  it("drops a frame the stream's end cut short, and keeps the text before it", () => {
+    const frame = encodeMessage(NONCE, 1, { type: "result", json: JSON.stringify("x".repeat(5000)) });
+    for (const cut of [`FNRUN1:${NONCE}:`.length, 100, frame.length >> 1, frame.length - 2]) {
+      const { messages, text } = decodeAll([`last words\nno newline ${frame.slice(0, cut)}`]);
+      expect(messages).toEqual([]);
+      expect(text).toBe("last words\nno newline ");
+    }
+  });
+
   it("finds a frame that starts mid-line, after raw output without a newline", () => {
     const { messages, text } = decodeAll([
       `partial${encodeMessage(NONCE, 1, { type: "result", json: "3" })}`,

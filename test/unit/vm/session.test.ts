@@ -34,6 +34,8 @@ function scriptedVm() {
       for (const listener of [...listeners]) listener(message);
     },
     killedAt: () => killedAt,
+    /** QEMU exits by itself (the guest panicked, say). */
+    stop: () => exit({ code: 0, signal: null, stderr: "" }),
   };
 }
 
@@ -80,5 +82,22 @@ describe("a session's deadlines", () => {
     cold.say({ type: "ready", marks: {} });
     cold.say({ type: "result", json: '"after ready"' });
     expect((await coldSession).outcome).toEqual({ kind: "result", json: '"after ready"' });
+  });
+});
+
+describe("a VM that stops during its invocation", () => {
+  it("is a Runtime.ExitError that quotes the console's last line, cut to a readable length", async () => {
+    const { vm, say, stop } = scriptedVm();
+    const session = runSession(vm, { limits });
+    say({ type: "ready", marks: {} });
+    say({ type: "mark", name: "handlerStart", at: 1 });
+    vm.consoleTail.push(`Kernel panic - not syncing: ${"a".repeat(900)}end\n`);
+    stop();
+    const { failure } = await session;
+    expect(failure?.name).toBe("FunctionError");
+    expect(failure?.message).toMatch(
+      /^Runtime\.ExitError: the function's VM stopped before the handler returned \(last console line: …a+end\)$/,
+    );
+    expect(failure?.message.length).toBeLessThan(400);
   });
 });
