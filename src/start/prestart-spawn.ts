@@ -10,7 +10,7 @@
  * command its note keeps (as restoreVm would have built it). One with either
  * needs its guard or its folders' daemons started first: prestart.ts starts it.
  */
-import { closeSync, openSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { commandLineMount, DEFAULT_MEMORY_MB, type MountConfig } from "../build/config.ts";
 import { cacheRoot, fileIdentitySync } from "../util/cache.ts";
@@ -19,7 +19,7 @@ import type { FolderTools } from "../vm/mounts.ts";
 import type { DecoderLimits } from "../vm/protocol.ts";
 import { makeRunDirectorySync } from "../vm/run-directory.ts";
 import { hostSlots } from "../vm/slots.ts";
-import { type QemuCommand, type SpawnedQemu, spawnQemu } from "../vm/spawn-qemu.ts";
+import { type QemuCommand, type SpawnedQemu, spawnClone } from "../vm/spawn-qemu.ts";
 import type { Snapshot } from "./snapshot.ts";
 
 /** v5: a clone with neither network nor folders has its QEMU command noted. */
@@ -207,11 +207,6 @@ export function spawnFromNote(
   }
   const early: EarlyClone = { plan, note, mounts, release, runDirectory };
   if (!note.command) return early;
-  const state = openSync(note.snapshot.state, "r");
-  try {
-    early.spawned = spawnQemu(note.command, [state], env);
-  } finally {
-    closeSync(state);
-  }
+  early.spawned = spawnClone(note.command, note.snapshot.state, undefined, env);
   return early;
 }

@@ -41,7 +41,7 @@ import { type LaunchOptions, qemuCommand, randomNonce, Vm } from "./process.ts";
 import { type DecoderLimits, type MountRequest, SLIRP_NETWORK, type WakeMessage } from "./protocol.ts";
 import { buildKernelCmdline, pluggedDevices, randomMacAddress, type SharedFolderDevice } from "./qemu.ts";
 import { makeRunDirectory } from "./run-directory.ts";
-import { type SpawnedQemu, spawnQemu } from "./spawn-qemu.ts";
+import { type SpawnedQemu, spawnClone } from "./spawn-qemu.ts";
 
 /** What a guest can tell apart between VMs: what a snapshot has to match. */
 export interface VmShape {
@@ -403,16 +403,8 @@ export async function restoreVm(
   runDirectory: string,
   options: RestoreOptions = {},
 ): Promise<Vm> {
-  // QEMU reads the device state from an inherited descriptor: a clone, which runs
-  // a function, may not start processes (no `exec:cat`).
-  const state = openSync(saved.state, "r");
-  let spawned: SpawnedQemu;
-  try {
-    const inheritFds = options.ramFd === undefined ? [state] : [state, options.ramFd];
-    spawned = spawnQemu(qemuCommand(target, inheritFds.length), inheritFds);
-  } finally {
-    closeSync(state);
-  }
+  const command = qemuCommand(target, options.ramFd === undefined ? 1 : 2);
+  const spawned = spawnClone(command, saved.state, options.ramFd);
   return resumeClone(spawned, saved, runDirectory, options);
 }
 

@@ -36,6 +36,7 @@ import { buildQemuArgs, type VmSpec } from "./qemu.ts";
 import { QmpClient } from "./qmp.ts";
 import { deathSignalWrapper, type QemuCommand, type SpawnedQemu, spawnQemu } from "./spawn-qemu.ts";
 
+/** Host-side timeline points, in ms since the VM's spawn. */
 export interface HostMarks {
   spawn: number;
   firstConsoleOutput?: number;
@@ -65,9 +66,10 @@ function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   // Last resort on a normal exit: synchronous, so it runs even in process.exit().
+  // QEMU itself is killed by spawn-qemu.ts's hook, registered at its spawn,
+  // before this one: what is left is the VM's files.
   process.on("exit", () => {
     for (const vm of live) {
-      vm.killNow();
       try {
         rmSync(vm.runDirectory, { recursive: true, force: true });
       } catch {}

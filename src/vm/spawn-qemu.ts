@@ -14,6 +14,7 @@
  *   this process to accept a connection while it is busy loading.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
 import { whichSync } from "../util/which.ts";
 
 /** How a QEMU is started: a pure description, which a prestart's note keeps. */
@@ -96,4 +97,25 @@ export function spawnQemu(
     );
   }).finally(() => running.delete(child));
   return { child, command, startedAt, exited };
+}
+
+/**
+ * Spawns a clone's QEMU (`command`, restoreVm's or a prestart note's) with the
+ * saved VM's device state as fd 3, and its own RAM copy as fd 4 when it has
+ * one (a clone with folders). QEMU reads the state from the inherited
+ * descriptor: a clone, which runs a function, may not start processes (no
+ * `exec:cat`).
+ */
+export function spawnClone(
+  command: QemuCommand,
+  statePath: string,
+  ramFd?: number,
+  env: NodeJS.ProcessEnv = process.env,
+): SpawnedQemu {
+  const state = openSync(statePath, "r");
+  try {
+    return spawnQemu(command, ramFd === undefined ? [state] : [state, ramFd], env);
+  } finally {
+    closeSync(state); // QEMU has its own
+  }
 }
