@@ -32,7 +32,9 @@
  * invoke` of that file prestarts a clone of its function snapshot (adopted only
  * if the invocation resolves the very same one: same bundle, same settings).
  */
-import { readFile, rm } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { readdir, readFile, rm, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { fileIdentitySync, writeFileAtomic } from "../util/cache.ts";
 import { restoreCloneOf, restoreTarget, resumeClone } from "../vm/launch.ts";
 import { checkMounts, folderTools, type ResolvedMount } from "../vm/mounts.ts";
@@ -101,6 +103,47 @@ export async function notePrestart(
   const path = notePath(env, kind);
   if ((await readFile(path, "utf8").catch(() => "")) === text) return;
   await writeFileAtomic(path, text, 0o600);
+  await sweepNotes(dirname(path), path);
+}
+
+/** Notes kept at most: one per profile, and per function recently invoked. */
+export const NOTES_KEPT = 32;
+
+/**
+ * Removes the notes no prestart can follow: of an older format, or of a
+ * snapshot since pruned (a function's, say). Of the others, keeps the
+ * NOTES_KEPT last written, and always `written`. Run when a note is written,
+ * which is when what an invocation restores changes, not on every one.
+ */
+export async function sweepNotes(directory: string, written: string): Promise<void> {
+  const names = await readdir(directory).catch(() => [] as string[]);
+  const notes = await Promise.all(
+    names
+      .filter((name) => name.startsWith("prestart-") && name.endsWith(".json"))
+      .map(async (name) => {
+        const path = join(directory, name);
+        const [text, info] = await Promise.all([
+          readFile(path, "utf8").catch(() => ""),
+          stat(path).catch(() => undefined),
+        ]);
+        let followable = false;
+        try {
+          const note = JSON.parse(text) as Partial<Note>;
+          followable = note.format === NOTE_FORMAT && existsSync(note.snapshot?.state ?? "");
+        } catch {}
+        return { path, followable, writtenAt: info?.mtimeMs ?? 0 };
+      }),
+  );
+  const kept = notes
+    .filter((note) => note.followable && note.path !== written)
+    .sort((a, b) => b.writtenAt - a.writtenAt)
+    .slice(0, NOTES_KEPT - 1)
+    .map((note) => note.path);
+  const keep = new Set([written, ...kept]);
+  // A prestart reading a note removed now just finds none: it costs a prestart, no more.
+  await Promise.all(
+    notes.filter((note) => !keep.has(note.path)).map((note) => rm(note.path, { force: true })),
+  );
 }
 
 /** The function's own note is gone: it has no function snapshot (or a broken one). */
