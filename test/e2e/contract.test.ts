@@ -337,9 +337,13 @@ describe.concurrent("network", () => {
           namespace,
           process.execPath,
           "-e",
-          `require("http").createServer((q, r) => r.end("hello from a peer")).listen(8080, "${subnet}.2")`,
+          `require("http").createServer((q, r) => r.end("hello from a peer")).listen(8080, "${subnet}.2", () => console.log("listening"))`,
         ]);
-        await new Promise((resolve) => setTimeout(resolve, 500));
+        // Not a fixed wait: a Node starting on a loaded machine may take seconds.
+        await new Promise<void>((resolve, reject) => {
+          peer?.stdout?.on("data", (chunk: Buffer) => chunk.toString().includes("listening") && resolve());
+          peer?.once("exit", (code) => reject(new Error(`the peer exited (${code}) before listening`)));
+        });
         const { result, startMode } = await invoke("test/fixtures/contract/network-probe.ts", {
           net: true,
           start,
