@@ -514,6 +514,50 @@ describe("function snapshots", () => {
     }
   });
 
+  it("makes one by hand with --mount, as invocations with that folder restore it, and a profile's for --mount", async () => {
+    const root = mkdtempSync(join(tmpdir(), "fnrun-test-snapshot-mount-"));
+    try {
+      const data = join(root, "data");
+      mkdirSync(data);
+      writeFileSync(join(data, "greeting.txt"), "by hand\n");
+      const mount = `${data}:/mnt/data`;
+      const fixture = "test/fixtures/mounts/reads-in-handler.ts";
+      const made = cli("snapshot", fixture, "--mount", mount, "--rebuild");
+      expect(made.status, made.stderr).toBe(0);
+      type Listed = { directory: string; function: string | null; folders: number };
+      const listed = () => JSON.parse(cli("snapshot", "--list", "--json").stdout) as Listed[];
+      expect(listed().find((profile) => profile.directory === made.stdout.trim())).toMatchObject({
+        function: "reads-in-handler",
+        folders: 1,
+      });
+      const runs = [1, 2].map(() =>
+        parseInvocation<{ importedAtNs: string; read: string }>(
+          cli("invoke", fixture, "--mount", mount, "--json"),
+        ),
+      );
+      for (const run of runs) {
+        expect(run.startMode).toBe("snapshot");
+        expect(run.result.read).toBe("by hand\n");
+      }
+      // Both clones of the VM saved by hand, with the function imported there.
+      expect(runs[1]?.result.importedAtNs).toBe(runs[0]?.result.importedAtNs);
+
+      // Without a function: the profile every function with one folder starts from.
+      const profile = cli("snapshot", "--mount", mount);
+      expect(profile.status, profile.stderr).toBe(0);
+      expect(listed().find((entry) => entry.directory === profile.stdout.trim())).toMatchObject({
+        function: null,
+        folders: 1,
+      });
+      const bad = cli("snapshot", "--mount", "no-guest-path");
+      expect(bad.status).toBe(2);
+      expect(bad.stderr).toContain('mount "no-guest-path" must look like HOST_DIR:GUEST_DIR[:ro|rw]');
+      expect(folderDaemons()).toEqual([]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
   it("refuses a function that reads its shared folder in its init phase, where the saved VM has none", async () => {
     const before = functionSnapshots();
     const refused = cli("snapshot", "test/fixtures/mounts/reads-config-at-init.ts");

@@ -8,6 +8,7 @@ import type { CliIo } from "../io.ts";
 interface SnapshotArgs {
   function?: string;
   memory?: number;
+  mount?: string[];
   rebuild?: boolean;
   list?: boolean;
   json?: boolean;
@@ -64,12 +65,22 @@ async function runSnapshot(args: SnapshotArgs, io: CliIo) {
   const progress = (line: string) => io.stderr.write(`fnrun: ${line}\n`);
   if (args.function !== undefined) return functionSnapshot(args.function, args, io, progress);
   const memoryMB = args.memory ?? DEFAULTS.memoryMB;
+  // The profile of invocations with these folders: only how many there are shapes the VM.
+  const { commandLineMount } = await import("../../build/config.ts");
+  for (const mount of args.mount ?? []) {
+    try {
+      commandLineMount(mount);
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+  }
+  const shape = { ...memoryOnly(memoryMB), folders: args.mount?.length ?? 0 };
   const host = await resolveHost({ accel: args.accel, progress });
   if (args.rebuild) {
-    const existing = await findSnapshot(host, memoryOnly(memoryMB));
+    const existing = await findSnapshot(host, shape);
     if (existing) await discardSnapshot(existing);
   }
-  const snapshot = await ensureSnapshot(host, memoryOnly(memoryMB), { progress });
+  const snapshot = await ensureSnapshot(host, shape, { progress });
   io.stdout.write(`${snapshot.directory}\n`);
   return ExitCode.ok;
 }
@@ -89,7 +100,10 @@ async function functionSnapshot(
     "../../start/snapshot.ts"
   );
   const bundle = await bundleFunction(path, { env: io.env });
-  const prepared = prepareInvocation(bundle, args.memory !== undefined ? { memory: args.memory } : {});
+  const prepared = prepareInvocation(bundle, {
+    ...(args.memory !== undefined ? { memory: args.memory } : {}),
+    ...(args.mount ? { mounts: args.mount } : {}),
+  });
   const host = await hostFor({ accel: args.accel, onProgress: progress });
   // Of the profile its invocations have: its memory, and its config's folders.
   const fn = functionToSave(prepared);
@@ -121,6 +135,12 @@ export default defineCommand<SnapshotArgs>({
         type: "number",
         describe: `Guest RAM in MB of the snapshot (default: the function's config.memory, else ${DEFAULTS.memoryMB})`,
       })
+      .option("mount", {
+        type: "string",
+        array: true,
+        describe:
+          "HOST_DIR:GUEST_DIR[:ro|rw], as `fnrun invoke --mount` takes it: the snapshot invocations with these folders restore (repeatable)",
+      })
       .option("rebuild", { type: "boolean", describe: "Make it anew even if a valid one exists" })
       .option("list", {
         type: "boolean",
@@ -130,6 +150,10 @@ export default defineCommand<SnapshotArgs>({
       .option("accel", { choices: ["auto", "kvm", "tcg"] as const, default: "auto" })
       .example("$0 snapshot --memory 512", "Prepare snapshot starts for functions with 512 MB")
       .example("$0 snapshot functions/hello.ts", "Invocations of this version of hello restore it imported")
+      .example(
+        "$0 snapshot functions/report.ts --mount ./data:/mnt/data",
+        "The function's own snapshot, for its invocations with that folder",
+      )
       .example("$0 snapshot --list", "Which snapshots exist, their sizes and when each was last used"),
   run: runSnapshot,
 });
