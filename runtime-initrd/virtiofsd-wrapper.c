@@ -11,6 +11,12 @@
  *     nodev /tmp or /dev/shm: remounting without them fails with EPERM).
  * When not run as root, a user namespace maps the caller to root first (virtiofsd
  * needs root, or the appearance of it, for its own sandbox).
+ * It stays virtiofsd's parent, and the subreaper of what virtiofsd forks (its
+ * sandbox child, orphaned for a moment when virtiofsd is stopped first), so that
+ * every one is reaped here: an orphan would go to PID 1, and a container's PID 1
+ * often never reaps, leaving a zombie per invocation. SIGTERM, SIGINT and SIGHUP
+ * are passed on to virtiofsd; it exits with virtiofsd's status once no child is
+ * left.
  *
  * Usage: fnrun-virtiofsd SOURCE ro|rw VIRTIOFSD [VIRTIOFSD-ARGUMENTS...]
  * Host-side helper, compiled by fnrun on first use (src/mounts.ts).
@@ -26,6 +32,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* From <linux/mount.h>, which does not mix with glibc's <sys/mount.h>. */
@@ -60,6 +67,47 @@ static void write_file(const char *path, const char *text) {
   close(fd);
 }
 
+static volatile pid_t daemon_pid;
+
+static void pass_on(int signal_number) {
+  if (daemon_pid > 0) kill(daemon_pid, signal_number);
+}
+
+/* Runs `command` as a child, passes stop signals on to it, reaps it and every
+ * orphan of its own, and returns its exit status. */
+static int run_and_reap(char **command) {
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) fail("prctl(PR_SET_CHILD_SUBREAPER)");
+  pid_t self = getpid();
+  struct sigaction action = {.sa_handler = pass_on};
+  sigemptyset(&action.sa_mask);
+  int stops[] = {SIGTERM, SIGINT, SIGHUP};
+  for (size_t index = 0; index < sizeof stops / sizeof stops[0]; index++)
+    if (sigaction(stops[index], &action, NULL) < 0) fail("sigaction");
+  pid_t child = fork();
+  if (child < 0) fail("fork");
+  if (child == 0) {
+    /* exec resets the handlers; the parent-death signal is per process. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) fail("prctl");
+    if (getppid() != self) _exit(125); /* the wrapper is already gone */
+    execv(command[0], command);
+    fail(command[0]);
+  }
+  daemon_pid = child;
+  int status = 0, result = 125;
+  for (;;) {
+    pid_t ended = waitpid(-1, &status, __WALL);
+    if (ended < 0) {
+      if (errno == EINTR) continue;
+      break; /* ECHILD: none left */
+    }
+    if (ended == child) {
+      daemon_pid = 0;
+      result = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+  }
+  return result;
+}
+
 int main(int argc, char **argv) {
   if (argc < 4 || (strcmp(argv[2], "ro") != 0 && strcmp(argv[2], "rw") != 0)) {
     fprintf(stderr, "usage: fnrun-virtiofsd SOURCE ro|rw VIRTIOFSD [ARGS...]\n");
@@ -89,7 +137,5 @@ int main(int argc, char **argv) {
       fail(errno == ENOSYS ? "making the folder read-only (mount_setattr needs Linux 5.12 or newer)"
                            : "making the folder read-only");
   }
-  execv(argv[3], argv + 3);
-  fail(argv[3]);
-  return 125;
+  return run_and_reap(argv + 3);
 }

@@ -56,6 +56,16 @@ export function folderDaemons(): string[] {
   }
 }
 
+/** Process ids of zombies of the folder daemons (ended, never reaped: their parent is an init that does not reap). */
+export function zombieFolderDaemons(): number[] {
+  const table = execFileSync("ps", ["-e", "-o", "pid=,stat=,comm="], { encoding: "utf8" });
+  return table
+    .split("\n")
+    .map((line) => line.trim().split(/\s+/))
+    .filter(([, stat, command]) => stat?.startsWith("Z") && /virtiofsd|vhost-user-fs/.test(command ?? ""))
+    .map(([pid]) => Number(pid));
+}
+
 /** A clone's RAM copies left in /dev/shm (each is unlinked once its QEMU has it open). */
 export function leftoverRamCopies(): string[] {
   return existsSync("/dev/shm") ? readdirSync("/dev/shm").filter((name) => name.startsWith("fnrun-")) : [];

@@ -16,7 +16,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { resolveHost } from "../../src/host/setup.ts";
 import { createPool, invoke } from "../../src/index.ts";
 import { virtiofsdWrapper } from "../../src/vm/mounts.ts";
-import { expectNothingLeftBehind, folderDaemons, leftoverRamCopies, runCli } from "./helpers.ts";
+import {
+  expectNothingLeftBehind,
+  folderDaemons,
+  leftoverRamCopies,
+  runCli,
+  zombieFolderDaemons,
+} from "./helpers.ts";
 
 let root: string;
 let data: string;
@@ -44,6 +50,26 @@ afterAll(async () => {
 });
 
 describe("shared folders", () => {
+  // virtiofsd's sandbox forks a child that outlives it for a moment when it is
+  // stopped: orphaned, it would go to PID 1, and a container's PID 1 often
+  // never reaps (its zombies pile up with every invocation).
+  it.each(["boot", "snapshot"])("leaves no zombie daemon behind (--start %s)", async (start) => {
+    const before = new Set(zombieFolderDaemons());
+    const run = await runCli([
+      "invoke",
+      "test/fixtures/mounts/reads-in-handler.ts",
+      "--mount",
+      `${data}:/mnt/data`,
+      "--start",
+      start,
+      "--quiet",
+    ]);
+    expect(run.code, run.stderr).toBe(0);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(zombieFolderDaemons().filter((pid) => !before.has(pid))).toEqual([]);
+    expect(folderDaemons()).toEqual([]);
+  });
+
   // A clone's folders are served by new daemons behind the proxy, in a VM
   // restored with the folder QEMU (its first run here makes the snapshot).
   it.each(["boot", "snapshot"])(
