@@ -6,7 +6,7 @@
 import { randomUUID } from "node:crypto";
 import { resolve as resolvePath } from "node:path";
 import type { Bundle } from "../build/bundle.ts";
-import { commandLineMount } from "../build/config.ts";
+import { commandLineMount, type MountConfig } from "../build/config.ts";
 import { handlerPath } from "../build/handler.ts";
 import { type HostSetup, resolveHost } from "../host/setup.ts";
 import type { PreparedInvocation } from "../start/run.ts";
@@ -17,6 +17,17 @@ import type { Invocation } from "../vm/protocol.ts";
 import type { SessionLimits } from "../vm/session.ts";
 import { DEFAULTS, eventJson, type InvokeOptions } from "./options.ts";
 
+/** Mounts as the command line (or the library) gives them, parsed: a malformed one is a usage error. */
+export function commandLineMounts(mounts: ReadonlyArray<string | MountConfig>): MountConfig[] {
+  return mounts.map((mount) => {
+    try {
+      return commandLineMount(mount);
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+  });
+}
+
 export function prepareInvocation(bundle: Bundle, options: InvokeOptions): PreparedInvocation {
   const config = bundle.config;
   const timeoutSeconds = options.timeout ?? config.timeout ?? DEFAULTS.timeoutSeconds;
@@ -25,13 +36,7 @@ export function prepareInvocation(bundle: Bundle, options: InvokeOptions): Prepa
   const baseDirectory = resolvePath(bundle.entry, "..");
   const mounts = [
     ...(config.mounts ?? []).map((mount) => ({ ...mount, source: resolvePath(baseDirectory, mount.source) })),
-    ...(options.mounts ?? []).map((mount) => {
-      try {
-        return commandLineMount(mount);
-      } catch (error) {
-        throw new UsageError((error as Error).message);
-      }
-    }),
+    ...commandLineMounts(options.mounts ?? []),
   ];
   const invocation: Invocation = {
     key: newFrameKey(),

@@ -66,15 +66,8 @@ async function runSnapshot(args: SnapshotArgs, io: CliIo) {
   if (args.function !== undefined) return functionSnapshot(args.function, args, io, progress);
   const memoryMB = args.memory ?? DEFAULTS.memoryMB;
   // The profile of invocations with these folders: only how many there are shapes the VM.
-  const { commandLineMount } = await import("../../build/config.ts");
-  for (const mount of args.mount ?? []) {
-    try {
-      commandLineMount(mount);
-    } catch (error) {
-      throw new UsageError((error as Error).message);
-    }
-  }
-  const shape = { ...memoryOnly(memoryMB), folders: args.mount?.length ?? 0 };
+  const { commandLineMounts } = await import("../../invoke/prepare.ts");
+  const shape = { ...memoryOnly(memoryMB), folders: commandLineMounts(args.mount ?? []).length };
   const host = await resolveHost({ accel: args.accel, progress });
   if (args.rebuild) {
     const existing = await findSnapshot(host, shape);
