@@ -96,10 +96,19 @@ static int reseed_kernel(const char *hex) {
   return result;
 }
 
+/* "SECONDS NANOSECONDS READ_AT_NS": the host's clock, as the guest read it at
+ * READ_AT_NS of CLOCK_MONOTONIC (Node's hrtime reads the same clock). The time
+ * set is that reading plus what has passed in the guest since: decoding the
+ * wake-up, the round trip here. */
 static int set_clock(const char *arguments) {
-  long long seconds = 0, nanoseconds = 0;
-  if (sscanf(arguments, "%lld %lld", &seconds, &nanoseconds) != 2) return -EINVAL;
-  struct timespec now = {.tv_sec = seconds, .tv_nsec = nanoseconds};
+  long long seconds = 0, nanoseconds = 0, read_at = 0;
+  if (sscanf(arguments, "%lld %lld %lld", &seconds, &nanoseconds, &read_at) != 3) return -EINVAL;
+  struct timespec monotonic;
+  if (clock_gettime(CLOCK_MONOTONIC, &monotonic) < 0) return -errno;
+  long long since = (long long)monotonic.tv_sec * 1000000000LL + monotonic.tv_nsec - read_at;
+  if (since < 0 || since > 60LL * 1000000000LL) since = 0; /* not a reading from this clock */
+  long long total = seconds * 1000000000LL + nanoseconds + since;
+  struct timespec now = {.tv_sec = total / 1000000000LL, .tv_nsec = total % 1000000000LL};
   return clock_settime(CLOCK_REALTIME, &now) < 0 ? -errno : 0;
 }
 
@@ -198,17 +207,17 @@ static int configure_network(const char *arguments) {
 
 /* After a snapshot restore: the true time first (moving the clock back makes
  * OpenSSL reseed on its next use, see main), then the host's fresh entropy.
- * "SECONDS NANOSECONDS HEX" */
+ * "SECONDS NANOSECONDS READ_AT_NS HEX" */
 static int reseed(const char *arguments) {
   int result = set_clock(arguments);
   if (result != 0) return result;
   const char *hex = arguments;
-  for (int spaces = 0; *hex && spaces < 2; hex++)
+  for (int spaces = 0; *hex && spaces < 3; hex++)
     if (*hex == ' ') spaces++;
   return reseed_kernel(hex);
 }
 
-/* One request per line: "reseed SECONDS NANOSECONDS HEX", "attach",
+/* One request per line: "reseed SECONDS NANOSECONDS READ_AT_NS HEX", "attach",
  * "network ADDRESS GATEWAY PREFIX", "mount TAG PATH ro|rw", "ping" (the
  * runtime's rehearsal before a snapshot).
  * One reply per request: "ok" or "error ERRNO". */

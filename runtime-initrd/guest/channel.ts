@@ -105,13 +105,24 @@ const inbox: unknown[] = [];
 const inboxDecoder = hostDecoder(inbox);
 const readBuffer = Buffer.alloc(256 * 1024);
 
+/** When the read that completed the last message received returned (the monotonic clock). */
+let lastReadAt = 0;
+
 /** Blocks until the host sends a message. Only used while nothing else runs. */
 export function receive(): HostMessage {
   while (inbox.length === 0) {
     const count = channel.read(readBuffer);
     // A virtio-serial port reads 0 while the host side is not connected.
     if (count === 0) sleepMs(2);
-    else inboxDecoder.push(readBuffer.subarray(0, count));
+    else {
+      lastReadAt = now();
+      inboxDecoder.push(readBuffer.subarray(0, count));
+    }
   }
   return inbox.shift() as HostMessage;
+}
+
+/** When the guest read the message receive() returned last (ms, monotonic): a clock reading in it was that old then. */
+export function receivedAt(): number {
+  return lastReadAt;
 }

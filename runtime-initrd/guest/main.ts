@@ -33,7 +33,7 @@
 import fs from "node:fs";
 import { setFlagsFromString } from "node:v8";
 import type { BoundFunction, InitPhase, Invocation } from "../../src/vm/protocol.ts";
-import { receive, send, useKey } from "./channel.ts";
+import { receive, receivedAt, send, useKey } from "./channel.ts";
 import {
   applySettings,
   begin,
@@ -140,7 +140,7 @@ async function main(): Promise<void> {
   for (;;) {
     const message = receive();
     if (message.type === "wake") {
-      wakeUp(message);
+      wakeUp(message, receivedAt());
       // Sent with the invocation's first frames: before, the host may not take it.
       marks.awake = now();
       continue;

@@ -99,7 +99,7 @@ export async function rehearse(): Promise<void> {
       const received: unknown[] = [];
       hostDecoder(received).push(Buffer.from(frames, "latin1"));
       const [wake, message] = received as [WakeMessage, InvokeMessage];
-      wakeUp(wake, true);
+      wakeUp(wake, now(), true);
       Math.random();
       const path = `/fnrun/rehearsal-${round}.mjs`;
       await runInvocation(message, undefined, path);

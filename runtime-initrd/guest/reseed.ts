@@ -6,6 +6,7 @@ import { randomFillSync } from "node:crypto";
 import fs from "node:fs";
 import type { WakeMessage } from "../../src/vm/protocol.ts";
 import { writeAll } from "./channel.ts";
+import { reseedRequest } from "./reseed-request.ts";
 import { boot } from "./state.ts";
 
 const AGENT_REQUEST_FD = 3;
@@ -31,13 +32,18 @@ export function agent(request: string): void {
  * saved, like every other clone of it. Before user code runs: reseed the kernel
  * with the host's fresh bytes, move the clock back to the true time (stage-0 set
  * it in the future before Node started, so OpenSSL sees time go backwards and
- * reseeds from the kernel on its next use), and replace V8's Math.random, whose
+ * reseeds from the kernel on its next use; plus what passed in the guest since
+ * it read the host's clock: reseedRequest), and replace V8's Math.random, whose
  * state cannot be reseeded, by one drawing on OpenSSL.
  */
-function reseedAfterRestore(entropy: string, epochMs: number, ask: (request: string) => void = agent): void {
-  const seconds = Math.floor(epochMs / 1000);
+function reseedAfterRestore(
+  entropy: string,
+  epochMs: number,
+  readAtMs: number,
+  ask: (request: string) => void = agent,
+): void {
   // One round trip to the agent: every one costs two context switches.
-  ask(`reseed ${seconds} ${Math.round((epochMs - seconds * 1000) * 1e6)} ${entropy}`);
+  ask(reseedRequest(entropy, epochMs, readAtMs));
   const pool = Buffer.alloc(4096);
   let offset = pool.length;
   Object.defineProperty(Math, "random", {
@@ -65,11 +71,11 @@ let reseeded = false;
  * restored from a snapshot), then take the device it was restored with beyond
  * the saved VM's (a network card, bound and configured now).
  */
-export function wakeUp(message: WakeMessage, rehearsal = false): void {
+export function wakeUp(message: WakeMessage, readAtMs: number, rehearsal = false): void {
   if (!boot.snapshot || reseeded) return;
   // The rehearsal runs the same code, with the agent asked nothing that matters.
   const ask = rehearsal ? () => agent("ping") : agent;
-  reseedAfterRestore(message.entropy, message.epochMs, ask);
+  reseedAfterRestore(message.entropy, message.epochMs, readAtMs, ask);
   reseeded = !rehearsal;
   if (!message.attach) return;
   ask("attach");
