@@ -13,7 +13,8 @@
  *      seeding time in the future; after a restore the agent sets the true time,
  *      the clock moves backwards and OpenSSL reseeds on its next use;
  *   3. forks a tiny agent that stays behind to do privileged work Node has no
- *      API for: reseeding the kernel's random generator, setting the clock,
+ *      API for: reseeding the kernel's random generator, setting the clock
+ *      (a clone's at its wake-up, a booted VM's from the host's),
  *      binding devices plugged into a clone after its restore, configuring its
  *      network, mounting shared folders. Node talks to it over two pipes (fd 3
  *      and 4).
@@ -99,7 +100,7 @@ static int reseed_kernel(const char *hex) {
 /* "SECONDS NANOSECONDS READ_AT_NS": the host's clock, as the guest read it at
  * READ_AT_NS of CLOCK_MONOTONIC (Node's hrtime reads the same clock). The time
  * set is that reading plus what has passed in the guest since: decoding the
- * wake-up, the round trip here. */
+ * message, the round trip here. */
 static int set_clock(const char *arguments) {
   long long seconds = 0, nanoseconds = 0, read_at = 0;
   if (sscanf(arguments, "%lld %lld %lld", &seconds, &nanoseconds, &read_at) != 3) return -EINVAL;
@@ -217,7 +218,8 @@ static int reseed(const char *arguments) {
   return reseed_kernel(hex);
 }
 
-/* One request per line: "reseed SECONDS NANOSECONDS READ_AT_NS HEX", "attach",
+/* One request per line: "reseed SECONDS NANOSECONDS READ_AT_NS HEX", "clock
+ * SECONDS NANOSECONDS READ_AT_NS" (a booted VM's clock, from the host's), "attach",
  * "network ADDRESS GATEWAY PREFIX", "mount TAG PATH ro|rw", "ping" (the
  * runtime's rehearsal before a snapshot).
  * One reply per request: "ok" or "error ERRNO". */
@@ -233,6 +235,7 @@ static void agent_loop(void) {
       *newline = 0;
       int result = -EINVAL;
       if (strncmp(line, "reseed ", 7) == 0) result = reseed(line + 7);
+      else if (strncmp(line, "clock ", 6) == 0) result = set_clock(line + 6);
       else if (strcmp(line, "attach") == 0) result = attach_devices();
       else if (strncmp(line, "network ", 8) == 0) result = configure_network(line + 8);
       else if (strncmp(line, "mount ", 6) == 0) result = mount_shared_folder(line + 6);

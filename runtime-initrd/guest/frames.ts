@@ -394,7 +394,8 @@ export type SignedMessage =
   | { type: "mark"; name: string; at: number }
   | { type: "log"; stream: "stdout" | "stderr"; text: string }
   | { type: "result"; json: string }
-  | { type: "error"; error: { errorType: string; errorMessage: string; stack: readonly string[] } };
+  | { type: "error"; error: { errorType: string; errorMessage: string; stack: readonly string[] } }
+  | { type: "clock" };
 
 /** The message's JSON, as JSON.stringify would write it, in UTF-8. The type is always the runtime's. */
 export function messageJson(message: SignedMessage): Bytes {
@@ -466,6 +467,9 @@ export function messageJson(message: SignedMessage): Bytes {
       out.byte(0x7d);
       break;
     }
+    case "clock":
+      out.ascii('"clock"');
+      break;
   }
   out.byte(0x7d);
   return out;

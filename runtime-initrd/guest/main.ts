@@ -46,7 +46,7 @@ import {
 import { watchInitPhase } from "./init-watch.ts";
 import { captureOutput } from "./logs.ts";
 import { rehearse, settleHeap, warmInvocationPath } from "./rehearsal.ts";
-import { wakeUp } from "./reseed.ts";
+import { setClockFromHost, wakeUp } from "./reseed.ts";
 import { boot, exitProcess, marks, now } from "./state.ts";
 
 const FUNCTION_PATH = "/fnrun/function.mjs";
@@ -103,6 +103,7 @@ async function main(): Promise<void> {
     const current = JSON.parse(fs.readFileSync(COLD_INVOCATION_PATH, "utf8")) as Invocation;
     fs.rmSync(COLD_INVOCATION_PATH);
     begin(current);
+    setClockFromHost();
     send({ type: "ready", marks });
     applySettings(current, current.requestId);
     await runHandler(current, await importFunction());
@@ -120,6 +121,7 @@ async function main(): Promise<void> {
     const bound = JSON.parse(fs.readFileSync(FUNCTION_SETTINGS_PATH, "utf8")) as BoundFunction;
     fs.rmSync(FUNCTION_SETTINGS_PATH);
     useKey(bound.key);
+    setClockFromHost();
     applySettings(bound, "");
     // Where the clones mount their folders: there, empty, as in a VM with them mounted.
     const foldersToCome = bound.foldersToCome ?? [];
@@ -135,6 +137,7 @@ async function main(): Promise<void> {
     }
   }
   if (boot.snapshot) settleHeap();
+  setClockFromHost(); // a pooled VM booted without its function: before it loads one
   send({ type: "ready", marks, ...(initPhase ? { initPhase } : {}) });
 
   for (;;) {

@@ -5,8 +5,8 @@
 import { randomFillSync } from "node:crypto";
 import fs from "node:fs";
 import type { WakeMessage } from "../../src/vm/protocol.ts";
-import { writeAll } from "./channel.ts";
-import { reseedRequest } from "./reseed-request.ts";
+import { receive, receivedAt, send, writeAll } from "./channel.ts";
+import { clockRequest, reseedRequest } from "./reseed-request.ts";
 import { boot } from "./state.ts";
 
 const AGENT_REQUEST_FD = 3;
@@ -81,4 +81,24 @@ export function wakeUp(message: WakeMessage, readAtMs: number, rehearsal = false
   ask("attach");
   const network = message.attach.network;
   if (network) ask(`network ${network.address} ${network.gateway} ${network.prefixLength}`);
+}
+
+let clockSet = false;
+
+/**
+ * A VM that booted (neither a clone nor one to be saved: their clocks are set
+ * at the wake-up) sets its clock from the host's before any function code runs:
+ * the kernel took it from the RTC, in whole seconds, up to ~1 s behind. One
+ * request, which the host answers at once (vm/process.ts), then one round trip
+ * to the agent. Without a virtio channel nothing comes back: the RTC's stays.
+ * Called with the frames' key of the moment set (the host reads no other).
+ */
+export function setClockFromHost(): void {
+  if (boot.snapshot || boot.channel !== "virtio" || clockSet) return;
+  clockSet = true;
+  send({ type: "clock" });
+  const message = receive();
+  if (message.type !== "time")
+    throw new Error(`fnrun: expected the host's time, not ${String(message.type)}`);
+  agent(clockRequest(message.epochMs, receivedAt()));
 }

@@ -143,6 +143,7 @@ export async function bootVm(host: HostSetup, plan: BootPlan): Promise<BootedVm>
     const vm = await Vm.launch({
       qemuPath: host.qemuPath,
       runDirectory,
+      bootNonce,
       key:
         plan.payload.kind === "invocation"
           ? plan.payload.invocation.key

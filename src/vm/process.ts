@@ -89,10 +89,15 @@ export interface LaunchOptions {
   env?: NodeJS.ProcessEnv;
   /** Open file descriptors QEMU inherits as fd 3, 4, … (a snapshot's device state). */
   inheritFds?: number[];
+  /**
+   * A booted VM's nonce, which the runtime reads the host's frames with: the
+   * Vm answers its one request for the host's clock ("clock") with it.
+   */
+  bootNonce?: string;
 }
 
 /** What a Vm needs beyond its QEMU: where its files go, and how to read its frames. */
-export type WiringOptions = Pick<LaunchOptions, "runDirectory" | "key" | "decoderLimits">;
+export type WiringOptions = Pick<LaunchOptions, "runDirectory" | "key" | "decoderLimits" | "bootNonce">;
 
 /**
  * The command that starts QEMU for `options`: its descriptors are the inherited
@@ -134,6 +139,8 @@ export class Vm {
   #hasExited = false;
   /** What goes with the VM when it is killed (its shared folders' daemons). */
   readonly #companions: Array<() => Promise<void>> = [];
+  /** For a booted VM's request for the host's clock, answered once. */
+  #clockNonce: string | undefined;
 
   private constructor(options: WiringOptions, spawned: SpawnedQemu) {
     const { child, command } = spawned;
@@ -141,6 +148,7 @@ export class Vm {
     this.args = command.args;
     this.#child = child;
     this.#startedAt = spawned.startedAt;
+    this.#clockNonce = options.bootNonce;
     this.marks = { spawn: 0 };
     this.#decoder = new FrameDecoder(
       framesSignedWith(options.key),
@@ -287,6 +295,12 @@ export class Vm {
       return;
     }
     if (message.type === "ready") this.marks.ready ??= this.elapsed();
+    if (message.type === "clock") {
+      // Answered here, at once, whatever waits for the VM: the guest blocks on it.
+      if (this.#clockNonce) this.send({ type: "time", epochMs: Date.now() }, this.#clockNonce);
+      this.#clockNonce = undefined;
+      return;
+    }
     for (const listener of [...this.#messageListeners]) listener(message);
   }
 

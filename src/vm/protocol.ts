@@ -47,7 +47,12 @@ export type GuestMessage =
   | { type: "log"; stream: "stdout" | "stderr"; text: string }
   /** `json` is the handler's return value as JSON text (`null` for undefined). */
   | { type: "result"; json: string }
-  | { type: "error"; error: LambdaError };
+  | { type: "error"; error: LambdaError }
+  /**
+   * A booted VM asks for the host's clock, once, before any function code
+   * runs: the kernel read its own from the RTC, in whole seconds.
+   */
+  | { type: "clock" };
 
 /** What a function's init phase did, in a VM booted to be saved as its function snapshot. */
 export interface InitPhase {
@@ -124,6 +129,8 @@ export type HostMessage =
     }
   /** Run this invocation (with the bundle, unless one is loaded already). */
   | { type: "invoke"; invocation: Invocation; bundle?: string }
+  /** The answer to a booted VM's "clock": the host's, as it sends this. */
+  | { type: "time"; epochMs: number }
   /**
    * Import this function now (its init phase) and say "ready" again, signed
    * with `key` from now on (before the function's code runs); the event follows.
@@ -432,6 +439,8 @@ export function parseGuestMessage(value: unknown): GuestMessage | undefined {
       return undefined;
     case "result":
       return typeof value.json === "string" ? { type: "result", json: value.json } : undefined;
+    case "clock":
+      return { type: "clock" };
     case "error": {
       const error = value.error;
       if (!isRecord(error)) return undefined;

@@ -26,6 +26,29 @@ describe.concurrent("fnrun invoke", () => {
     expect(run.stderr).toContain("saying hello to Ada");
   });
 
+  it("sets the guest's clock from the host's: a boot's to a fraction of a second (the RTC has whole ones), a clone's too, not ahead", async () => {
+    const starts = ["boot", "boot", "snapshot", "snapshot"] as const;
+    const runs = await Promise.all(
+      starts.map(async (start) => {
+        const run = await invoke("test/fixtures/clock.ts", { start });
+        const after = Date.now();
+        const at = (name: string) => run.timeline.find((entry) => entry.name === name)?.atMs ?? Number.NaN;
+        // The host's time when the handler started was at most this: QEMU had
+        // exited before `after`, and guest points are mapped onto the host's
+        // clock no earlier than they happened.
+        const latest = after - (at("vmGone") - at("handlerStart"));
+        return { start, behind: latest - (run.result as { now: number }).now };
+      }),
+    );
+    for (const { start, behind } of runs) {
+      // Not ahead, but for the guest's clock running a little fast under TCG.
+      expect(behind, start).toBeGreaterThanOrEqual(-50);
+      // A boot's was up to ~1 s behind (the RTC's seconds). A clone's lags by
+      // QEMU's start and the state load, ~0.05 s here but more on a busy host.
+      expect(behind, start).toBeLessThan(start === "boot" ? 400 : 1500);
+    }
+  });
+
   it("reads the event from standard input", async () => {
     const run = await runCli(["invoke", "functions/hello.ts", "--event", "-"], { stdin: '{"name":"Stdin"}' });
     expect(run.code).toBe(ExitCode.ok);

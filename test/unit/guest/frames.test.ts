@@ -62,6 +62,7 @@ describe("the guest's signed frames", () => {
         text,
       }),
       fc.record({ type: fc.constant("result" as const), json: text }),
+      fc.record({ type: fc.constant("clock" as const) }),
       fc.record({ type: fc.constant("mark" as const), name: text, at: fc.double() }),
       fc.record({
         type: fc.constant("error" as const),
