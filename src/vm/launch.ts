@@ -33,6 +33,7 @@ import { promisify } from "node:util";
 import type { Accel } from "../host/accel.ts";
 import { guestNodeOptions } from "../host/runtime.ts";
 import type { HostSetup } from "../host/setup.ts";
+import { hostTscKhz } from "../host/tsc.ts";
 import { BootError, InternalError } from "../util/errors.ts";
 import { type BootPayload, writeInitrd } from "./initrd.ts";
 import { type FolderTools, folderTag, type ResolvedMount, SharedFolders } from "./mounts.ts";
@@ -125,6 +126,7 @@ export async function bootVm(host: HostSetup, plan: BootPlan): Promise<BootedVm>
     });
     if (plan.shape.network) guard = await NetGuard.start(runDirectory);
     const initrd = await writeInitrd(runDirectory, host.runtime.bootArchive, plan.payload);
+    const tscKhz = host.accel.accel === "tcg" ? await hostTscKhz() : undefined;
     const cmdline = buildKernelCmdline({
       channel: host.channel,
       runtime: host.runtime.layout,
@@ -134,6 +136,7 @@ export async function bootVm(host: HostSetup, plan: BootPlan): Promise<BootedVm>
       network: plan.shape.network,
       verbose: plan.verbose ?? false,
       firmwareBoot: host.kernel.entry === "bios",
+      ...(tscKhz !== undefined ? { tscKhz } : {}),
       // A VM to be saved keeps its free transports for its clones' devices.
       ...(plan.snapshotRam ? { spareTransportsAfter: savedDevices(host, plan.mounts.length) } : {}),
     });

@@ -15,13 +15,12 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { statSync } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { MountConfig } from "../build/config.ts";
-import { cacheRoot, ensureEntry, sha256 } from "../util/cache.ts";
+import { hostTool } from "../host/tools.ts";
 import { SetupError, UsageError } from "../util/errors.ts";
-import { runtimeSourceDir } from "../util/paths.ts";
 import { TextTail } from "../util/text-tail.ts";
 import type { MountRequest } from "./protocol.ts";
 import { type SharedFolderDevice, VIRTIO_MMIO } from "./qemu.ts";
@@ -105,29 +104,6 @@ export async function locateVirtiofsd(env: NodeJS.ProcessEnv = process.env): Pro
   throw new SetupError(
     "virtiofsd not found (needed for --mount): run `make setup` (Debian: qemu-system-common)",
   );
-}
-
-/** Compiles a host-side helper from runtime-initrd/ once (cached by its source's hash). */
-async function hostTool(name: string, sourceFile: string, env: NodeJS.ProcessEnv): Promise<string> {
-  const sourcePath = join(runtimeSourceDir, sourceFile);
-  const source = await readFile(sourcePath);
-  const entry = await ensureEntry(
-    "host-tools",
-    sha256(`${name}-v1`, source),
-    async (directory) => {
-      const { execa } = await import("execa");
-      const result = await execa("gcc", ["-O2", "-Wall", "-o", join(directory, name), sourcePath], {
-        reject: false,
-        all: true,
-        timeout: 60_000,
-      });
-      if (result.exitCode !== 0) throw new SetupError(`compiling ${sourceFile} failed:\n${result.all}`);
-      return [name];
-    },
-    {},
-    cacheRoot(env),
-  );
-  return entry.path(name);
 }
 
 /** The wrapper that runs virtiofsd on a read-only view of a read-only folder. */

@@ -130,6 +130,12 @@ export interface CmdlineSpec {
   firmwareBoot?: boolean;
   /** Register the transports a clone can use after these many plugged devices (a VM to be snapshotted). */
   spareTransportsAfter?: number;
+  /**
+   * The TSC's rate (kHz) under TCG (host/tsc.ts): the kernel need not calibrate
+   * it, and trusts it without a watchdog (jiffies, which lose ticks when the
+   * host is busy and would mark the TSC unstable).
+   */
+  tscKhz?: number;
 }
 
 export function buildKernelCmdline(spec: CmdlineSpec): string {
@@ -149,6 +155,7 @@ export function buildKernelCmdline(spec: CmdlineSpec): string {
     `fnrun_runtime=${spec.runtime}`,
   ];
   if (spec.firmwareBoot) words.push("edd=off");
+  if (spec.tscKhz !== undefined) words.push(`tsc_early_khz=${spec.tscKhz}`, "tsc=reliable");
   if (spec.snapshot) words.push("fnrun_snapshot=1");
   if (spec.network) words.push("ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off");
   // Not after "--": QEMU appends the virtio-mmio device list to the command line,

@@ -232,6 +232,25 @@ describe("buildKernelCmdline", () => {
   });
 });
 
+describe("buildKernelCmdline: the TSC's rate under TCG", () => {
+  it("tells the kernel the rate and to trust it: no calibration against the emulated PIT, no jiffies watchdog", () => {
+    expect(
+      buildKernelCmdline({
+        channel: "virtio",
+        runtime: "disk",
+        bootNonce: "n",
+        snapshot: true,
+        nodeOptions: [],
+        network: false,
+        verbose: false,
+        tscKhz: 2_096_021,
+      }),
+    ).toBe(
+      "console=ttyS0 loglevel=1 panic=-1 reboot=t rdinit=/init 8250.nr_uarts=1 fnrun_boot=n fnrun_channel=virtio fnrun_runtime=disk tsc_early_khz=2096021 tsc=reliable fnrun_snapshot=1",
+    );
+  });
+});
+
 describe("randomMacAddress", () => {
   it("makes a unicast, locally administered address of 5 random bytes", () => {
     expect(randomMacAddress(Uint8Array.of(0, 1, 0xab, 0xcd, 0xff))).toBe("02:00:01:ab:cd:ff");
