@@ -232,20 +232,20 @@ describe("buildKernelCmdline", () => {
   });
 });
 
+/** The command line of a VM to be saved, with nothing else asked for. */
+const SAVED_VM_LINE = {
+  channel: "virtio",
+  runtime: "disk",
+  bootNonce: "n",
+  snapshot: true,
+  nodeOptions: [],
+  network: false,
+  verbose: false,
+} as const;
+
 describe("buildKernelCmdline: the TSC's rate under TCG", () => {
   it("tells the kernel the rate and to trust it: no calibration against the emulated PIT, no jiffies watchdog", () => {
-    expect(
-      buildKernelCmdline({
-        channel: "virtio",
-        runtime: "disk",
-        bootNonce: "n",
-        snapshot: true,
-        nodeOptions: [],
-        network: false,
-        verbose: false,
-        tscKhz: 2_096_021,
-      }),
-    ).toBe(
+    expect(buildKernelCmdline({ ...SAVED_VM_LINE, nodeOptions: [], tscKhz: 2_096_021 })).toBe(
       "console=ttyS0 loglevel=1 panic=-1 reboot=t rdinit=/init 8250.nr_uarts=1 fnrun_boot=n fnrun_channel=virtio fnrun_runtime=disk tsc_early_khz=2096021 tsc=reliable fnrun_snapshot=1",
     );
   });
@@ -279,16 +279,7 @@ describe("spare virtio-mmio transports", () => {
       "virtio_mmio.device=512@0xfeb00200:6",
       "virtio_mmio.device=512@0xfeb00000:5",
     ]);
-    const line = buildKernelCmdline({
-      channel: "virtio",
-      runtime: "disk",
-      bootNonce: "n",
-      snapshot: true,
-      nodeOptions: [],
-      network: false,
-      verbose: false,
-      spareTransportsAfter: 7,
-    });
+    const line = buildKernelCmdline({ ...SAVED_VM_LINE, nodeOptions: [], spareTransportsAfter: 7 });
     expect(line.endsWith("fnrun_snapshot=1 virtio_mmio.device=512@0xfeb00000:5")).toBe(true);
   });
 
