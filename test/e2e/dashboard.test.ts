@@ -117,7 +117,8 @@ describe("the dashboard", () => {
   it("shows a function's output as text: markup from a function never runs", async () => {
     const { requestId } = await invokeOverHttp("xss", {});
     await page.goto(`${server.url}/_fnrun/#/invocation/${requestId}`);
-    await page.waitForSelector("#logs");
+    // Only the hash changes: the last test's view, with its own #logs, may still be up.
+    await page.locator("#logs", { hasText: 'window.__xss = "log"' }).waitFor({ timeout: 10_000 });
     expect(await page.locator("#logs").textContent()).toContain('<script>window.__xss = "log"</script>');
     expect(await page.locator("#result").textContent()).toContain("<img src=x onerror=");
     await page.waitForTimeout(300);
