@@ -315,19 +315,16 @@ async function run(work: string): Promise<void> {
     { id: "i-function", label: "(i'') (c'') with --memory 512: the 512 MB function snapshot", samples: [] },
   ];
   const byId = (id: string) => rows.find((row) => row.id === id) as Row;
-  /** The whole `fnrun invoke hello` CLI process, with these flags. */
-  const invokeHello = (...flags: string[]) =>
-    timeUntil(process.execPath, [CLI, "invoke", HELLO, ...flags, "--event", EVENT, "--quiet"]);
+  /**
+   * The whole `fnrun invoke` process on `file` with these flags, run as a user
+   * runs `fnrun`: the file itself, whose first line starts Node (bin/fnrun.js).
+   */
+  const fnrunInvoke = (file: string, flags: string[], env?: NodeJS.ProcessEnv) =>
+    timeUntil(CLI, ["invoke", file, ...flags, "--event", EVENT, "--quiet"], undefined, env);
+  const invokeHello = (...flags: string[]) => fnrunInvoke(HELLO, flags);
   /** The same for hello's copy on its first invocations (the shared snapshot), or from its third (its own). */
-  const invokeFirst = (...flags: string[]) =>
-    timeUntil(
-      process.execPath,
-      [CLI, "invoke", sharedHello, ...flags, "--event", EVENT, "--quiet"],
-      undefined,
-      firstInvocations,
-    );
-  const invokeLater = (...flags: string[]) =>
-    timeUntil(process.execPath, [CLI, "invoke", snapHello, ...flags, "--event", EVENT, "--quiet"]);
+  const invokeFirst = (...flags: string[]) => fnrunInvoke(sharedHello, flags, firstInvocations);
+  const invokeLater = (...flags: string[]) => fnrunInvoke(snapHello, flags);
   // fnrun's QEMU (its own reduced build, when made); the seed's baseline ran on
   // the system's full one, which has the `pc` machine the reduced one has not.
   const qemu = host.qemuPath;

@@ -12,6 +12,7 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
+import { rootCertificates } from "node:tls";
 import type { Job, Queue, Worker } from "bullmq";
 import { UsageError } from "../util/errors.ts";
 import {
@@ -57,14 +58,35 @@ export interface RedisConnection {
   username?: string;
   password?: string;
   db?: number;
-  /** rediss://: TLS, checking the server's certificate (against FNRUN_REDIS_CA's PEM when set). */
-  tls?: { servername: string; ca?: string };
+  /** rediss://: TLS, checking the server's certificate (trustedCas: FNRUN_REDIS_CA's PEM when set). */
+  tls?: { servername: string; ca?: string | string[] };
+}
+
+function readPem(variable: "FNRUN_REDIS_CA" | "NODE_EXTRA_CA_CERTS", env: NodeJS.ProcessEnv): string {
+  const path = env[variable] ?? "";
+  try {
+    return readFileSync(path, "utf8");
+  } catch (error) {
+    throw new UsageError(`${variable}=${path}: cannot read it (${(error as Error).message})`);
+  }
+}
+
+/**
+ * What a rediss:// server's certificate is checked against: FNRUN_REDIS_CA's
+ * PEM alone; else Node's roots and NODE_EXTRA_CA_CERTS's, as Node would, though
+ * bin/fnrun.js starts Node without them (it would parse them at every start);
+ * else Node's roots.
+ */
+function trustedCas(env: NodeJS.ProcessEnv): string | string[] | undefined {
+  if (env.FNRUN_REDIS_CA) return readPem("FNRUN_REDIS_CA", env);
+  if (env.NODE_EXTRA_CA_CERTS) return [...rootCertificates, readPem("NODE_EXTRA_CA_CERTS", env)];
+  return undefined;
 }
 
 /**
  * redis://[user:password@]host:port[/db], or rediss:// for TLS. A Redis ACL user
  * (user:password) or AUTH (:password) comes from the URL; a CA for a private
- * certificate from FNRUN_REDIS_CA (a PEM file).
+ * certificate from FNRUN_REDIS_CA or NODE_EXTRA_CA_CERTS (PEM files).
  */
 export function redisConnection(url: string, env: NodeJS.ProcessEnv = process.env): RedisConnection {
   let parsed: URL;
@@ -77,16 +99,7 @@ export function redisConnection(url: string, env: NodeJS.ProcessEnv = process.en
     throw new UsageError(`--queue ${redactUrl(url)}: only redis:// and rediss:// (TLS) URLs are supported`);
   const db = parsed.pathname.length > 1 ? Number(parsed.pathname.slice(1)) : undefined;
   const host = parsed.hostname.replace(/^\[|\]$/g, "") || "127.0.0.1";
-  let ca: string | undefined;
-  if (parsed.protocol === "rediss:" && env.FNRUN_REDIS_CA) {
-    try {
-      ca = readFileSync(env.FNRUN_REDIS_CA, "utf8");
-    } catch (error) {
-      throw new UsageError(
-        `FNRUN_REDIS_CA=${env.FNRUN_REDIS_CA}: cannot read it (${(error as Error).message})`,
-      );
-    }
-  }
+  const ca = parsed.protocol === "rediss:" ? trustedCas(env) : undefined;
   return {
     host,
     port: Number(parsed.port || 6379),

@@ -1,7 +1,7 @@
 // The development loop: fnrun dev in a real terminal (tmux), init templates,
 // history and replay, doctor, completion and progress lines.
 import { execFileSync, spawnSync } from "node:child_process";
-import { copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -188,6 +188,27 @@ describe("doctor, completion and help", () => {
       env: { ...process.env, FNRUN_FOLDER_QEMU: "/nonexistent/qemu" },
     });
     expect(noFolderQemu.stdout).toContain("! Folder QEMU: none: --mount invocations boot");
+  });
+
+  it("starts as a command without parsing NODE_EXTRA_CA_CERTS, and hands the variable on", async () => {
+    // Node 20 parses the file as it starts (and warns when it cannot); what
+    // fnrun starts (here doctor's QEMU, through a script that notes it) gets it.
+    const directory = mkdtempSync(join(root, "ca-"));
+    const seen = join(directory, "seen");
+    const qemu = join(directory, "qemu");
+    const realQemu = /✔ QEMU: (\S+) /.exec((await runCli(["doctor"])).stdout)?.[1];
+    writeFileSync(qemu, `#!/bin/sh\nprintf %s "$NODE_EXTRA_CA_CERTS" > ${seen}\nexec ${realQemu} "$@"\n`, {
+      mode: 0o755,
+    });
+    const env = { ...process.env, NODE_EXTRA_CA_CERTS: "/nonexistent/ca.pem", FNRUN_QEMU: qemu };
+    const asCommand = spawnSync(CLI, ["doctor"], { encoding: "utf8", env });
+    expect(asCommand.stderr).not.toContain("extra certs");
+    expect(asCommand.stdout).toContain("✔ QEMU:");
+    expect(readFileSync(seen, "utf8")).toBe("/nonexistent/ca.pem");
+    // Through node itself, Node parses it as before.
+    expect(spawnSync(process.execPath, [CLI, "--version"], { encoding: "utf8", env }).stderr).toContain(
+      "Ignoring extra certs from `/nonexistent/ca.pem`",
+    );
   });
 
   it("prints a completion script and help with examples for every command", async () => {

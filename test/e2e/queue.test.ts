@@ -441,8 +441,17 @@ describe("Redis over TLS, as an ACL user", () => {
         artifact: signPortable(toPortable(bundle), "signing-key-for-tests-0123456789"),
       });
       let stderr = "";
-      worker = startProcess(["worker", "--queue", url], tmpdir(), {
-        FNRUN_SIGNING_KEY: "signing-key-for-tests-0123456789",
+      // The worker, started as a command (Node without NODE_EXTRA_CA_CERTS: bin/fnrun.js),
+      // trusts the CA through that variable alone.
+      const { FNRUN_REDIS_CA: _ownCa, ...inherited } = process.env;
+      worker = spawn(CLI, ["worker", "--queue", url], {
+        cwd: tmpdir(),
+        stdio: ["ignore", "ignore", "pipe"],
+        env: {
+          ...inherited,
+          NODE_EXTRA_CA_CERTS: join(certs, "ca.pem"),
+          FNRUN_SIGNING_KEY: "signing-key-for-tests-0123456789",
+        },
       });
       worker.stderr?.on("data", (chunk: Buffer) => {
         stderr += chunk.toString();

@@ -1,6 +1,10 @@
 import { createHash, createHmac } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type { IncomingMessage } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Readable } from "node:stream";
+import { rootCertificates } from "node:tls";
 import { SignatureV4 } from "@smithy/signature-v4";
 import { describe, expect, it } from "vitest";
 import { hookVerdict } from "../../../src/jobs/git-hooks.ts";
@@ -246,6 +250,28 @@ describe("queue and schedule arithmetic", () => {
     expect(() => redisConnection("rediss://u:secret@h", { FNRUN_REDIS_CA: "/nonexistent.pem" })).toThrow(
       /FNRUN_REDIS_CA/,
     );
+  });
+
+  it("trusts NODE_EXTRA_CA_CERTS's certificates beside Node's, which bin/fnrun.js starts Node without", () => {
+    const directory = mkdtempSync(join(tmpdir(), "fnrun-test-ca-"));
+    try {
+      const extra = join(directory, "extra.pem");
+      writeFileSync(extra, "-----BEGIN CERTIFICATE-----\nextra\n-----END CERTIFICATE-----\n");
+      const own = join(directory, "own.pem");
+      writeFileSync(own, "own");
+      const env = { NODE_EXTRA_CA_CERTS: extra };
+      expect(redisConnection("rediss://h", env).tls?.ca).toEqual([
+        ...rootCertificates,
+        readFileSync(extra, "utf8"),
+      ]);
+      expect(redisConnection("rediss://h", { ...env, FNRUN_REDIS_CA: own }).tls?.ca).toBe("own");
+      expect(redisConnection("redis://h", env).tls).toBeUndefined();
+      expect(() =>
+        redisConnection("rediss://h", { NODE_EXTRA_CA_CERTS: join(directory, "none.pem") }),
+      ).toThrow(/NODE_EXTRA_CA_CERTS=.*none\.pem: cannot read it/);
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
   });
 
   it("never shows a password", () => {
