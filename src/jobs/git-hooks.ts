@@ -62,7 +62,8 @@ export function hookScript(hook: HookName, functionFile: string, nodePath = proc
     "#!/bin/sh",
     `${MARKER}: runs ${functionFile} in a microvm for each ${hook}.`,
     `# Remove with: fnrun hook uninstall ${hook}`,
-    `exec ${shellQuote(nodePath)} ${shellQuote(cli)} hook run ${hook} ${shellQuote(functionFile)} -- "$@"`,
+    // As bin/fnrun.js's first line: Node starts without parsing NODE_EXTRA_CA_CERTS, which fnrun puts back.
+    `exec env -u NODE_EXTRA_CA_CERTS FNRUN_EXTRA_CA_CERTS="\${NODE_EXTRA_CA_CERTS-}" ${shellQuote(nodePath)} ${shellQuote(cli)} hook run ${hook} ${shellQuote(functionFile)} -- "$@"`,
     "",
   ].join("\n");
 }

@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { createHash, createHmac } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type { IncomingMessage } from "node:http";
@@ -7,7 +8,7 @@ import { Readable } from "node:stream";
 import { rootCertificates } from "node:tls";
 import { SignatureV4 } from "@smithy/signature-v4";
 import { describe, expect, it } from "vitest";
-import { hookVerdict } from "../../../src/jobs/git-hooks.ts";
+import { hookScript, hookVerdict } from "../../../src/jobs/git-hooks.ts";
 import { retryDelayMs } from "../../../src/jobs/queue.ts";
 import { redactUrl, redisConnection } from "../../../src/jobs/queue-redis.ts";
 import { countOccurrences, nextOccurrence, scheduledEvent } from "../../../src/jobs/scheduler.ts";
@@ -15,6 +16,7 @@ import { Admission, TooManyRequests } from "../../../src/serve/admission.ts";
 import { hostOfHeader, isLoopbackAddress, verifySigV4 } from "../../../src/serve/auth.ts";
 import { functionNameFromPath } from "../../../src/serve/routes/lambda.ts";
 import { checkDelivery } from "../../../src/serve/webhook-signatures.ts";
+import { packageRoot } from "../../../src/util/paths.ts";
 
 describe("webhook signatures", () => {
   const hmac = (secret: string, text: string) => createHmac("sha256", secret).update(text).digest("hex");
@@ -298,5 +300,30 @@ describe("git hook verdicts", () => {
     expect(hookVerdict({ ok: true, message: "fine" })).toEqual({ ok: true, message: "fine" });
     expect(hookVerdict(null)).toEqual({ ok: true, message: null });
     expect(hookVerdict("anything")).toEqual({ ok: true, message: null });
+  });
+
+  it("runs fnrun's Node without NODE_EXTRA_CA_CERTS, handing its value on, as bin/fnrun.js's first line does", () => {
+    const directory = mkdtempSync(join(tmpdir(), "fnrun-test-hook-"));
+    try {
+      // A stand-in for node that shows what it was started with.
+      const node = join(directory, "node");
+      writeFileSync(node, `#!/bin/sh\necho "[\${NODE_EXTRA_CA_CERTS-unset}] [$FNRUN_EXTRA_CA_CERTS] $*"\n`, {
+        mode: 0o755,
+      });
+      const hook = join(directory, "pre-commit");
+      writeFileSync(hook, hookScript("pre-commit", "functions/it's.ts", node), { mode: 0o755 });
+      const run = (env: NodeJS.ProcessEnv) =>
+        execFileSync(hook, ["one", "two words"], {
+          encoding: "utf8",
+          env: { PATH: process.env.PATH, ...env },
+        });
+      const cli = join(packageRoot, "bin", "fnrun.js");
+      expect(run({ NODE_EXTRA_CA_CERTS: "/certs/a b.pem" })).toBe(
+        `[unset] [/certs/a b.pem] ${cli} hook run pre-commit functions/it's.ts -- one two words\n`,
+      );
+      expect(run({})).toBe(`[unset] [] ${cli} hook run pre-commit functions/it's.ts -- one two words\n`);
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
   });
 });
