@@ -113,15 +113,19 @@ async function main(): Promise<void> {
   // Booted ahead of demand: do what can be done while nobody waits.
   await Promise.all(PRELOADED_MODULES.map((name) => import(name)));
   await rehearse();
-  let loaded: Loaded | undefined;
-  let initPhase: InitPhase | undefined;
+  // A VM booted with its function (pooled, or to be saved as a function
+  // snapshot): its frames are signed with the key it came with.
+  let bound: BoundFunction | undefined;
   if (fs.existsSync(FUNCTION_SETTINGS_PATH)) {
-    // A VM booted with its function (pooled, or to be saved as a function
-    // snapshot): its frames are signed with the key it came with.
-    const bound = JSON.parse(fs.readFileSync(FUNCTION_SETTINGS_PATH, "utf8")) as BoundFunction;
+    bound = JSON.parse(fs.readFileSync(FUNCTION_SETTINGS_PATH, "utf8")) as BoundFunction;
     fs.rmSync(FUNCTION_SETTINGS_PATH);
     useKey(bound.key);
-    setClockFromHost();
+  }
+  // Before any function code runs: its init phase below, or one a "load" brings.
+  setClockFromHost();
+  let loaded: Loaded | undefined;
+  let initPhase: InitPhase | undefined;
+  if (bound) {
     applySettings(bound, "");
     // Where the clones mount their folders: there, empty, as in a VM with them mounted.
     const foldersToCome = bound.foldersToCome ?? [];
@@ -137,7 +141,6 @@ async function main(): Promise<void> {
     }
   }
   if (boot.snapshot) settleHeap();
-  setClockFromHost(); // a pooled VM booted without its function: before it loads one
   send({ type: "ready", marks, ...(initPhase ? { initPhase } : {}) });
 
   for (;;) {

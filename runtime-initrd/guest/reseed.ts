@@ -83,19 +83,17 @@ export function wakeUp(message: WakeMessage, readAtMs: number, rehearsal = false
   if (network) ask(`network ${network.address} ${network.gateway} ${network.prefixLength}`);
 }
 
-let clockSet = false;
-
 /**
  * A VM that booted (neither a clone nor one to be saved: their clocks are set
  * at the wake-up) sets its clock from the host's before any function code runs:
  * the kernel took it from the RTC, in whole seconds, up to ~1 s behind. One
  * request, which the host answers at once (vm/process.ts), then one round trip
  * to the agent. Without a virtio channel nothing comes back: the RTC's stays.
- * Called with the frames' key of the moment set (the host reads no other).
+ * Called once (the host answers one request) with the frames' key of the
+ * moment set (the host reads no other).
  */
 export function setClockFromHost(): void {
-  if (boot.snapshot || boot.channel !== "virtio" || clockSet) return;
-  clockSet = true;
+  if (boot.snapshot || boot.channel !== "virtio") return;
   send({ type: "clock" });
   const message = receive();
   if (message.type !== "time")
