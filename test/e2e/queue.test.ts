@@ -53,8 +53,9 @@ function invokeEvent(port: number, name: string, event: unknown): Promise<number
   });
 }
 
+/** `fnrun ARGS`, started as users start it (bin/fnrun.js itself); `env` adds to this process's (undefined: removes). */
 function startProcess(args: string[], cwd = process.cwd(), env: NodeJS.ProcessEnv = {}): ChildProcess {
-  return spawn(process.execPath, [CLI, ...args], {
+  return spawn(CLI, args, {
     cwd,
     stdio: ["ignore", "ignore", "pipe"],
     env: { ...process.env, ...env },
@@ -443,15 +444,10 @@ describe("Redis over TLS, as an ACL user", () => {
       let stderr = "";
       // The worker, started as a command (Node without NODE_EXTRA_CA_CERTS: bin/fnrun.js),
       // trusts the CA through that variable alone.
-      const { FNRUN_REDIS_CA: _ownCa, ...inherited } = process.env;
-      worker = spawn(CLI, ["worker", "--queue", url], {
-        cwd: tmpdir(),
-        stdio: ["ignore", "ignore", "pipe"],
-        env: {
-          ...inherited,
-          NODE_EXTRA_CA_CERTS: join(certs, "ca.pem"),
-          FNRUN_SIGNING_KEY: "signing-key-for-tests-0123456789",
-        },
+      worker = startProcess(["worker", "--queue", url], tmpdir(), {
+        FNRUN_REDIS_CA: undefined,
+        NODE_EXTRA_CA_CERTS: join(certs, "ca.pem"),
+        FNRUN_SIGNING_KEY: "signing-key-for-tests-0123456789",
       });
       worker.stderr?.on("data", (chunk: Buffer) => {
         stderr += chunk.toString();
