@@ -57,9 +57,14 @@ describe.concurrent("fnrun invoke", () => {
     );
     try {
       const { result } = await invoke("test/fixtures/clock-resolution.ts", { start: "boot" });
-      const { distinct, clocksource } = result as { distinct: number; clocksource: string };
+      const { distinct, smallestStepNs, clocksource } = result as {
+        distinct: number;
+        smallestStepNs: number;
+        clocksource: string;
+      };
       expect(clocksource).toMatch(/^tsc/);
-      expect(distinct).toBeGreaterThan(100);
+      expect(distinct).toBeGreaterThan(1);
+      expect(smallestStepNs).toBeLessThan(1_000_000); // a jiffy here is 4 ms
     } finally {
       for (const child of busy) child.kill("SIGKILL");
     }
