@@ -41,13 +41,15 @@ setup: system-packages build functions/node_modules/.package-lock.json folder-qe
 FNRUN_CACHE := $(or $(FNRUN_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/fnrun)
 
 ## folder-qemu: fetch QEMU 10 (bookworm-backports, extracted into the cache) for snapshots with shared folders
-# Without it, invocations with shared folders boot instead of restoring a clone.
+# A fallback: folder profiles use fnrun's own QEMU (microvm-qemu, patched for
+# them) where it was built. Without either, invocations with shared folders boot.
 folder-qemu: system-packages
 	@mkdir -p "$(FNRUN_CACHE)" && bash scripts/fetch-folder-qemu.sh "$(FNRUN_CACHE)" || \
-	  echo "make: could not fetch QEMU 10 for shared-folder snapshots; invocations with --mount will boot" >&2
+	  echo "make: could not fetch QEMU 10 (the fallback for shared-folder snapshots)" >&2
 
 ## microvm-qemu: build fnrun's QEMU (Debian's source, microvm only, with TCG) into the cache
-# Without it, VMs run on the system's full QEMU, which starts slower.
+# Without it, VMs run on the system's full QEMU, which starts slower, and shared
+# folders on QEMU 10 (folder-qemu).
 microvm-qemu: system-packages
 	@mkdir -p "$(FNRUN_CACHE)" && bash scripts/build-microvm-qemu.sh "$(FNRUN_CACHE)" || \
 	  echo "make: could not build fnrun's QEMU; VMs run on the system's qemu-system-x86_64" >&2

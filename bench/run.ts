@@ -17,7 +17,7 @@
  *   (d)  hello on a warm pool VM (library API, in this process)
  *   (e)  `node` running hello's handler on the host (bench/direct.mjs)
  *   (f)  (c') with a shared folder (`--mount DIR:/mnt/data`): a clone of the
- *        one-folder profile (QEMU 10, its own RAM copy, a new daemon); (f'') the
+ *        one-folder profile (its own RAM copy, a new daemon); (f'') the
  *        same from the third invocation on, hello's function snapshot of that
  *        profile; (f') the same with `--start boot`
  *   (h)  (c') with `--net`, (i) with `--memory 512`: the snapshot profiles beyond

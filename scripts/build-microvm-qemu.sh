@@ -8,6 +8,9 @@
 # types; this one starts in a third of that, and a snapshot start uses ~25 %
 # less CPU (docs/performance.md). Usage: build-microvm-qemu.sh CACHE_DIR
 #
+# With fnrun's patches (scripts/qemu-patches/): one lets it save and restore a
+# shared folder's device, which stock 7.2 cannot.
+#
 # Installs CACHE_DIR/microvm-qemu/bin/qemu-system-x86_64 atomically; does
 # nothing if the one there was built by this script from the same source.
 # Needs the build packages (the Makefile's QEMU_BUILD_PACKAGES); apt reads a
@@ -22,9 +25,10 @@ mirror=${FNRUN_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 security=${FNRUN_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 here=$(cd "$(dirname "$0")" && pwd)
 
-# What the build is made from: the system QEMU's source version and this script.
+# What the build is made from: the system QEMU's source version, this script
+# and fnrun's patches to it (scripts/qemu-patches: each says why).
 source_version=$(dpkg-query -W -f='${source:Version}' qemu-system-x86)
-recipe="$source_version $(sha256sum "$here/build-microvm-qemu.sh" | cut -c1-16)"
+recipe="$source_version $(cat "$here/build-microvm-qemu.sh" "$here"/qemu-patches/*.patch | sha256sum | cut -c1-16)"
 if [ -x "$target/bin/qemu-system-x86_64" ] && [ "$(cat "$target/recipe" 2>/dev/null)" = "$recipe" ]; then
   exit 0
 fi
@@ -48,6 +52,9 @@ apt=(apt-get -qq
 (cd "$work" && { "${apt[@]}" source --download-only "qemu=${source_version#*:}" 2>/dev/null ||
   "${apt[@]}" source --download-only qemu; }) >/dev/null
 (cd "$work" && dpkg-source -q -x qemu_*.dsc src) >/dev/null
+for patch in "$here"/qemu-patches/*.patch; do
+  patch -s -d "$work/src" -p1 <"$patch"
+done
 
 # The machine and devices fnrun's VMs have (src/vm/qemu.ts), nothing else. Its
 # main loop waits on io_uring as Debian's does: without it, a guest thrashing its
@@ -90,6 +97,8 @@ if ! "$work/out/bin/qemu-system-x86_64" -accel help | grep -qx tcg; then
   echo "build-microvm-qemu: the build has no TCG" >&2
   exit 1
 fi
+# Which patches it has, by name (src/host/qemu-binary.ts looks for one).
+for patch in "$here"/qemu-patches/*.patch; do basename "$patch" .patch; done >"$work/out/patches"
 echo "$recipe" >"$work/out/recipe"
 # Replace an older build; a complete one a parallel run made meanwhile is kept.
 if [ "$(cat "$target/recipe" 2>/dev/null)" != "$recipe" ]; then

@@ -206,8 +206,8 @@ export async function runChecks(env: NodeJS.ProcessEnv = process.env): Promise<C
       : {
           name: "Folder QEMU",
           level: "warn",
-          detail: "none: --mount invocations boot (QEMU 7.2 cannot restore a shared folder's device)",
-          fix: "run `make folder-qemu` (QEMU 10 from bookworm-backports into the cache), or set FNRUN_FOLDER_QEMU",
+          detail: "none: --mount invocations boot (stock QEMU 7.2 cannot restore a shared folder's device)",
+          fix: "run `make setup` (it builds fnrun's QEMU, patched so that it can), or set FNRUN_FOLDER_QEMU",
         },
   );
 

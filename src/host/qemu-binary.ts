@@ -1,4 +1,5 @@
 /** QEMU on this host: its binary, and the firmware fnrun boots bzImages with. */
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { cacheRoot } from "../util/cache.ts";
 import { isExecutable, which } from "../util/which.ts";
@@ -39,12 +40,43 @@ export async function locateQemu(
 }
 
 /**
- * The QEMU that saves and restores VMs with shared folders (10.x; 7.2 marks
- * vhost-user-fs unmigratable): FNRUN_FOLDER_QEMU, else the one `make setup`
- * fetched into the cache (scripts/fetch-folder-qemu.sh), else none, and
- * invocations with folders boot.
+ * The patch that lets fnrun's QEMU (7.2) save and restore a vhost-user-fs
+ * device, which stock 7.2 marks unmigratable (scripts/qemu-patches/). The build
+ * lists the patches it applied in `patches`, next to `bin/`.
  */
+export const FOLDER_PATCH = "vhost-user-fs-migratable";
+
+/**
+ * The QEMU that saves and restores VMs with shared folders, in this order:
+ * FNRUN_FOLDER_QEMU; fnrun's own build when it has FOLDER_PATCH (the fastest:
+ * docs/performance.md); QEMU 10, which can do it as it is, if `make
+ * folder-qemu` fetched it into the cache; else none, and invocations with
+ * folders boot. Pure: `own` is fnrun's build and the patches it lists, or
+ * undefined when it is not there.
+ */
+export function pickFolderQemu(choices: {
+  override?: string | undefined;
+  own?: { path: string; patches: readonly string[] } | undefined;
+  fetched?: string | undefined;
+}): string | undefined {
+  if (choices.override) return choices.override;
+  if (choices.own?.patches.includes(FOLDER_PATCH)) return choices.own.path;
+  return choices.fetched;
+}
+
+/** pickFolderQemu on this host: the binaries that are there and run. */
 export async function locateFolderQemu(env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
-  const path = env.FNRUN_FOLDER_QEMU || join(cacheRoot(env), "folder-qemu", "qemu-system-x86_64");
-  return (await isExecutable(path)) ? path : undefined;
+  const present = async (path: string) => ((await isExecutable(path)) ? path : undefined);
+  if (env.FNRUN_FOLDER_QEMU) return present(env.FNRUN_FOLDER_QEMU);
+  const own = await present(microvmQemuPath(env));
+  const patches = own
+    ? await readFile(join(own, "..", "..", "patches"), "utf8").then(
+        (text) => text.split("\n").filter(Boolean),
+        () => [],
+      )
+    : [];
+  return pickFolderQemu({
+    own: own ? { path: own, patches } : undefined,
+    fetched: await present(join(cacheRoot(env), "folder-qemu", "qemu-system-x86_64")),
+  });
 }

@@ -139,7 +139,7 @@ export function snapshotProblem(host: HostSetup, shape?: SavedShape): string | n
   if (host.channel !== "virtio")
     return `the kernel (${host.kernel.origin}) has no virtio: snapshots need fnrun's kernel`;
   if (shape && shape.folders > 0 && !host.folderQemuPath)
-    return "shared folders on clones need QEMU 10 (QEMU 7.2 cannot restore vhost-user-fs): run `make setup`, which fetches it into fnrun's cache, or set FNRUN_FOLDER_QEMU";
+    return "shared folders on clones need a QEMU that can restore vhost-user-fs (stock 7.2 cannot): run `make setup`, which builds fnrun's own with the patch that lets it, or set FNRUN_FOLDER_QEMU";
   return null;
 }
 

@@ -13,8 +13,10 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { microvmQemuPath } from "../../src/host/qemu-binary.ts";
 import { resolveHost } from "../../src/host/setup.ts";
 import { createPool, invoke } from "../../src/index.ts";
+import { cacheRoot } from "../../src/util/cache.ts";
 import { virtiofsdWrapper } from "../../src/vm/mounts.ts";
 import {
   expectNothingLeftBehind,
@@ -190,6 +192,26 @@ describe("shared folders", () => {
       }
     },
   );
+
+  // fnrun's QEMU is 7.2, patched to save and restore vhost-user-fs
+  // (scripts/qemu-patches/); QEMU 10 restores it as it is, through the proxy's
+  // empty state transfer, and is what a host without fnrun's build falls back to.
+  it("restores folder clones on fnrun's own QEMU, and on QEMU 10 where make folder-qemu fetched it", async () => {
+    const host = await resolveHost();
+    expect(host.folderQemuPath).toBe(microvmQemuPath());
+    const mounts = [`${data}:/mnt/data`];
+    const own = await invoke("test/fixtures/mounts/reads-greeting.ts", { host, mounts, start: "snapshot" });
+    expect(own).toMatchObject({ startMode: "snapshot", result: "hello from the host\n" });
+    const qemu10 = join(cacheRoot(), "folder-qemu", "qemu-system-x86_64");
+    if (!existsSync(qemu10)) return; // make setup fetches it; only a host without it skips this half
+    const fallback = await invoke("test/fixtures/mounts/reads-greeting.ts", {
+      host: { ...host, folderQemuPath: qemu10 },
+      mounts,
+      start: "snapshot",
+    });
+    expect(fallback).toMatchObject({ startMode: "snapshot", result: "hello from the host\n" });
+    expect(folderDaemons()).toEqual([]);
+  });
 
   it("refuses mounts that cannot work, before any VM starts", async () => {
     const cases: Array<[string, RegExp]> = [

@@ -172,7 +172,9 @@ describe("snapshot starts", () => {
       expect(booted).toMatchObject({ startMode: "boot", result: "from the host's folder\n" });
       await expect(
         invoke("functions/hello.ts", { host: withoutFolderQemu, mounts, start: "snapshot" }),
-      ).rejects.toThrow("--start snapshot: shared folders on clones need QEMU 10");
+      ).rejects.toThrow(
+        "--start snapshot: shared folders on clones need a QEMU that can restore vhost-user-fs",
+      );
     } finally {
       rmSync(folder, { recursive: true, force: true });
     }
@@ -725,7 +727,7 @@ describe("snapshot integrity", () => {
     try {
       const shape = { memoryMB: 208, folders: 1 };
       const folderQemu = host.folderQemuPath;
-      expect(folderQemu, "make setup fetches the folder QEMU").toBeDefined();
+      expect(folderQemu, "make setup builds the folder QEMU").toBeDefined();
       const saver: HostSetup = {
         ...host,
         folderQemuPath: refusingQemu(directory, ['*" -incoming "*'], folderQemu),
