@@ -259,6 +259,9 @@ const KEEP: Record<string, number> = {
   snapshot: 8,
   "function-snapshot": 8,
   "function-seen": 256,
+  // Every helper fnrun compiles (src/host/tools.ts) is an entry of this kind, a
+  // few KB each; an old version goes only when 16 newer entries are there.
+  "host-tools": 16,
 };
 const KEEP_DEFAULT = 3;
 

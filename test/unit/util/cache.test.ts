@@ -79,4 +79,14 @@ describe("cache entries", () => {
     await ensureEntry("thing", "d", build, {}, root);
     expect(readdirSync(join(root, "thing")).sort()).toEqual(["a", "c", "d"]);
   });
+
+  // Four helpers (src/host/tools.ts) share the kind: with three kept, compiling
+  // the fourth removed one a prestart's note still named (the proxy's spawn
+  // failed with ENOENT, and the invocation with it).
+  it("keeps every host tool fnrun compiles, each under its own key", async () => {
+    const { build } = builder("x");
+    const tools = ["wrapper", "proxy", "tsc-khz", "ram-copy", "next-one"];
+    for (const key of tools) await ensureEntry("host-tools", key, build, {}, root);
+    expect(readdirSync(join(root, "host-tools")).sort()).toEqual([...tools].sort());
+  });
 });
