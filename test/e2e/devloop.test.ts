@@ -163,7 +163,9 @@ describe("doctor, completion and help", () => {
     expect(accelerator[0]).toMatch(/(KVM|TCG)/);
     expect(run.stdout).toContain("fnrun is ready.");
     // make setup built fnrun's QEMU, patched to restore clones with shared folders.
-    expect(run.stdout).toMatch(/✔ Folder QEMU: .+\/microvm-qemu\/bin\/qemu-system-x86_64 \(QEMU emulator version 7\./);
+    expect(run.stdout).toMatch(
+      /✔ Folder QEMU: .+\/microvm-qemu\/bin\/qemu-system-x86_64 \(QEMU emulator version 7\./,
+    );
   });
 
   it("sets everything up ahead of time and says where it is", async () => {
