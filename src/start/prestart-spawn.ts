@@ -22,8 +22,8 @@ import { hostSlots } from "../vm/slots.ts";
 import { type QemuCommand, type SpawnedQemu, spawnClone } from "../vm/spawn-qemu.ts";
 import type { Snapshot } from "./snapshot.ts";
 
-/** v5: a clone with neither network nor folders has its QEMU command noted. */
-export const NOTE_FORMAT = 5;
+/** v6: a folder profile's tools include its RAM copier. */
+export const NOTE_FORMAT = 6;
 /** Environment that changes which QEMU or kernel fnrun picks. */
 const HOST_ENVIRONMENT = ["FNRUN_QEMU", "FNRUN_FOLDER_QEMU", "FNRUN_KERNEL", "FNRUN_KERNEL_SOURCE"] as const;
 /** Flags with which no noted clone is what the invocation will run on. */
@@ -113,7 +113,14 @@ export function restoredFiles(note: Pick<Note, "target" | "snapshot" | "folderTo
   const { target, snapshot, folderTools: tools } = note;
   const { spec } = target;
   return [
-    ...(tools ? [tools.virtiofsd, tools.wrapper, ...(tools.proxy ? [tools.proxy] : [])] : []),
+    ...(tools
+      ? [
+          tools.virtiofsd,
+          tools.wrapper,
+          ...(tools.proxy ? [tools.proxy] : []),
+          ...(tools.ramCopy ? [tools.ramCopy] : []),
+        ]
+      : []),
     target.qemuPath,
     spec.kernel.path,
     spec.initrd,

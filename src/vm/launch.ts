@@ -23,20 +23,19 @@
  * devices, which keep their transports) and bind it once it wakes: one
  * snapshot serves a memory size with and without a network.
  */
-import { execFile } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { closeSync, mkdtempSync, openSync, statfsSync, statSync } from "node:fs";
+import { closeSync, ftruncateSync, mkdtempSync, openSync, rmSync, statfsSync, statSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import type { Accel } from "../host/accel.ts";
 import { guestNodeOptions } from "../host/runtime.ts";
 import type { HostSetup } from "../host/setup.ts";
 import { hostTscKhz } from "../host/tsc.ts";
 import { BootError, InternalError } from "../util/errors.ts";
 import { type BootPayload, writeInitrd } from "./initrd.ts";
-import { type FolderTools, folderTag, type ResolvedMount, SharedFolders } from "./mounts.ts";
+import { type FolderTools, folderTag, folderTools, type ResolvedMount, SharedFolders } from "./mounts.ts";
 import { NetGuard, type NetGuardSockets } from "./net-guard.ts";
 import { type LaunchOptions, qemuCommand, randomNonce, Vm } from "./process.ts";
 import { type DecoderLimits, type MountRequest, SLIRP_NETWORK, type WakeMessage } from "./protocol.ts";
@@ -308,32 +307,36 @@ export async function restoreCloneOf(
     throw new InternalError(
       `a snapshot with ${saved.folders} folder devices cannot serve ${plan.mounts.length}`,
     );
-  const started = await Promise.allSettled([
-    plan.network ? NetGuard.start(runDirectory) : undefined,
-    SharedFolders.start(runDirectory, plan.mounts, {
-      restorable: true,
-      ...(plan.folderTools ? { tools: plan.folderTools } : {}),
-    }),
-    plan.mounts.length > 0 ? sharedRamCopy(saved.ram) : undefined,
-  ]);
-  const [guard, folders, ram] = started.map((outcome) =>
-    outcome.status === "fulfilled" ? outcome.value : undefined,
-  ) as [NetGuard | undefined, SharedFolders | undefined, number | undefined];
+  // Given the tools (a prestart's note has them), the copy starts before the first await.
+  const tools = plan.mounts.length > 0 ? (plan.folderTools ?? (await folderTools(true))) : undefined;
+  let ram: RamCopy | undefined;
+  let guard: NetGuard | undefined;
+  let folders: SharedFolders | undefined;
   const stop = async () => {
+    ram?.stop();
     await folders?.stop();
     await guard?.close();
   };
   try {
+    ram = tools ? sharedRamCopy(saved.ram, tools) : undefined;
+    const started = await Promise.allSettled([
+      plan.network ? NetGuard.start(runDirectory) : undefined,
+      SharedFolders.start(runDirectory, plan.mounts, { restorable: true, ...(tools ? { tools } : {}) }),
+    ]);
+    [guard, folders] = started.map((outcome) =>
+      outcome.status === "fulfilled" ? outcome.value : undefined,
+    ) as [NetGuard | undefined, SharedFolders | undefined];
     const failed = started.find((outcome) => outcome.status === "rejected");
     if (failed) throw failed.reason;
     const target = withCloneDevices(machine, {
       ...(guard ? { netGuard: guard.sockets } : {}),
-      ...(folders && ram !== undefined ? { folders: { devices: folders.devices, ram: CLONE_RAM_PATH } } : {}),
+      ...(folders && ram ? { folders: { devices: folders.devices, ram: CLONE_RAM_PATH } } : {}),
     });
+    // QEMU starts while the copy is filled, and loads the state once it is whole.
     const vm = await restoreVm(target, saved, runDirectory, {
       ...(plan.decoderLimits ? { decoderLimits: plan.decoderLimits } : {}),
       ...(plan.network ? { attach: { network: SLIRP_NETWORK } } : {}),
-      ...(ram !== undefined ? { ramFd: ram } : {}),
+      ...(ram ? { ram } : {}),
     });
     vm.addCompanion(stop);
     return vm;
@@ -341,35 +344,69 @@ export async function restoreCloneOf(
     await stop();
     throw error;
   } finally {
-    if (ram !== undefined) closeSync(ram); // QEMU has its own
+    if (ram) closeSync(ram.fd); // QEMU has its own
   }
 }
-
-const execFileAsync = promisify(execFile);
 
 /** Descriptors a clone's QEMU inherits: the device state, then its own RAM copy (a clone with folders). */
 const STATE_FD = 3;
 const CLONE_RAM_PATH = "/proc/self/fd/4";
 
+/** A clone's own RAM copy (sharedRamCopy): its descriptor, at once, and its filling. */
+export interface RamCopy {
+  fd: number;
+  /** Settles when the copy is whole (rejects if it cannot be made). */
+  filled: Promise<void>;
+  /** Stops the filling, if it is still going. */
+  stop(): void;
+}
+
 /**
  * A clone's own copy of the RAM file, for QEMU and the folders' daemons to map
- * shared: sparse (what the saved guest never touched stays a hole; ~30-50 ms
- * for 256 MB), in memory (/dev/shm) where the host has room for it rather than
- * written to disk, and open but already unlinked, so that nothing is left
+ * shared: in memory (/dev/shm) where the host has room for it rather than
+ * written to disk, and unlinked as soon as it is open, so that nothing is left
  * behind whatever becomes of fnrun. QEMU opens it as CLONE_RAM_PATH.
+ *
+ * The descriptor is there at once, the file already its full size and all hole,
+ * and fnrun-ram-copy fills it (runtime-initrd/ram-copy.c: what the saved guest
+ * never touched, and its pages of zeros, stay holes) while the daemons and QEMU
+ * start: QEMU maps it at its start but reads none of it until it loads the
+ * state, which waits for `filled`. Synchronous up to the copier's spawn: a
+ * prestart copies while the CLI loads, and an await would wait for the loading.
  */
-async function sharedRamCopy(from: string): Promise<number> {
-  // Synchronous up to cp's spawn (each step well under a millisecond): a prestart
-  // copies while the CLI loads, and an await would wait for the loading.
+function sharedRamCopy(from: string, tools: FolderTools): RamCopy {
+  if (!tools.ramCopy) throw new InternalError("a clone's folder tools have no RAM copier");
   const parent = hasRoomFor(from, "/dev/shm") ? "/dev/shm" : tmpdir();
   const directory = mkdtempSync(join(parent, "fnrun-ram-"));
+  let fd: number;
   try {
-    const copy = join(directory, "ram");
-    // Not execa: a prestart copies while the CLI loads, and loading execa would hold both up.
-    await execFileAsync("cp", ["--sparse=always", from, copy], { timeout: 30_000 });
-    return openSync(copy, "r+");
+    fd = openSync(join(directory, "ram"), "wx+", 0o600);
   } finally {
-    await rm(directory, { recursive: true, force: true });
+    rmSync(directory, { recursive: true, force: true });
+  }
+  try {
+    ftruncateSync(fd, statSync(from).size);
+    // Not execa: a prestart copies while the CLI loads, and loading execa would hold both up.
+    const copier = spawn(tools.ramCopy, [from], { stdio: ["ignore", fd, "pipe"], timeout: 30_000 });
+    let stderr = "";
+    copier.stderr?.on("data", (chunk: Buffer) => {
+      if (stderr.length < 4096) stderr += chunk.toString();
+    });
+    const filled = new Promise<void>((resolve, reject) => {
+      copier.once("error", reject);
+      copier.once("close", (code, signal) =>
+        code === 0
+          ? resolve()
+          : reject(
+              new BootError(`copying the snapshot's RAM failed (${signal ?? code}): ${stderr.trim()}`, ""),
+            ),
+      );
+    });
+    filled.catch(() => {}); // awaited by the restore, if it gets that far
+    return { fd, filled, stop: () => copier.kill("SIGKILL") };
+  } catch (error) {
+    closeSync(fd);
+    throw error;
   }
 }
 
@@ -389,7 +426,7 @@ export interface RestoreOptions {
   /** Devices plugged into the clone for it to bind when it wakes. */
   attach?: WakeMessage["attach"];
   /** The clone's own RAM copy (CLONE_RAM_PATH), for a clone with folders. */
-  ramFd?: number;
+  ram?: RamCopy;
 }
 
 /**
@@ -409,8 +446,8 @@ export async function restoreVm(
   runDirectory: string,
   options: RestoreOptions = {},
 ): Promise<Vm> {
-  const command = qemuCommand(target, options.ramFd === undefined ? 1 : 2);
-  const spawned = spawnClone(command, saved.state, options.ramFd);
+  const command = qemuCommand(target, options.ram === undefined ? 1 : 2);
+  const spawned = spawnClone(command, saved.state, options.ram?.fd);
   return resumeClone(spawned, saved, runDirectory, options);
 }
 
@@ -446,6 +483,8 @@ export async function resumeClone(
     const capabilities = qmp.execute("migrate-set-capabilities", {
       capabilities: [{ capability: "x-ignore-shared", state: true }],
     });
+    // Loading the state reads guest RAM (virtio's queues): a RAM copy must be whole first.
+    if (options.ram) await Promise.all([capabilities, options.ram.filled]);
     const incoming = qmp.execute("migrate-incoming", { uri: `fd:${STATE_FD}` });
     incoming.catch(() => {}); // if it fails, so did the first, or it is awaited below
     await capabilities;

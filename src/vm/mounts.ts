@@ -116,23 +116,34 @@ export function vhostUserFsProxy(env: NodeJS.ProcessEnv = process.env): Promise<
   return hostTool("fnrun-vhost-user-fs-proxy", "vhost-user-fs-proxy.c", env);
 }
 
-/** What serves a VM's folders: virtiofsd, the read-only wrapper, and the proxy a restorable VM's daemons sit behind. */
+/** What fills a clone's own copy of its RAM file while its QEMU starts (src/vm/launch.ts). */
+export function ramCopier(env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  return hostTool("fnrun-ram-copy", "ram-copy.c", env);
+}
+
+/**
+ * What serves a VM's folders: virtiofsd, the read-only wrapper, and for a
+ * restorable VM (a snapshot's and its clones) the proxy its daemons sit behind
+ * and what copies a clone's RAM for them to map.
+ */
 export interface FolderTools {
   virtiofsd: string;
   wrapper: string;
   proxy?: string;
+  ramCopy?: string;
 }
 
 export async function folderTools(
   restorable: boolean,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<FolderTools> {
-  const [virtiofsd, wrapper, proxy] = await Promise.all([
+  const [virtiofsd, wrapper, proxy, ramCopy] = await Promise.all([
     locateVirtiofsd(env),
     virtiofsdWrapper(env),
     restorable ? vhostUserFsProxy(env) : undefined,
+    restorable ? ramCopier(env) : undefined,
   ]);
-  return { virtiofsd, wrapper, ...(proxy ? { proxy } : {}) };
+  return { virtiofsd, wrapper, ...(proxy ? { proxy } : {}), ...(ramCopy ? { ramCopy } : {}) };
 }
 
 interface Daemon {
@@ -231,7 +242,8 @@ function spawnDaemon(command: string, args: string[]): Daemon {
   const stderr = new TextTail(4096);
   child.stderr?.on("data", (chunk: Buffer) => stderr.push(chunk.toString()));
   const exited = new Promise<void>((resolve) => child.once("close", () => resolve()));
-  child.once("error", () => {});
+  // A helper that cannot be started (a file gone) says so with the others' words.
+  child.once("error", (error) => stderr.push(`cannot start ${command}: ${error.message}`));
   return { process: child, exited, stderr };
 }
 

@@ -2,13 +2,18 @@
 // enforced in the guest and on the host, no way out of the folder, no daemon left.
 import { execFileSync, spawnSync } from "node:child_process";
 import {
+  closeSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
+  openSync,
   readFileSync,
   rmSync,
+  statSync,
   symlinkSync,
+  truncateSync,
   writeFileSync,
+  writeSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,7 +22,7 @@ import { microvmQemuPath } from "../../src/host/qemu-binary.ts";
 import { resolveHost } from "../../src/host/setup.ts";
 import { createPool, invoke } from "../../src/index.ts";
 import { cacheRoot } from "../../src/util/cache.ts";
-import { virtiofsdWrapper } from "../../src/vm/mounts.ts";
+import { ramCopier, virtiofsdWrapper } from "../../src/vm/mounts.ts";
 import {
   expectNothingLeftBehind,
   folderDaemons,
@@ -211,6 +216,49 @@ describe("shared folders", () => {
     });
     expect(fallback).toMatchObject({ startMode: "snapshot", result: "hello from the host\n" });
     expect(folderDaemons()).toEqual([]);
+  });
+
+  // A folder clone's QEMU maps its RAM copy while fnrun-ram-copy fills it: the
+  // copy must come out the same as the snapshot's RAM, and the copier must never
+  // truncate or resize it (QEMU refuses a file smaller than the RAM at its start).
+  it("fills a clone's RAM copy in place: the same bytes, holes and zero pages left holes", async () => {
+    const copier = await ramCopier();
+    const page = 4096;
+    const source = join(root, "ram");
+    const bytes = Buffer.alloc(64 * page); // holes, zero pages and data
+    bytes.fill(7, 3 * page, 5 * page);
+    bytes.fill(9, 40 * page + 100, 41 * page);
+    writeFileSync(source, Buffer.alloc(0));
+    truncateSync(source, bytes.length);
+    const file = openSync(source, "r+");
+    writeSync(file, bytes.subarray(3 * page, 5 * page), 0, 2 * page, 3 * page);
+    writeSync(file, Buffer.alloc(4 * page), 0, 4 * page, 20 * page); // written zeros
+    writeSync(file, bytes.subarray(40 * page, 41 * page), 0, page, 40 * page);
+    closeSync(file);
+    const copy = join(root, "ram-copy");
+    writeFileSync(copy, Buffer.alloc(0));
+    truncateSync(copy, bytes.length);
+    const out = openSync(copy, "r+");
+    try {
+      const run = spawnSync(copier, [source], { stdio: ["ignore", out, "pipe"], encoding: "utf8" });
+      expect({ status: run.status, stderr: run.stderr }).toEqual({ status: 0, stderr: "" });
+    } finally {
+      closeSync(out);
+    }
+    expect(readFileSync(copy).equals(bytes)).toBe(true);
+    // Only the three data pages were written: 12 KB allocated, where the source has 28.
+    expect(statSync(copy).blocks * 512).toBe(3 * page);
+    // A copy of another size is refused, not resized.
+    truncateSync(copy, page);
+    const small = openSync(copy, "r+");
+    try {
+      const run = spawnSync(copier, [source], { stdio: ["ignore", small, "pipe"], encoding: "utf8" });
+      expect(run.status).toBe(1);
+      expect(run.stderr).toContain("must be a regular file as large as the source");
+    } finally {
+      closeSync(small);
+    }
+    expect(statSync(copy).size).toBe(page);
   });
 
   it("refuses mounts that cannot work, before any VM starts", async () => {
