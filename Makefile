@@ -5,7 +5,9 @@
 
 SHELL := /bin/bash
 NODE ?= node
-FNRUN := $(NODE) bin/fnrun.js
+# The command as users run it (through its first line, which starts Node without
+# NODE_EXTRA_CA_CERTS: bin/fnrun.js); through $(NODE) when NODE names another Node.
+FNRUN := $(if $(filter node,$(NODE)),./bin/fnrun.js,$(NODE) bin/fnrun.js)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian packages fnrun needs: QEMU with the microvm machine and qboot, a
