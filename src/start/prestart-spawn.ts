@@ -113,14 +113,7 @@ export function restoredFiles(note: Pick<Note, "target" | "snapshot" | "folderTo
   const { target, snapshot, folderTools: tools } = note;
   const { spec } = target;
   return [
-    ...(tools
-      ? [
-          tools.virtiofsd,
-          tools.wrapper,
-          ...(tools.proxy ? [tools.proxy] : []),
-          ...(tools.ramCopy ? [tools.ramCopy] : []),
-        ]
-      : []),
+    ...(tools ? Object.values(tools) : []), // every helper the folders need
     target.qemuPath,
     spec.kernel.path,
     spec.initrd,

@@ -34,6 +34,7 @@ import { guestNodeOptions } from "../host/runtime.ts";
 import type { HostSetup } from "../host/setup.ts";
 import { hostTscKhz } from "../host/tsc.ts";
 import { BootError, InternalError } from "../util/errors.ts";
+import { TextTail } from "../util/text-tail.ts";
 import { type BootPayload, writeInitrd } from "./initrd.ts";
 import { type FolderTools, folderTag, folderTools, type ResolvedMount, SharedFolders } from "./mounts.ts";
 import { NetGuard, type NetGuardSockets } from "./net-guard.ts";
@@ -388,17 +389,18 @@ function sharedRamCopy(from: string, tools: FolderTools): RamCopy {
     ftruncateSync(fd, statSync(from).size);
     // Not execa: a prestart copies while the CLI loads, and loading execa would hold both up.
     const copier = spawn(tools.ramCopy, [from], { stdio: ["ignore", fd, "pipe"], timeout: 30_000 });
-    let stderr = "";
-    copier.stderr?.on("data", (chunk: Buffer) => {
-      if (stderr.length < 4096) stderr += chunk.toString();
-    });
+    const stderr = new TextTail(4096);
+    copier.stderr?.on("data", (chunk: Buffer) => stderr.push(chunk.toString()));
     const filled = new Promise<void>((resolve, reject) => {
       copier.once("error", reject);
       copier.once("close", (code, signal) =>
         code === 0
           ? resolve()
           : reject(
-              new BootError(`copying the snapshot's RAM failed (${signal ?? code}): ${stderr.trim()}`, ""),
+              new BootError(
+                `copying the snapshot's RAM failed (${signal ?? code}): ${stderr.toString().trim()}`,
+                "",
+              ),
             ),
       );
     });
