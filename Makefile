@@ -10,6 +10,12 @@ NODE ?= node
 FNRUN := $(if $(filter node,$(NODE)),./bin/fnrun.js,$(NODE) bin/fnrun.js)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
+# What building fnrun's own QEMU takes (scripts/build-microvm-qemu.sh): Debian's
+# QEMU source is fetched by apt-get source, these build it. Defined before
+# PACKAGES, which `:=` expands at once.
+QEMU_BUILD_PACKAGES := dpkg-dev ninja-build meson pkg-config libglib2.0-dev libpixman-1-dev \
+	libslirp-dev libseccomp-dev libfdt-dev zlib1g-dev libaio-dev liburing-dev
+
 # Debian packages fnrun needs: QEMU with the microvm machine and qboot, a
 # compiler for the guest's tiny static init, the kernel source and what building
 # it takes, erofs-utils for the read-only runtime disk; cpio, git, redis-server
@@ -19,10 +25,6 @@ PACKAGES := qemu-system-x86 qemu-system-data qemu-system-common cpio erofs-utils
 	gcc libc6-dev make flex bison bc libelf-dev xz-utils util-linux git redis-server chromium tmux \
 	g++ python3 $(QEMU_BUILD_PACKAGES)
 KERNEL_SOURCE_PACKAGE := linux-source-6.1
-# What building fnrun's own QEMU takes (scripts/build-microvm-qemu.sh): Debian's
-# QEMU source is fetched by apt-get source, these build it.
-QEMU_BUILD_PACKAGES := dpkg-dev ninja-build meson pkg-config libglib2.0-dev libpixman-1-dev \
-	libslirp-dev libseccomp-dev libfdt-dev zlib1g-dev libaio-dev liburing-dev
 
 # better-sqlite3 is a native addon. Where no prebuilt binary can be fetched,
 # node-gyp builds it, against the installed Node's own headers (offline) when they
