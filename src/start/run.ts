@@ -35,6 +35,7 @@ import {
   functionSnapshotKey,
   type SavedShape,
   type Snapshot,
+  snapshotBlameless,
   snapshotProblem,
 } from "./snapshot.ts";
 
@@ -210,10 +211,11 @@ async function runOnFunctionSnapshot(
   await noted;
   if (!("failure" in outcome)) return { report: outcome.report, startMode: "snapshot" };
   if (start === "snapshot" && outcome.report) return { report: outcome.report, startMode: "snapshot" };
-  if (!prepared.network) await discardSnapshot(snapshot);
+  const kept = snapshotBlameless(prepared, outcome.failure);
+  if (!kept) await discardSnapshot(snapshot);
   await forgetFunctionPrestart(kind);
   options.onNotice?.(
-    `fnrun: ${snapshot.functionName}'s function snapshot could not be restored${prepared.network ? "" : "; it was removed"} (${outcome.failure.message})`,
+    `fnrun: ${snapshot.functionName}'s function snapshot could not be restored${kept ? "" : "; it was removed"} (${outcome.failure.message})`,
   );
   return undefined;
 }
@@ -302,12 +304,10 @@ async function runOnSharedSnapshot(
     if (outcome.report) return { report: outcome.report, startMode: "snapshot" as const };
     throw outcome.failure;
   };
-  if (prepared.network) {
-    // The saved devices restore for every clone without one: the card is what
-    // failed, and the snapshot stays.
+  if (snapshotBlameless(prepared, outcome.failure)) {
     if (start === "snapshot") return giveUp();
     options.onNotice?.(
-      `fnrun: a clone with a network could not be restored (${outcome.failure.message}); this VM booted instead, and the snapshot is kept`,
+      `fnrun: a clone${prepared.network ? " with a network" : ""} could not be restored (${outcome.failure.message}); this VM booted instead, and the snapshot is kept`,
     );
     return boot();
   }

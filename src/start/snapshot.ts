@@ -55,7 +55,7 @@ import { withLock } from "../util/lock.ts";
 import { type Progress, silent } from "../util/progress.ts";
 import { shellQuote } from "../util/shell.ts";
 import { newFrameKey } from "../vm/frame-keys.ts";
-import { BOOT_TIMEOUT_MS, bootVm, type SavedVm } from "../vm/launch.ts";
+import { BOOT_TIMEOUT_MS, bootVm, RamCopyError, type SavedVm } from "../vm/launch.ts";
 import { folderTag } from "../vm/mounts.ts";
 import type { Vm } from "../vm/process.ts";
 import type {
@@ -141,6 +141,18 @@ export function snapshotProblem(host: HostSetup, shape?: SavedShape): string | n
   if (shape && shape.folders > 0 && !host.folderQemuPath)
     return "shared folders on clones need a QEMU that can restore vhost-user-fs (stock 7.2 cannot): run `make setup`, which builds fnrun's own with the patch that lets it, or set FNRUN_FOLDER_QEMU";
   return null;
+}
+
+/**
+ * Whether a clone that failed before its function started leaves its snapshot
+ * blameless, to be kept: when the clone had a network card (the saved devices
+ * restore for every clone without one: the card is what failed), or when its
+ * own RAM copy could not be made (the host's room or helpers: vm/launch.ts).
+ * Otherwise the snapshot cannot be restored (say, QEMU changed in place), and
+ * is never used again.
+ */
+export function snapshotBlameless(clone: { network: boolean }, failure: BootError): boolean {
+  return clone.network || failure instanceof RamCopyError;
 }
 
 /** The host a snapshot of `shape` is saved and restored on: with folders, the folder QEMU. */

@@ -35,6 +35,7 @@ import {
   functionSnapshotKey,
   type SavedShape,
   type Snapshot,
+  snapshotBlameless,
   snapshotProblem,
 } from "./snapshot.ts";
 
@@ -266,9 +267,9 @@ export class WarmVms {
       await rm(runDirectory, { recursive: true, force: true });
       // QEMU would not load the saved state: no later VM may use it, and the next
       // start makes it again (as an invocation does, start/run.ts), or loads the
-      // function into a clone of its profile's. A clone with a network keeps it:
-      // its card is what failed.
-      if (error instanceof BootError && !fn.network) await discardSnapshot(snapshot);
+      // function into a clone of its profile's. A clone with a network, or
+      // whose RAM copy failed, keeps it (snapshotBlameless).
+      if (error instanceof BootError && !snapshotBlameless(fn, error)) await discardSnapshot(snapshot);
       throw error;
     });
   }

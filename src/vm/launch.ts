@@ -353,6 +353,17 @@ export async function restoreCloneOf(
 const STATE_FD = 3;
 const CLONE_RAM_PATH = "/proc/self/fd/4";
 
+/**
+ * A folder clone's own RAM copy could not be made or filled (no room, a
+ * helper that will not run): this host failed, not the snapshot, which stays
+ * (start/run.ts). A BootError still: the clone did not come up.
+ */
+export class RamCopyError extends BootError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, "", options);
+  }
+}
+
 /** A clone's own RAM copy (sharedRamCopy): its descriptor, at once, and its filling. */
 export interface RamCopy {
   fd: number;
@@ -375,40 +386,46 @@ export interface RamCopy {
  * state, which waits for `filled`. Synchronous up to the copier's spawn: a
  * prestart copies while the CLI loads, and an await would wait for the loading.
  */
-function sharedRamCopy(from: string, tools: FolderTools): RamCopy {
+export function sharedRamCopy(from: string, tools: FolderTools): RamCopy {
   if (!tools.ramCopy) throw new InternalError("a clone's folder tools have no RAM copier");
-  const parent = hasRoomFor(from, "/dev/shm") ? "/dev/shm" : tmpdir();
-  const directory = mkdtempSync(join(parent, "fnrun-ram-"));
+  const copier = tools.ramCopy;
   let fd: number;
   try {
-    fd = openSync(join(directory, "ram"), "wx+", 0o600);
-  } finally {
-    rmSync(directory, { recursive: true, force: true });
+    const parent = hasRoomFor(from, "/dev/shm") ? "/dev/shm" : tmpdir();
+    const directory = mkdtempSync(join(parent, "fnrun-ram-"));
+    try {
+      fd = openSync(join(directory, "ram"), "wx+", 0o600);
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  } catch (error) {
+    throw new RamCopyError(`making a clone's RAM copy failed: ${(error as Error).message}`, { cause: error });
   }
   try {
     ftruncateSync(fd, statSync(from).size);
     // Not execa: a prestart copies while the CLI loads, and loading execa would hold both up.
-    const copier = spawn(tools.ramCopy, [from], { stdio: ["ignore", fd, "pipe"], timeout: 30_000 });
+    const child = spawn(copier, [from], { stdio: ["ignore", fd, "pipe"], timeout: 30_000 });
     const stderr = new TextTail(4096);
-    copier.stderr?.on("data", (chunk: Buffer) => stderr.push(chunk.toString()));
+    child.stderr?.on("data", (chunk: Buffer) => stderr.push(chunk.toString()));
     const filled = new Promise<void>((resolve, reject) => {
-      copier.once("error", reject);
-      copier.once("close", (code, signal) =>
+      child.once("error", (error) =>
+        reject(new RamCopyError(`${copier} did not start: ${error.message}`, { cause: error })),
+      );
+      child.once("close", (code, signal) =>
         code === 0
           ? resolve()
           : reject(
-              new BootError(
+              new RamCopyError(
                 `copying the snapshot's RAM failed (${signal ?? code}): ${stderr.toString().trim()}`,
-                "",
               ),
             ),
       );
     });
     filled.catch(() => {}); // awaited by the restore, if it gets that far
-    return { fd, filled, stop: () => copier.kill("SIGKILL") };
+    return { fd, filled, stop: () => child.kill("SIGKILL") };
   } catch (error) {
     closeSync(fd);
-    throw error;
+    throw new RamCopyError(`making a clone's RAM copy failed: ${(error as Error).message}`, { cause: error });
   }
 }
 
@@ -497,6 +514,7 @@ export async function resumeClone(
     // A QEMU that will not start or load closes QMP and exits: its own words are
     // on its stderr.
     const exit = await vm.kill();
+    if (error instanceof RamCopyError) throw error; // QEMU only waited for it
     if (error instanceof BootError && exit.stderr) {
       throw new BootError(`QEMU exited before restoring: ${exit.stderr}`, vm.consoleTail.lastLines(10));
     }

@@ -15,14 +15,19 @@ import {
   writeFileSync,
   writeSync,
 } from "node:fs";
+import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseMount } from "../../src/build/config.ts";
 import { microvmQemuPath } from "../../src/host/qemu-binary.ts";
 import { resolveHost } from "../../src/host/setup.ts";
 import { createPool, invoke } from "../../src/index.ts";
+import { ensureSnapshot } from "../../src/start/snapshot.ts";
 import { cacheRoot } from "../../src/util/cache.ts";
-import { ramCopier, virtiofsdWrapper } from "../../src/vm/mounts.ts";
+import { RamCopyError, restoreClone } from "../../src/vm/launch.ts";
+import { checkMounts, folderTools, ramCopier, virtiofsdWrapper } from "../../src/vm/mounts.ts";
+import { makeRunDirectory } from "../../src/vm/run-directory.ts";
 import {
   expectNothingLeftBehind,
   folderDaemons,
@@ -216,6 +221,36 @@ describe("shared folders", () => {
     });
     expect(fallback).toMatchObject({ startMode: "snapshot", result: "hello from the host\n" });
     expect(folderDaemons()).toEqual([]);
+  });
+
+  // A clone's RAM copy that cannot be made is this host's failure, not the
+  // snapshot's: a RamCopyError (start/run.ts keeps the snapshot for it and
+  // boots), with nothing left behind, whether the copier fails or cannot start.
+  it("fails a clone whose RAM copy cannot be made with a RamCopyError, leaving no daemon or copy", async () => {
+    const host = await resolveHost();
+    const snapshot = await ensureSnapshot(host, { memoryMB: 256, folders: 1 });
+    const tools = await folderTools(true);
+    const failing = join(root, "failing-ram-copy");
+    writeFileSync(failing, "#!/bin/sh\necho 'refused by this test' >&2\nexit 3\n", { mode: 0o755 });
+    for (const [ramCopy, said] of [
+      [failing, /copying the snapshot's RAM failed \(3\): refused by this test/],
+      [join(root, "no-such-copier"), /no-such-copier did not start: .*ENOENT/],
+    ] as const) {
+      const runDirectory = await makeRunDirectory();
+      try {
+        const clone = restoreClone(snapshot.host, snapshot, runDirectory, {
+          network: false,
+          mounts: checkMounts([parseMount(`${data}:/mnt/data`)]),
+          folderTools: { ...tools, ramCopy },
+        });
+        await expect(clone).rejects.toBeInstanceOf(RamCopyError);
+        await expect(clone).rejects.toThrow(said);
+      } finally {
+        await rm(runDirectory, { recursive: true, force: true });
+      }
+      expect(folderDaemons()).toEqual([]);
+      expect(leftoverRamCopies()).toEqual([]);
+    }
   });
 
   // A folder clone's QEMU maps its RAM copy while fnrun-ram-copy fills it: the
