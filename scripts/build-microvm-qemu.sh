@@ -51,7 +51,12 @@ apt=(apt-get -qq
 # The system QEMU's own version if the archive still has it, else bookworm's newest.
 (cd "$work" && { "${apt[@]}" source --download-only "qemu=${source_version#*:}" 2>/dev/null ||
   "${apt[@]}" source --download-only qemu; }) >/dev/null
-(cd "$work" && dpkg-source -q -x qemu_*.dsc src) >/dev/null
+# apt checked the files against the archive's signed index; dpkg-source would
+# also look for the uploader's key, which no keyring here has, and say so.
+(cd "$work" && dpkg-source -q -x qemu_*.dsc src) >"$work/unpack.log" 2>&1 || {
+  tail -n 20 "$work/unpack.log" >&2
+  exit 1
+}
 for patch in "$here"/qemu-patches/*.patch; do
   patch -s -d "$work/src" -p1 <"$patch"
 done
