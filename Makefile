@@ -18,12 +18,15 @@ QEMU_BUILD_PACKAGES := dpkg-dev ninja-build meson pkg-config libglib2.0-dev libp
 
 # Debian packages fnrun needs: QEMU with the microvm machine and qboot, a
 # compiler for the guest's tiny static init, the kernel source and what building
-# it takes, erofs-utils for the read-only runtime disk; cpio, git, redis-server
-# chromium and tmux for the tests (a real Redis for BullMQ, a real browser for
-# the dashboard, a real terminal for `fnrun dev`).
+# it takes (lz4 compresses its bzImage), erofs-utils for the read-only runtime
+# disk; cpio, git, redis-server, chromium and tmux for the tests (a real Redis
+# for BullMQ, a real browser for the dashboard, a real terminal for `fnrun
+# dev`), and what they run besides: procps (pgrep, ps: no QEMU left behind),
+# iproute2 (a network namespace) and openssl (a Redis with TLS). Many images
+# have the last four already; a minimal Debian has none of them.
 PACKAGES := qemu-system-x86 qemu-system-data qemu-system-common cpio erofs-utils \
-	gcc libc6-dev make flex bison bc libelf-dev xz-utils util-linux git redis-server chromium tmux \
-	g++ python3 $(QEMU_BUILD_PACKAGES)
+	gcc libc6-dev make flex bison bc libelf-dev xz-utils lz4 util-linux git redis-server chromium tmux \
+	procps iproute2 openssl g++ python3 $(QEMU_BUILD_PACKAGES)
 KERNEL_SOURCE_PACKAGE := linux-source-6.1
 
 # better-sqlite3 is a native addon. Where no prebuilt binary can be fetched,
