@@ -354,9 +354,10 @@ const STATE_FD = 3;
 const CLONE_RAM_PATH = "/proc/self/fd/4";
 
 /**
- * A folder clone's own RAM copy could not be made or filled (no room, a
- * helper that will not run): this host failed, not the snapshot, which stays
- * (start/run.ts). A BootError still: the clone did not come up.
+ * A folder clone's own RAM copy could not be made or filled (no room for it,
+ * a copier that fails or will not run): this host failed, not the snapshot,
+ * which stays (start/snapshot.ts's snapshotBlameless). A BootError still: the
+ * clone did not come up.
  */
 export class RamCopyError extends BootError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -386,7 +387,7 @@ export interface RamCopy {
  * state, which waits for `filled`. Synchronous up to the copier's spawn: a
  * prestart copies while the CLI loads, and an await would wait for the loading.
  */
-export function sharedRamCopy(from: string, tools: FolderTools): RamCopy {
+function sharedRamCopy(from: string, tools: FolderTools): RamCopy {
   if (!tools.ramCopy) throw new InternalError("a clone's folder tools have no RAM copier");
   const copier = tools.ramCopy;
   let fd: number;
@@ -425,7 +426,7 @@ export function sharedRamCopy(from: string, tools: FolderTools): RamCopy {
     return { fd, filled, stop: () => child.kill("SIGKILL") };
   } catch (error) {
     closeSync(fd);
-    throw new RamCopyError(`making a clone's RAM copy failed: ${(error as Error).message}`, { cause: error });
+    throw error; // the snapshot's RAM file, gone since it was checked
   }
 }
 
