@@ -224,8 +224,9 @@ describe("shared folders", () => {
   });
 
   // A clone's RAM copy that cannot be made is this host's failure, not the
-  // snapshot's: a RamCopyError (start/run.ts keeps the snapshot for it and
-  // boots), with nothing left behind, whether the copier fails or cannot start.
+  // snapshot's: a RamCopyError (for which start/snapshot.ts's snapshotBlameless
+  // keeps the snapshot, and the invocation boots), with nothing left behind,
+  // whether the copier fails or cannot start.
   it("fails a clone whose RAM copy cannot be made with a RamCopyError, leaving no daemon or copy", async () => {
     const host = await resolveHost();
     const snapshot = await ensureSnapshot(host, { memoryMB: 256, folders: 1 });
