@@ -77,11 +77,11 @@ system-packages:
 	fi
 
 node_modules/.package-lock.json: package.json package-lock.json
-	$(NPM_ENV) npm ci --no-audit --no-fund --loglevel=error
+	$(NPM_ENV) npm ci --no-audit --no-fund --no-update-notifier --loglevel=error
 	@touch $@
 
 functions/node_modules/.package-lock.json: functions/package.json functions/package-lock.json
-	$(NPM_ENV) npm ci --prefix functions --no-audit --no-fund --loglevel=error
+	$(NPM_ENV) npm ci --prefix functions --no-audit --no-fund --no-update-notifier --loglevel=error
 	@touch $@
 
 dist/.built: node_modules/.package-lock.json tsconfig.json tsconfig.build.json scripts/build-cli.mjs $(TS_SOURCES)
