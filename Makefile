@@ -5,6 +5,8 @@
 
 SHELL := /bin/bash
 NODE ?= node
+# npm and npx say nothing of newer npm releases amid the set-up.
+export npm_config_update_notifier := false
 # The command as users run it (through its first line, which starts Node without
 # NODE_EXTRA_CA_CERTS: bin/fnrun.js); through $(NODE) when NODE names another Node.
 FNRUN := $(if $(filter node,$(NODE)),./bin/fnrun.js,$(NODE) bin/fnrun.js)
@@ -77,11 +79,11 @@ system-packages:
 	fi
 
 node_modules/.package-lock.json: package.json package-lock.json
-	$(NPM_ENV) npm ci --no-audit --no-fund --no-update-notifier --loglevel=error
+	$(NPM_ENV) npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 functions/node_modules/.package-lock.json: functions/package.json functions/package-lock.json
-	$(NPM_ENV) npm ci --prefix functions --no-audit --no-fund --no-update-notifier --loglevel=error
+	$(NPM_ENV) npm ci --prefix functions --no-audit --no-fund --loglevel=error
 	@touch $@
 
 dist/.built: node_modules/.package-lock.json tsconfig.json tsconfig.build.json scripts/build-cli.mjs $(TS_SOURCES)
