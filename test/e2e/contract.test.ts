@@ -1,6 +1,5 @@
 // The function contract (docs/functions.md), each part in a real VM.
 
-import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -10,7 +9,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { resolveHost } from "../../src/host/setup.ts";
 import { ExitCode, invoke, serve } from "../../src/index.ts";
 import { TRUNCATION_MARKER } from "../../src/vm/log-collector.ts";
-import { expectNothingLeftBehind, runCli, runCliProcess } from "./helpers.ts";
+import { expectNothingLeftBehind, runCli, runCliProcess, withPeerHost } from "./helpers.ts";
 
 const FORMS = "test/fixtures/contract/forms.ts";
 /** A project laid out as Lambda's: the function under functions/, fnrun run from its root. */
@@ -299,67 +298,21 @@ describe.concurrent("network", () => {
   it.runIf(process.getuid?.() === 0).each(["boot", "snapshot"] as const)(
     "still reaches other hosts with --net (%s start)",
     async (start) => {
-      const namespace = `fnrun-peer-${process.pid}-${start}`;
       // Run at once: each its own link and subnet.
       const subnet = start === "boot" ? "10.213.7" : "10.213.8";
-      const run = (...args: string[]) => execFileSync("ip", args, { stdio: "ignore" });
-      run("netns", "add", namespace);
-      let peer: ReturnType<typeof spawn> | undefined;
-      try {
-        run(
-          "link",
-          "add",
-          `fnv${start[0]}${process.pid}`,
-          "type",
-          "veth",
-          "peer",
-          "name",
-          `fnp${start[0]}${process.pid}`,
-        );
-        run("link", "set", `fnp${start[0]}${process.pid}`, "netns", namespace);
-        run("addr", "add", `${subnet}.1/24`, "dev", `fnv${start[0]}${process.pid}`);
-        run("link", "set", `fnv${start[0]}${process.pid}`, "up");
-        run(
-          "netns",
-          "exec",
-          namespace,
-          "ip",
-          "addr",
-          "add",
-          `${subnet}.2/24`,
-          "dev",
-          `fnp${start[0]}${process.pid}`,
-        );
-        run("netns", "exec", namespace, "ip", "link", "set", `fnp${start[0]}${process.pid}`, "up");
-        peer = spawn("ip", [
-          "netns",
-          "exec",
-          namespace,
-          process.execPath,
-          "-e",
-          `require("http").createServer((q, r) => r.end("hello from a peer")).listen(8080, "${subnet}.2", () => console.log("listening"))`,
-        ]);
-        // Not a fixed wait: a Node starting on a loaded machine may take seconds.
-        await new Promise<void>((resolve, reject) => {
-          peer?.stdout?.on("data", (chunk: Buffer) => chunk.toString().includes("listening") && resolve());
-          peer?.once("exit", (code) => reject(new Error(`the peer exited (${code}) before listening`)));
-        });
+      await withPeerHost(start[0] as string, subnet, async ({ peer, hostEnd }) => {
         const { result, startMode } = await invoke("test/fixtures/contract/network-probe.ts", {
           net: true,
           start,
-          event: { urls: [`http://${subnet}.2:8080/`, `http://${subnet}.1:8080/`] },
+          event: { urls: [`http://${peer}:8080/`, `http://${hostEnd}:8080/`] },
         });
         expect(startMode).toBe(start);
         expect((result as { results: Record<string, string> }).results).toEqual({
-          [`http://${subnet}.2:8080/`]: "status 200: hello from a peer",
+          [`http://${peer}:8080/`]: "status 200: hello from a peer",
           // This host's own end of the link is this host.
-          [`http://${subnet}.1:8080/`]: expect.stringMatching(/^failed: /),
+          [`http://${hostEnd}:8080/`]: expect.stringMatching(/^failed: /),
         });
-      } finally {
-        peer?.kill();
-        spawnSync("ip", ["link", "del", `fnv${start[0]}${process.pid}`]);
-        spawnSync("ip", ["netns", "del", namespace]);
-      }
+      });
     },
   );
 });

@@ -1,4 +1,4 @@
-import { execFile, execFileSync } from "node:child_process";
+import { execFile, execFileSync, spawn, spawnSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { resolve } from "node:path";
@@ -98,4 +98,51 @@ export function runCliProcess(args: string[], options: { cwd?: string } = {}): P
       },
     );
   });
+}
+
+/** A host beside this one, as a --net guest would reach one: an HTTP server in a network namespace. */
+export interface PeerHost {
+  /** The peer's own address, where it answers on port 8080 ("hello from a peer"). */
+  peer: string;
+  /** This host's end of the link: this host, which a guest must not reach. */
+  hostEnd: string;
+}
+
+/**
+ * Runs `use` with a peer host on its own link and subnet (`${subnet}.2`, this
+ * host `${subnet}.1`), removed after. Root only (`ip netns`). `tag` (one
+ * character) and `subnet` tell apart peers that run at once.
+ */
+export async function withPeerHost(tag: string, subnet: string, use: (peer: PeerHost) => Promise<void>) {
+  const namespace = `fnrun-peer-${process.pid}-${tag}`;
+  const [hostLink, peerLink] = [`fnv${tag}${process.pid}`, `fnp${tag}${process.pid}`];
+  const run = (...args: string[]) => execFileSync("ip", args, { stdio: "ignore" });
+  run("netns", "add", namespace);
+  let server: ReturnType<typeof spawn> | undefined;
+  try {
+    run("link", "add", hostLink, "type", "veth", "peer", "name", peerLink);
+    run("link", "set", peerLink, "netns", namespace);
+    run("addr", "add", `${subnet}.1/24`, "dev", hostLink);
+    run("link", "set", hostLink, "up");
+    run("netns", "exec", namespace, "ip", "addr", "add", `${subnet}.2/24`, "dev", peerLink);
+    run("netns", "exec", namespace, "ip", "link", "set", peerLink, "up");
+    server = spawn("ip", [
+      "netns",
+      "exec",
+      namespace,
+      process.execPath,
+      "-e",
+      `require("http").createServer((q, r) => r.end("hello from a peer")).listen(8080, "${subnet}.2", () => console.log("listening"))`,
+    ]);
+    // Not a fixed wait: a Node starting on a loaded machine may take seconds.
+    await new Promise<void>((resolve, reject) => {
+      server?.stdout?.on("data", (chunk: Buffer) => chunk.toString().includes("listening") && resolve());
+      server?.once("exit", (code) => reject(new Error(`the peer exited (${code}) before listening`)));
+    });
+    await use({ peer: `${subnet}.2`, hostEnd: `${subnet}.1` });
+  } finally {
+    server?.kill();
+    spawnSync("ip", ["link", "del", hostLink]);
+    spawnSync("ip", ["netns", "del", namespace]);
+  }
 }
