@@ -6,11 +6,12 @@
  * costs ~1.5 ms, node:crypto ~4 ms) that imports only what spawning needs. The
  * rest of the restore, and everything else about prestarts, is prestart.ts's.
  *
- * A clone with neither a network nor folders is spawned here, from the QEMU
- * command its note keeps (as restoreVm would have built it). One with either
- * needs its guard or its folders' daemons started first: prestart.ts starts it.
+ * A clone without folders is spawned here, from the QEMU command its note
+ * keeps (as restoreVm would have built it; a network card gets a MAC address
+ * of its own, and its guard is wired to QEMU's socket pairs once the Vm is).
+ * One with folders needs their daemons started first: prestart.ts starts it.
  */
-import { readFileSync } from "node:fs";
+import { closeSync, openSync, readFileSync, readSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { commandLineMount, DEFAULT_MEMORY_MB, type MountConfig } from "../build/config.ts";
 import { cacheRoot, fileIdentitySync } from "../util/cache.ts";
@@ -19,11 +20,17 @@ import type { FolderTools } from "../vm/mounts.ts";
 import type { DecoderLimits } from "../vm/protocol.ts";
 import { makeRunDirectorySync } from "../vm/run-directory.ts";
 import { hostSlots } from "../vm/slots.ts";
-import { type QemuCommand, type SpawnedQemu, spawnClone } from "../vm/spawn-qemu.ts";
+import {
+  type QemuCommand,
+  randomMacAddress,
+  type SpawnedQemu,
+  spawnClone,
+  withMacAddress,
+} from "../vm/spawn-qemu.ts";
 import type { Snapshot } from "./snapshot.ts";
 
-/** v6: a folder profile's tools include its RAM copier. */
-export const NOTE_FORMAT = 6;
+/** v7: a network profile's note keeps its QEMU command too (its guard is on socket pairs). */
+export const NOTE_FORMAT = 7;
 /** Environment that changes which QEMU or kernel fnrun picks. */
 const HOST_ENVIRONMENT = ["FNRUN_QEMU", "FNRUN_FOLDER_QEMU", "FNRUN_KERNEL", "FNRUN_KERNEL_SOURCE"] as const;
 /** Flags with which no noted clone is what the invocation will run on. */
@@ -57,7 +64,10 @@ export interface Note {
   target: RestoreTarget;
   /** For a profile with folders: what serves them, found once, when the note was written. */
   folderTools?: FolderTools;
-  /** For a clone with neither network nor folders: its QEMU, with the device state as fd 3. */
+  /**
+   * For a clone without folders: its QEMU, with the device state as fd 3 (and,
+   * with a network, the MAC address of the clone the note was written for).
+   */
   command?: QemuCommand;
   decoderLimits: DecoderLimits;
   /** The identity (path, size, mtime, inode) of every file the restore reads. */
@@ -155,6 +165,18 @@ function shortName(text: string): string {
   return [first, second].map((hash) => (hash >>> 0).toString(16).padStart(8, "0")).join("");
 }
 
+/** Random bytes, without node:crypto (it costs a prestart ~4 ms to load). */
+function urandomBytes(count: number): Uint8Array {
+  const bytes = new Uint8Array(count);
+  const fd = openSync("/dev/urandom", "r");
+  try {
+    if (readSync(fd, bytes) !== count) throw new Error("a short read from /dev/urandom");
+  } finally {
+    closeSync(fd);
+  }
+  return bytes;
+}
+
 /** A prestart's first step, done: the note it follows, and the clone's QEMU if it could be spawned here. */
 export interface EarlyClone {
   plan: PrestartPlan;
@@ -163,7 +185,7 @@ export interface EarlyClone {
   /** Frees the VM slot the clone holds. */
   release: () => Promise<void>;
   runDirectory: string;
-  /** Spawned with the snapshot's state as fd 3 (a clone with neither network nor folders). */
+  /** Spawned with the snapshot's state as fd 3 (a clone without folders). */
   spawned?: SpawnedQemu;
 }
 
@@ -196,6 +218,15 @@ export function spawnFromNote(
     return undefined;
   }
   if (!note) return undefined;
+  let command: QemuCommand | undefined;
+  try {
+    command =
+      note.command && note.kind.network
+        ? withMacAddress(note.command, randomMacAddress(urandomBytes(5)))
+        : note.command;
+  } catch {
+    return undefined;
+  }
   const release = hostSlots.tryAcquire();
   if (!release) return undefined;
   let runDirectory: string;
@@ -206,7 +237,6 @@ export function spawnFromNote(
     return undefined;
   }
   const early: EarlyClone = { plan, note, mounts, release, runDirectory };
-  if (!note.command) return early;
-  early.spawned = spawnClone(note.command, note.snapshot.state, undefined, env);
+  if (command) early.spawned = spawnClone(command, note.snapshot.state, undefined, env);
   return early;
 }

@@ -21,11 +21,11 @@
  * the very same network and folders (a function's config can add either).
  *
  * Two steps. The first, prestart-spawn.ts, is loaded alone before the CLI:
- * it reads the note, takes a VM slot and, for a clone with neither network
- * nor folders, spawns QEMU from the command the note keeps. The second, this
+ * it reads the note, takes a VM slot and, for a clone without folders,
+ * spawns QEMU from the command the note keeps. The second, this
  * module (loaded while QEMU starts), sends the wake message and loads the
- * state over QMP, or, for a clone with a network or folders, starts their
- * guard and daemons and restores it as restoreClone would.
+ * state over QMP, or, for a clone with folders, starts their daemons and
+ * restores it as restoreClone would.
  *
  * A function with its own snapshot (`fnrun snapshot FUNCTION`) has a note of its
  * own, per function file: its last invocation wrote it, and the next `fnrun
@@ -36,10 +36,17 @@ import { existsSync } from "node:fs";
 import { readdir, readFile, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileIdentitySync, writeFileAtomic } from "../util/cache.ts";
-import { restoreCloneOf, restoreTarget, resumeClone } from "../vm/launch.ts";
+import {
+  type RestoreTarget,
+  restoreCloneOf,
+  restoreTarget,
+  resumeClone,
+  withCloneDevices,
+} from "../vm/launch.ts";
 import { checkMounts, folderTools, type ResolvedMount } from "../vm/mounts.ts";
 import { qemuCommand, type Vm } from "../vm/process.ts";
-import type { DecoderLimits } from "../vm/protocol.ts";
+import { type DecoderLimits, SLIRP_NETWORK } from "../vm/protocol.ts";
+import type { QemuCommand } from "../vm/spawn-qemu.ts";
 import {
   type EarlyClone,
   hostEnvironment,
@@ -83,7 +90,6 @@ export async function notePrestart(
 ): Promise<void> {
   const target = restoreTarget(snapshot.host, snapshot);
   const tools = kind.folders > 0 ? await folderTools(true, env) : undefined;
-  const plain = !kind.network && kind.folders === 0;
   const files: Record<string, string> = {};
   for (const path of restoredFiles({ target, snapshot, folderTools: tools }))
     files[path] = fileIdentitySync(path);
@@ -93,8 +99,7 @@ export async function notePrestart(
     snapshot,
     target,
     ...(tools ? { folderTools: tools } : {}),
-    // Its QEMU inherits one descriptor: the device state.
-    ...(plain ? { command: qemuCommand(target, 1) } : {}),
+    ...(kind.folders === 0 ? { command: notedCommand(target, kind.network) } : {}),
     decoderLimits,
     files,
     environment: hostEnvironment(env),
@@ -104,6 +109,16 @@ export async function notePrestart(
   if ((await readFile(path, "utf8").catch(() => "")) === text) return;
   await writeFileAtomic(path, text, 0o600);
   await sweepNotes(dirname(path), path);
+}
+
+/** The MAC address a noted command names: a stand-in, which each prestart replaces with its clone's own. */
+const NOTED_MAC_ADDRESS = "02:00:00:00:00:00";
+
+/** The QEMU command a note keeps for a clone without folders: it inherits one descriptor, the device state. */
+function notedCommand(target: RestoreTarget, network: boolean): QemuCommand {
+  const machine = withCloneDevices(target, { network });
+  if (network) machine.spec.macAddress = NOTED_MAC_ADDRESS; // a note written once, not at every invocation
+  return qemuCommand(machine, 1);
 }
 
 /** Notes kept at most: one per profile, and per function recently invoked. */
@@ -171,12 +186,14 @@ export function prestart(early: EarlyClone | undefined): void {
   const launched = (async (): Promise<Launched | undefined> => {
     const { note, runDirectory } = early;
     try {
+      const { network } = early.plan;
       const restored = early.spawned
         ? {
-            network: false,
+            network,
             mounts: [],
             vm: await resumeClone(early.spawned, note.snapshot, runDirectory, {
               decoderLimits: note.decoderLimits,
+              ...(network ? { attach: { network: SLIRP_NETWORK } } : {}),
             }),
           }
         : await restoreWithDevices(early);
@@ -189,7 +206,7 @@ export function prestart(early: EarlyClone | undefined): void {
   prestarted = { release: early.release, launched, slotTaken: false };
 }
 
-/** A clone with a network or folders: their guard and daemons start first, as restoreClone starts them. */
+/** A clone with folders: their daemons start first, as restoreClone starts them. */
 async function restoreWithDevices(early: EarlyClone): Promise<Pick<Launched, "network" | "mounts" | "vm">> {
   const { plan, note, runDirectory } = early;
   // Checked as the invocation will check them: what does not pass is not prestarted.

@@ -9,12 +9,13 @@
  *              runtime image + what this VM carries) -> kernel command line ->
  *              the machine (vmSpec) -> QEMU
  *   restoreClone: run directory -> what the clone has of its own, all at
- *              once: the network guard (a clone with a network), the folders'
- *              daemons behind their proxies and a shared copy of the RAM (a
- *              clone with folders) -> the saved VM's machine plus the card
- *              (restoreTarget, the same vmSpec) -> restoreVm: QEMU waiting for
- *              its state -> the state loaded over QMP -> the wake message
- *              (fresh entropy, the time, the card to bind and its address)
+ *              once: the folders' daemons behind their proxies and a shared
+ *              copy of the RAM (a clone with folders) -> the saved VM's
+ *              machine plus the card (restoreTarget, the same vmSpec) ->
+ *              restoreVm: QEMU waiting for its state (and a card's guard on
+ *              the socket pairs it is spawned with) -> the state loaded over
+ *              QMP -> the wake message (fresh entropy, the time, the card to
+ *              bind and its address)
  *
  * The machine a clone is restored into is built by the same vmSpec() as the one
  * that was saved, so their devices cannot drift apart. A VM saved for a snapshot
@@ -37,12 +38,11 @@ import { BootError, InternalError } from "../util/errors.ts";
 import { TextTail } from "../util/text-tail.ts";
 import { type BootPayload, writeInitrd } from "./initrd.ts";
 import { type FolderTools, folderTag, folderTools, type ResolvedMount, SharedFolders } from "./mounts.ts";
-import { NetGuard, type NetGuardSockets } from "./net-guard.ts";
 import { type LaunchOptions, qemuCommand, randomNonce, Vm } from "./process.ts";
 import { type DecoderLimits, type MountRequest, SLIRP_NETWORK, type WakeMessage } from "./protocol.ts";
-import { buildKernelCmdline, pluggedDevices, randomMacAddress, type SharedFolderDevice } from "./qemu.ts";
+import { buildKernelCmdline, pluggedDevices, type SharedFolderDevice } from "./qemu.ts";
 import { makeRunDirectory } from "./run-directory.ts";
-import { type SpawnedQemu, spawnClone } from "./spawn-qemu.ts";
+import { randomMacAddress, type SpawnedQemu, spawnClone } from "./spawn-qemu.ts";
 
 /** What a guest can tell apart between VMs: what a snapshot has to match. */
 export interface VmShape {
@@ -70,7 +70,7 @@ export function mountRequests(mounts: ResolvedMount[]): MountRequest[] {
 
 type MachineParts = Pick<
   LaunchOptions["spec"],
-  "initrd" | "cmdline" | "sharedFolders" | "memoryFile" | "incoming" | "qmp" | "allowSpawn" | "netGuard"
+  "initrd" | "cmdline" | "sharedFolders" | "memoryFile" | "incoming" | "qmp" | "allowSpawn"
 >;
 
 /** The machine for a VM of `shape` on this host: what boots and what is restored differ only in `parts`. */
@@ -120,13 +120,11 @@ export async function bootVm(host: HostSetup, plan: BootPlan): Promise<BootedVm>
   const measuringTsc = host.accel.accel === "tcg" ? hostTscKhz() : undefined;
   const runDirectory = await makeRunDirectory();
   let folders: SharedFolders | undefined;
-  let guard: NetGuard | undefined;
   try {
     // A VM to be saved has its daemons behind the proxy that lets QEMU save it.
     folders = await SharedFolders.start(runDirectory, plan.mounts, {
       restorable: plan.snapshotRam !== undefined,
     });
-    if (plan.shape.network) guard = await NetGuard.start(runDirectory);
     const initrd = await writeInitrd(runDirectory, host.runtime.bootArchive, plan.payload);
     const tscKhz = await measuringTsc;
     const cmdline = buildKernelCmdline({
@@ -160,19 +158,14 @@ export async function bootVm(host: HostSetup, plan: BootPlan): Promise<BootedVm>
         initrd,
         cmdline,
         sharedFolders: folders.devices,
-        ...(guard ? { netGuard: guard.sockets } : {}),
         ...saving,
       }),
     });
-    const started = { folders, guard };
-    vm.addCompanion(async () => {
-      await started.folders.stop();
-      await started.guard?.close();
-    });
+    const started = folders;
+    vm.addCompanion(() => started.stop());
     return { vm, bootNonce, cmdline };
   } catch (error) {
     await folders?.stop();
-    await guard?.close();
     await rm(runDirectory, { recursive: true, force: true });
     throw error;
   }
@@ -209,8 +202,8 @@ export function savedDevices(host: HostSetup, folders = 0): number {
 
 /** What a clone has of its own: a network card on a free transport; its folders' daemons and RAM. */
 export interface CloneDevices {
-  /** The guard's sockets, for a clone with a network. */
-  netGuard?: NetGuardSockets;
+  /** A network card (and its guard, which the Vm wires to QEMU's socket pairs). */
+  network?: boolean;
   /** A clone with folders: their daemons' sockets, and its own shared copy of the RAM file (vhost-user maps it). */
   folders?: { devices: SharedFolderDevice[]; ram: string };
 }
@@ -237,16 +230,15 @@ export function restoreTarget(host: HostSetup, saved: SavedVm, devices: CloneDev
 /**
  * The saved VM's machine (`target`, as restoreTarget makes it) with what a
  * clone has of its own: a network card after the saved devices (its own MAC
- * address, its guard's sockets), its folders' daemons, and its RAM copy mapped
+ * address), its folders' daemons, and its RAM copy mapped
  * shared instead of the snapshot's file mapped privately. (A prestart, which
  * has no host, starts from the target it noted.)
  */
 export function withCloneDevices(target: RestoreTarget, devices: CloneDevices): RestoreTarget {
   const spec = { ...target.spec };
-  if (devices.netGuard) {
+  if (devices.network) {
     Object.assign(spec, {
       network: true,
-      netGuard: devices.netGuard,
       macAddress: randomMacAddress(randomBytes(5)),
     });
   }
@@ -269,10 +261,10 @@ export interface ClonePlan {
 }
 
 /**
- * The restore recipe for an invocation's clone, with what it has of its own
- * started before QEMU: a network's guard (the card is plugged into a transport
- * the saved VM left free, and the guest binds it and takes its address when it
- * wakes), and for shared folders, a daemon per folder behind the proxy that
+ * The restore recipe for an invocation's clone, with what it has of its own: a
+ * network card (plugged into a transport the saved VM left free; the guest
+ * binds it and takes its address when it wakes, and the Vm wires its guard to
+ * QEMU as it spawns), and for shared folders, started before QEMU, a daemon per folder behind the proxy that
  * lets QEMU load the device, and a shared copy of the RAM file for QEMU and the
  * daemons to map (the guest mounts the folders when its invocation arrives).
  * The VM owns all of them: vm.kill() ends them.
@@ -297,48 +289,35 @@ export async function restoreCloneOf(
   runDirectory: string,
   plan: ClonePlan,
 ): Promise<Vm> {
-  if (!plan.network && plan.mounts.length === 0)
-    return restoreVm(
-      machine,
-      saved,
-      runDirectory,
-      plan.decoderLimits ? { decoderLimits: plan.decoderLimits } : {},
-    );
+  const options: RestoreOptions = {
+    ...(plan.decoderLimits ? { decoderLimits: plan.decoderLimits } : {}),
+    ...(plan.network ? { attach: { network: SLIRP_NETWORK } } : {}),
+  };
+  if (!plan.network && plan.mounts.length === 0) return restoreVm(machine, saved, runDirectory, options);
   if (plan.mounts.length !== saved.folders)
     throw new InternalError(
       `a snapshot with ${saved.folders} folder devices cannot serve ${plan.mounts.length}`,
     );
+  // A network's guard is wired by the Vm, to socket pairs QEMU is spawned with.
+  if (plan.mounts.length === 0)
+    return restoreVm(withCloneDevices(machine, { network: true }), saved, runDirectory, options);
   // Given the tools (a prestart's note has them), the copy starts before the first await.
-  const tools = plan.mounts.length > 0 ? (plan.folderTools ?? (await folderTools(true))) : undefined;
+  const tools = plan.folderTools ?? (await folderTools(true));
   let ram: RamCopy | undefined;
-  let guard: NetGuard | undefined;
   let folders: SharedFolders | undefined;
   const stop = async () => {
     ram?.stop();
     await folders?.stop();
-    await guard?.close();
   };
   try {
-    ram = tools ? sharedRamCopy(saved.ram, tools) : undefined;
-    const started = await Promise.allSettled([
-      plan.network ? NetGuard.start(runDirectory) : undefined,
-      SharedFolders.start(runDirectory, plan.mounts, { restorable: true, ...(tools ? { tools } : {}) }),
-    ]);
-    [guard, folders] = started.map((outcome) =>
-      outcome.status === "fulfilled" ? outcome.value : undefined,
-    ) as [NetGuard | undefined, SharedFolders | undefined];
-    const failed = started.find((outcome) => outcome.status === "rejected");
-    if (failed) throw failed.reason;
+    ram = sharedRamCopy(saved.ram, tools);
+    folders = await SharedFolders.start(runDirectory, plan.mounts, { restorable: true, tools });
     const target = withCloneDevices(machine, {
-      ...(guard ? { netGuard: guard.sockets } : {}),
-      ...(folders && ram ? { folders: { devices: folders.devices, ram: CLONE_RAM_PATH } } : {}),
+      network: plan.network,
+      folders: { devices: folders.devices, ram: CLONE_RAM_PATH },
     });
     // QEMU starts while the copy is filled, and loads the state once it is whole.
-    const vm = await restoreVm(target, saved, runDirectory, {
-      ...(plan.decoderLimits ? { decoderLimits: plan.decoderLimits } : {}),
-      ...(plan.network ? { attach: { network: SLIRP_NETWORK } } : {}),
-      ...(ram ? { ram } : {}),
-    });
+    const vm = await restoreVm(target, saved, runDirectory, { ...options, ram });
     vm.addCompanion(stop);
     return vm;
   } catch (error) {

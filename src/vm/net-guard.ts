@@ -14,9 +14,8 @@
  * A guest is root in its VM and can send any frame it likes, so the decision is
  * made on the host, from the frame's own headers (allowedFrame, pure and tested).
  */
-import { createServer, type Server, type Socket } from "node:net";
 import { networkInterfaces } from "node:os";
-import { join } from "node:path";
+import type { Duplex } from "node:stream";
 
 /** slirp's network, its gateway (the host alias) and its DNS forwarder. */
 const SLIRP_NETWORK = [10, 0, 2, 0] as const;
@@ -76,86 +75,48 @@ export function hostIPv4Addresses(): Set<string> {
   return addresses;
 }
 
-/** The sockets QEMU's filter-redirector connects to: guest frames out, allowed frames back in. */
-export interface NetGuardSockets {
-  outSocket: string;
-  inSocket: string;
-}
-
-function listen(path: string): Promise<Server> {
-  const server = createServer();
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(path, () => resolve(server));
-  });
-}
-
-function acceptOne(server: Server): Promise<Socket> {
-  return new Promise((resolve) => {
-    server.once("connection", (socket) => {
-      server.close();
-      socket.on("error", () => {});
-      resolve(socket);
-    });
-  });
-}
-
 /** Frames bigger than this are not Ethernet frames (QEMU's own limit is 69 KB with offloads). */
 const MAX_FRAME_BYTES = 128 * 1024;
 
-/** One VM's guard: reads the frames its guest sends, passes on the allowed ones. */
+/**
+ * One VM's guard: reads the frames its guest sends, passes on the allowed ones.
+ * Its sockets are this side of the socket pairs QEMU's filter-redirector was
+ * spawned with (`-chardev socket,fd=`): connected before QEMU runs, so a clone
+ * spawned before the guard is attached (a prestart's) loses no frame, and none
+ * reaches slirp until the guard has read it.
+ */
 export class NetGuard {
-  readonly sockets: NetGuardSockets;
   dropped = 0;
   passed = 0;
-  readonly #servers: Server[];
-  readonly #connected: Promise<[Socket, Socket]>;
+  readonly #sockets: [Duplex, Duplex];
 
-  private constructor(
-    sockets: NetGuardSockets,
-    out: Server,
-    back: Server,
-    hostAddresses: ReadonlySet<string>,
-  ) {
-    this.sockets = sockets;
-    this.#servers = [out, back];
-    this.#connected = Promise.all([acceptOne(out), acceptOne(back)]);
-    void this.#connected.then(([fromGuest, toSlirp]) => {
-      let pending: Buffer = Buffer.alloc(0);
-      fromGuest.on("data", (chunk: Buffer) => {
-        pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
-        while (pending.length >= 4) {
-          const length = pending.readUInt32BE(0);
-          if (length > MAX_FRAME_BYTES) {
-            fromGuest.destroy(); // not QEMU's framing: stop listening rather than guess
-            return;
-          }
-          if (pending.length < 4 + length) break;
-          const frame = pending.subarray(4, 4 + length);
-          if (allowedFrame(frame, hostAddresses)) {
-            this.passed++;
-            toSlirp.write(pending.subarray(0, 4 + length));
-          } else {
-            this.dropped++;
-          }
-          pending = pending.subarray(4 + length);
+  /** `fromGuest`: the frames QEMU redirects (its `outdev`); `toSlirp`: what goes on (its `indev`). */
+  constructor(fromGuest: Duplex, toSlirp: Duplex, hostAddresses: ReadonlySet<string> = hostIPv4Addresses()) {
+    this.#sockets = [fromGuest, toSlirp];
+    for (const socket of this.#sockets) socket.on("error", () => {});
+    let pending: Buffer = Buffer.alloc(0);
+    fromGuest.on("data", (chunk: Buffer) => {
+      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+      while (pending.length >= 4) {
+        const length = pending.readUInt32BE(0);
+        if (length > MAX_FRAME_BYTES) {
+          fromGuest.destroy(); // not QEMU's framing: stop listening rather than guess
+          return;
         }
-      });
+        if (pending.length < 4 + length) break;
+        const frame = pending.subarray(4, 4 + length);
+        if (allowedFrame(frame, hostAddresses)) {
+          this.passed++;
+          toSlirp.write(pending.subarray(0, 4 + length));
+        } else {
+          this.dropped++;
+        }
+        pending = pending.subarray(4 + length);
+      }
     });
   }
 
-  static async start(runDirectory: string, hostAddresses = hostIPv4Addresses()): Promise<NetGuard> {
-    const sockets = {
-      outSocket: join(runDirectory, "net-out.sock"),
-      inSocket: join(runDirectory, "net-in.sock"),
-    };
-    const [out, back] = await Promise.all([listen(sockets.outSocket), listen(sockets.inSocket)]);
-    return new NetGuard(sockets, out, back, hostAddresses);
-  }
-
-  async close(): Promise<void> {
-    for (const server of this.#servers) server.close();
-    const sockets = await Promise.race([this.#connected, Promise.resolve(undefined)]);
-    for (const socket of sockets ?? []) socket.destroy();
+  close(): void {
+    for (const socket of this.#sockets) socket.destroy();
   }
 }

@@ -12,7 +12,7 @@
  *   validated; console text is kept as a bounded tail for error messages.
  *
  * Longer than most modules: one QEMU process and everything wired to it (its
- * console, channel and QMP sockets, its exit, its companions) live and die
+ * console, channel, QMP and network guard sockets, its exit, its companions) live and die
  * together, and are read best together.
  */
 
@@ -23,6 +23,7 @@ import type { Socket } from "node:net";
 import { BootError } from "../util/errors.ts";
 import { TextTail } from "../util/text-tail.ts";
 import { framesSignedWith } from "./frame-keys.ts";
+import { NetGuard } from "./net-guard.ts";
 import {
   DEFAULT_DECODER_LIMITS,
   type DecoderLimits,
@@ -79,8 +80,11 @@ function installExitHook(): void {
 
 export interface LaunchOptions {
   qemuPath: string;
-  /** The spec; the channel's and QMP's descriptors are filled in here. */
-  spec: Omit<VmSpec, "channel" | "qmpFd"> & { channel: VmSpec["channel"]["kind"]; qmp?: boolean };
+  /** The spec; the channel's, QMP's and the network guard's descriptors are filled in here. */
+  spec: Omit<VmSpec, "channel" | "qmpFd" | "netGuardFds"> & {
+    channel: VmSpec["channel"]["kind"];
+    qmp?: boolean;
+  };
   runDirectory: string;
   /** Key of the first frames expected (the boot nonce, or a cold invocation's key). */
   key: string;
@@ -101,21 +105,31 @@ export type WiringOptions = Pick<LaunchOptions, "runDirectory" | "key" | "decode
 
 /**
  * The command that starts QEMU for `options`: its descriptors are the inherited
- * ones from fd 3 (a snapshot's device state), then the channel's, then QMP's.
+ * ones from fd 3 (a snapshot's device state), then the channel's, QMP's, and
+ * the network guard's two.
  */
 export function qemuCommand(options: Pick<LaunchOptions, "qemuPath" | "spec">, inherited = 0): QemuCommand {
   let next = 3 + inherited;
   const channel: VmSpec["channel"] =
     options.spec.channel === "virtio" ? { kind: "virtio", fd: next++ } : { kind: "serial" };
   const { channel: _kind, qmp, ...rest } = options.spec;
-  const spec: VmSpec = { ...rest, channel, ...(qmp ? { qmpFd: next } : {}) };
+  const qmpFd = qmp ? next++ : undefined;
+  const netGuardFds = rest.network ? { out: next++, in: next++ } : undefined;
+  const spec: VmSpec = {
+    ...rest,
+    channel,
+    ...(qmpFd !== undefined ? { qmpFd } : {}),
+    ...(netGuardFds ? { netGuardFds } : {}),
+  };
   return {
     wrapper: deathSignalWrapper(),
     qemuPath: options.qemuPath,
     args: buildQemuArgs(spec),
     inherited,
     ...(channel.kind === "virtio" ? { channelFd: channel.fd } : {}),
-    ...(spec.qmpFd !== undefined ? { qmpFd: spec.qmpFd } : {}),
+    ...(qmpFd !== undefined ? { qmpFd } : {}),
+    ...(netGuardFds ? { netGuardFds } : {}),
+    ...(spec.macAddress ? { macAddress: spec.macAddress } : {}),
   };
 }
 
@@ -127,6 +141,8 @@ export class Vm {
   readonly consoleTail = new TextTail(16 * 1024);
   /** The QMP client, when the VM was launched with `qmp` (snapshots). */
   readonly qmp: Promise<QmpClient> | undefined;
+  /** A VM with a network: the guard its guest's frames go through. */
+  readonly netGuard: NetGuard | undefined;
   readonly exited: Promise<VmExit>;
   readonly args: string[];
   #startedAt: number;
@@ -177,6 +193,10 @@ export class Vm {
           : Promise.reject(new BootError("QEMU did not start", ""));
     // Unobserved failures (QEMU died first) surface through `exited`.
     this.qmp?.catch(() => {});
+    // A network's guard: nothing the guest sends goes on until it has read it.
+    const guardOut = pair(command.netGuardFds?.out);
+    const guardIn = pair(command.netGuardFds?.in);
+    this.netGuard = guardOut && guardIn ? new NetGuard(guardOut, guardIn) : undefined;
 
     // Without a virtio channel, the frames come on the serial console.
     const serialCarriesFrames = command.channelFd === undefined;
@@ -194,6 +214,7 @@ export class Vm {
       live.delete(this);
       this.#decoder.end();
       this.#socket?.destroy();
+      this.netGuard?.close();
       this.qmp?.then((client) => client.close()).catch(() => {});
       return { code, signal, stderr: spawnError ?? stderr.toString().trim() };
     });

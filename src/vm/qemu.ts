@@ -9,7 +9,6 @@
  */
 import type { Accel } from "../host/accel.ts";
 import { QBOOT_BIOS } from "../host/qemu-binary.ts";
-import type { NetGuardSockets } from "./net-guard.ts";
 
 /** How the guest and the host exchange protocol frames. */
 export type ChannelSpec =
@@ -20,6 +19,12 @@ export type ChannelSpec =
   | { kind: "virtio"; fd: number }
   /** The serial console itself (ttyS0 on QEMU's stdio): for kernels without virtio. */
   | { kind: "serial" };
+
+/** A network guard's socket pairs, as QEMU's descriptors (net-guard.ts reads and writes their other ends). */
+export interface NetGuardFds {
+  out: number;
+  in: number;
+}
 
 export interface SharedFolderDevice {
   tag: string;
@@ -57,8 +62,11 @@ export interface VmSpec {
   sharedFolders: SharedFolderDevice[];
   /** A network device (QEMU's user-mode stack), whose frames go through fnrun's guard (net-guard.ts). */
   network: boolean;
-  /** Where the guard listens; required with `network`. */
-  netGuard?: NetGuardSockets;
+  /**
+   * The guard's two socket pairs, which QEMU inherits as these descriptors:
+   * guest frames out to fnrun, allowed frames back in. Required with `network`.
+   */
+  netGuardFds?: NetGuardFds;
   /** The network device's MAC address (QEMU's default, 52:54:00:12:34:56, is every VM's). */
   macAddress?: string;
 }
@@ -107,12 +115,6 @@ export function pluggedDevices(
     spec.sharedFolders.length +
     (spec.network ? 1 : 0)
   );
-}
-
-/** A random unicast, locally administered MAC address: each VM's network card its own. */
-export function randomMacAddress(bytes: Uint8Array): string {
-  if (bytes.length !== 5) throw new Error("a MAC address takes 5 random bytes");
-  return ["02", ...Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0"))].join(":");
 }
 
 export interface CmdlineSpec {
@@ -232,7 +234,7 @@ export function buildQemuArgs(spec: VmSpec): string[] {
     );
   });
   if (spec.network) {
-    if (!spec.netGuard) throw new Error("a VM with a network needs its guard (netGuard)");
+    if (!spec.netGuardFds) throw new Error("a VM with a network needs its guard (netGuardFds)");
     // Every frame the guest sends is redirected to fnrun's guard, which passes on only
     // the frames that cannot reach this host (net-guard.ts).
     args.push(
@@ -244,9 +246,9 @@ export function buildQemuArgs(spec: VmSpec): string[] {
       // soon as it is up, instead of after Linux's link-event delay (up to 1 s).
       `virtio-net-device,netdev=net0,status=off${spec.macAddress ? `,mac=${spec.macAddress}` : ""}`,
       "-chardev",
-      `socket,id=netguard-out,path=${spec.netGuard.outSocket}`,
+      `socket,id=netguard-out,fd=${spec.netGuardFds.out}`,
       "-chardev",
-      `socket,id=netguard-in,path=${spec.netGuard.inSocket}`,
+      `socket,id=netguard-in,fd=${spec.netGuardFds.in}`,
       "-object",
       "filter-redirector,id=netguard,netdev=net0,queue=rx,outdev=netguard-out,indev=netguard-in",
     );

@@ -8,8 +8,8 @@
  *   fnrun is SIGKILLed; an exit hook kills it on normal exits.
  * - Spawned with node:child_process rather than execa: loading execa costs
  *   ~30 ms of every CLI run. Same discipline: an argv array, no shell.
- * - The channel and QMP are socket pairs made with the process (Node's "pipe"
- *   descriptors are), connected before QEMU runs: what fnrun writes to them
+ * - The channel, QMP and a network's guard are socket pairs made with the
+ *   process (Node's "pipe" descriptors are), connected before QEMU runs: what fnrun writes to them
  *   waits there, and nothing between QEMU's start and the guest's waits for
  *   this process to accept a connection while it is busy loading.
  */
@@ -29,6 +29,10 @@ export interface QemuCommand {
   channelFd?: number;
   /** QMP's socket pair, after the channel's. */
   qmpFd?: number;
+  /** A VM with a network: its guard's two socket pairs (guest frames out, allowed frames in), after QMP's. */
+  netGuardFds?: { out: number; in: number };
+  /** Its network card's MAC address, as `args` name it. */
+  macAddress?: string;
 }
 
 export interface QemuExit {
@@ -80,6 +84,10 @@ export function spawnQemu(
   const stdio: Array<"ignore" | "pipe" | number> = ["ignore", "pipe", "pipe", ...inheritFds];
   if (command.channelFd !== undefined) stdio[command.channelFd] = "pipe";
   if (command.qmpFd !== undefined) stdio[command.qmpFd] = "pipe";
+  if (command.netGuardFds) {
+    stdio[command.netGuardFds.out] = "pipe";
+    stdio[command.netGuardFds.in] = "pipe";
+  }
   const [file, ...rest] = [...command.wrapper, command.qemuPath, ...command.args] as [string, ...string[]];
   const startedAt = performance.now();
   const child = spawn(file, rest, { stdio, env });
@@ -97,6 +105,24 @@ export function spawnQemu(
     );
   }).finally(() => running.delete(child));
   return { child, command, startedAt, exited };
+}
+
+/** A random unicast, locally administered MAC address: each VM's network card its own. */
+export function randomMacAddress(bytes: Uint8Array): string {
+  if (bytes.length !== 5) throw new Error("a MAC address takes 5 random bytes");
+  return ["02", ...Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0"))].join(":");
+}
+
+/**
+ * `command` with another MAC address for its network card: a command noted
+ * once (a prestart's) serves many clones, and each gets a card of its own.
+ */
+export function withMacAddress(command: QemuCommand, macAddress: string): QemuCommand {
+  const old = command.macAddress;
+  if (!old) throw new Error("a command without a network card has no MAC address to change");
+  const args = command.args.map((arg) => arg.replace(`,mac=${old}`, `,mac=${macAddress}`));
+  if (args.join("\0") === command.args.join("\0")) throw new Error(`the command names no MAC address ${old}`);
+  return { ...command, args, macAddress };
 }
 
 /**

@@ -25,6 +25,8 @@ import {
   leftoverRunDirectories,
   qemuProcesses,
   runCli,
+  runCliProcess,
+  withPeerHost,
 } from "./helpers.ts";
 
 let host: HostSetup;
@@ -245,6 +247,15 @@ describe("prestart", () => {
       interfaces: ["eth0", "lo"],
       fetched: expect.stringMatching(/^failed: /),
     });
+    // Spawned from one noted command, each such clone still has a card of its own.
+    const identities = ["first", "second"].map(() => {
+      const run = cli("invoke", "test/fixtures/contract/network-identity.ts", "--net", "--json");
+      expect(run.status, run.stderr).toBe(0);
+      expect(timelineOf(run.stdout)).toContain("cloneAdopted");
+      return JSON.parse(run.stdout).result as { mac: string; before: { tcp: string[]; arp: string[] } };
+    });
+    for (const identity of identities) expect(identity.before).toEqual({ tcp: [], arp: [] });
+    expect(new Set(identities.map((identity) => identity.mac)).size).toBe(2);
     // `--net false` prestarts a clone with a card, but the invocation has no
     // network: that clone is killed, and a plain one restored.
     const plainAfter = cli(
@@ -321,6 +332,37 @@ describe("prestart", () => {
     expect(qemuProcesses()).toEqual([]);
     expect(leftoverRunDirectories()).toEqual([]);
   });
+});
+
+describe("prestart with a network", () => {
+  // Outward, a prestarted --net clone's network works (its guard is wired to the
+  // QEMU spawned before the CLI loaded), and its guard holds: this host stays out.
+  it.runIf(process.getuid?.() === 0)(
+    "reaches other hosts, and not this host, from a clone prestarted with a card",
+    async () => {
+      await withPeerHost("p", "10.213.9", async ({ peer, hostEnd }) => {
+        const urls = [`http://${peer}:8080/`, `http://${hostEnd}:8080/`];
+        const probe = () =>
+          runCliProcess([
+            "invoke",
+            "test/fixtures/contract/network-probe.ts",
+            "--net",
+            "--event",
+            JSON.stringify({ urls }),
+            "--json",
+          ]);
+        expect((await probe()).code).toBe(0); // leaves the note
+        const run = await probe();
+        expect(run.code, run.stderr).toBe(0);
+        const output = JSON.parse(run.stdout);
+        expect(output.timeline.map((entry: { name: string }) => entry.name)).toContain("cloneAdopted");
+        expect(output.result.results).toEqual({
+          [urls[0] as string]: "status 200: hello from a peer",
+          [urls[1] as string]: expect.stringMatching(/^failed: /),
+        });
+      });
+    },
+  );
 });
 
 describe("function snapshots", () => {

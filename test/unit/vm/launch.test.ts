@@ -32,8 +32,6 @@ function savedVm(folders = 0) {
   };
 }
 
-const NET_GUARD = { outSocket: "/run/out.sock", inSocket: "/run/in.sock" };
-
 describe("vmSpec", () => {
   it("gives a booted VM and a clone the same machine, differing only in memory and start", () => {
     const booted = vmSpec(
@@ -113,12 +111,12 @@ describe("vmSpec", () => {
     const saved = savedVm();
     const channel = { kind: "virtio" as const, fd: 4 };
     const plain = buildQemuArgs({ ...restoreTarget(host, saved).spec, channel });
-    const spec = restoreTarget(host, saved, { netGuard: NET_GUARD }).spec;
+    const spec = restoreTarget(host, saved, { network: true }).spec;
     expect(spec).toMatchObject({ network: true, cmdline: "CMDLINE", incoming: true });
     expect(spec.memoryFile).toEqual({ path: "/cache/snap/ram", shared: false });
     // A card of its own: no two clones share a MAC address.
     expect(spec.macAddress).toMatch(/^02(:[0-9a-f]{2}){5}$/);
-    const args = buildQemuArgs({ ...spec, channel });
+    const args = buildQemuArgs({ ...spec, channel, netGuardFds: { out: 6, in: 7 } });
     // The saved devices keep their places (and so their transports); the card comes next.
     const card = args.indexOf("-netdev");
     expect(args.slice(0, card)).toEqual(plain.slice(0, plain.indexOf("-incoming")));
@@ -133,11 +131,15 @@ describe("vmSpec", () => {
     ];
     const spec = restoreTarget(host, saved, {
       folders: { devices, ram: "/run/ram" },
-      netGuard: NET_GUARD,
+      network: true,
     }).spec;
     // Shared, so that the daemons can map it; a copy, so that the snapshot is never written.
     expect(spec.memoryFile).toEqual({ path: "/run/ram", shared: true });
-    const args = buildQemuArgs({ ...spec, channel: { kind: "virtio", fd: 4 } });
+    const args = buildQemuArgs({
+      ...spec,
+      channel: { kind: "virtio", fd: 4 },
+      netGuardFds: { out: 6, in: 7 },
+    });
     const firstFolder = args.indexOf("-chardev", args.indexOf("virtserialport,chardev=channel,name=fnrun"));
     expect(args.slice(firstFolder, firstFolder + 8)).toEqual([
       "-chardev",
@@ -156,15 +158,14 @@ describe("vmSpec", () => {
 
   it("plugs a prestart's card into its noted target as restoreTarget does for a clone with a network", () => {
     const saved = savedVm();
-    const netGuard = NET_GUARD;
-    const direct = restoreTarget(host, saved, { netGuard });
-    const plugged = withCloneDevices(restoreTarget(host, saved), { netGuard });
+    const direct = restoreTarget(host, saved, { network: true });
+    const plugged = withCloneDevices(restoreTarget(host, saved), { network: true });
     const { macAddress: first, ...rest } = plugged.spec;
     const { macAddress: _, ...expected } = direct.spec;
     expect(rest).toEqual(expected);
     expect(first).toMatch(/^02(:[0-9a-f]{2}){5}$/);
     // Each clone its own address.
-    expect(withCloneDevices(restoreTarget(host, saved), { netGuard }).spec.macAddress).not.toBe(first);
+    expect(withCloneDevices(restoreTarget(host, saved), { network: true }).spec.macAddress).not.toBe(first);
   });
 
   it("registers the transport after a saved VM's folder devices for a clone's card", () => {
@@ -215,6 +216,29 @@ describe("qemuCommand", () => {
     expect(command.args).toEqual(expect.arrayContaining(["socket,id=channel,fd=4", "socket,id=qmp,fd=5"]));
     // setpriv where the host has one: QEMU dies with fnrun.
     expect([[], [expect.stringMatching(/setpriv$/), "--pdeathsig", "KILL", "--"]]).toContainEqual(wrapper);
+  });
+
+  it("numbers a network clone's guard descriptors after QMP's, and names its card's MAC address", () => {
+    const target = withCloneDevices(restoreTarget(host, savedVm()), { network: true });
+    const { wrapper: _wrapper, ...command } = qemuCommand(target, 1);
+    const { macAddress } = target.spec;
+    expect(command).toEqual({
+      qemuPath: "/usr/bin/qemu-system-x86_64",
+      args: buildQemuArgs({
+        ...target.spec,
+        channel: { kind: "virtio", fd: 4 },
+        qmpFd: 5,
+        netGuardFds: { out: 6, in: 7 },
+      }),
+      inherited: 1,
+      channelFd: 4,
+      qmpFd: 5,
+      netGuardFds: { out: 6, in: 7 },
+      macAddress,
+    });
+    expect(command.args).toEqual(
+      expect.arrayContaining(["socket,id=netguard-out,fd=6", "socket,id=netguard-in,fd=7"]),
+    );
   });
 
   it("gives a VM whose frames come on the serial console no channel or QMP descriptors", () => {

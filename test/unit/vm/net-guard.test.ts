@@ -1,5 +1,6 @@
+import { PassThrough } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { allowedFrame } from "../../../src/vm/net-guard.ts";
+import { allowedFrame, NetGuard } from "../../../src/vm/net-guard.ts";
 
 /** An Ethernet frame from the guest: IPv4 to `destination`, with a TCP/UDP header to `port`. */
 function ipv4(
@@ -64,5 +65,47 @@ describe("allowedFrame (what a --net guest may send on)", () => {
     const vlan = ipv4("93.184.216.34");
     vlan.writeUInt16BE(0x8100, 12);
     expect(allowedFrame(vlan, host)).toBe(false);
+  });
+});
+
+/** A frame as QEMU's filter-redirector sends it: its length (4 bytes, big-endian), then the frame. */
+function framed(frame: Buffer): Buffer {
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(frame.length);
+  return Buffer.concat([length, frame]);
+}
+
+describe("NetGuard (the frames between QEMU's redirector and slirp)", () => {
+  it("passes on allowed frames whole, however they are split, and drops the others", async () => {
+    const fromGuest = new PassThrough();
+    const toSlirp = new PassThrough();
+    const guard = new NetGuard(fromGuest, toSlirp, host);
+    const out = framed(ipv4("198.51.100.7"));
+    const stream = Buffer.concat([framed(ipv4("127.0.0.1")), out, framed(ipv4("10.0.2.2")), out]);
+    // Split mid-length and mid-frame.
+    for (const at of [
+      [0, 3],
+      [3, 40],
+      [40, stream.length],
+    ] as const)
+      fromGuest.write(stream.subarray(...at));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(toSlirp.read()).toEqual(Buffer.concat([out, out]));
+    expect([guard.passed, guard.dropped]).toEqual([2, 2]);
+    guard.close();
+    expect([fromGuest.destroyed, toSlirp.destroyed]).toEqual([true, true]);
+  });
+
+  it("stops reading a stream that is not QEMU's framing (a length beyond any frame)", async () => {
+    const fromGuest = new PassThrough();
+    const toSlirp = new PassThrough();
+    const guard = new NetGuard(fromGuest, toSlirp, host);
+    const huge = Buffer.alloc(4);
+    huge.writeUInt32BE(1024 * 1024);
+    fromGuest.write(Buffer.concat([huge, framed(ipv4("198.51.100.7"))]));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(fromGuest.destroyed).toBe(true);
+    expect(toSlirp.read()).toBeNull();
+    expect(guard.passed).toBe(0);
   });
 });

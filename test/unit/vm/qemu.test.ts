@@ -3,7 +3,6 @@ import {
   buildKernelCmdline,
   buildQemuArgs,
   pluggedDevices,
-  randomMacAddress,
   spareTransports,
   spareTransportWords,
   type VmSpec,
@@ -178,7 +177,7 @@ describe("buildQemuArgs", () => {
       buildQemuArgs({
         ...base,
         network: true,
-        netGuard: { outSocket: "/run/fnrun-x/net-out.sock", inSocket: "/run/fnrun-x/net-in.sock" },
+        netGuardFds: { out: 6, in: 7 },
         macAddress: "02:0a:0b:0c:0d:0e",
       }).slice(-10),
     ).toEqual([
@@ -187,9 +186,9 @@ describe("buildQemuArgs", () => {
       "-device",
       "virtio-net-device,netdev=net0,status=off,mac=02:0a:0b:0c:0d:0e",
       "-chardev",
-      "socket,id=netguard-out,path=/run/fnrun-x/net-out.sock",
+      "socket,id=netguard-out,fd=6",
       "-chardev",
-      "socket,id=netguard-in,path=/run/fnrun-x/net-in.sock",
+      "socket,id=netguard-in,fd=7",
       "-object",
       "filter-redirector,id=netguard,netdev=net0,queue=rx,outdev=netguard-out,indev=netguard-in",
     ]);
@@ -251,13 +250,6 @@ describe("buildKernelCmdline: the TSC's rate under TCG", () => {
   });
 });
 
-describe("randomMacAddress", () => {
-  it("makes a unicast, locally administered address of 5 random bytes", () => {
-    expect(randomMacAddress(Uint8Array.of(0, 1, 0xab, 0xcd, 0xff))).toBe("02:00:01:ab:cd:ff");
-    expect(() => randomMacAddress(Uint8Array.of(1))).toThrow(/5 random bytes/);
-  });
-});
-
 describe("spare virtio-mmio transports", () => {
   it("lists the transports QEMU leaves free, from the highest down, as it fills them", () => {
     // QEMU 7.2 plugs the first device into 0xfeb00e00 (irq 12), the next into 0xfeb00c00 (irq 11).
@@ -292,7 +284,7 @@ describe("spare virtio-mmio transports", () => {
       channel: { kind: "virtio", fd: 3 },
       sharedFolders: [{ tag: "fnrun0", socketPath: "/f" }],
       network: true,
-      netGuard: { outSocket: "/o", inSocket: "/i" },
+      netGuardFds: { out: 4, in: 5 },
     };
     expect(pluggedDevices(clone)).toBe(4);
     const args = buildQemuArgs(clone);
