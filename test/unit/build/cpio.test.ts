@@ -1,9 +1,9 @@
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { encodeCpio } from "../../../src/build/cpio.ts";
+import { temporaryDirectory } from "../temporary-directory.ts";
 
 describe("encodeCpio", () => {
   it("writes the newc header of a file exactly", () => {
@@ -43,7 +43,7 @@ describe("encodeCpio", () => {
       { type: "characterDevice", path: "dev/console", major: 5, minor: 1 },
       { type: "file", path: "odd-length-name", data: Buffer.from("abc") },
     ]);
-    const directory = mkdtempSync(join(tmpdir(), "fnrun-cpio-test-"));
+    const directory = temporaryDirectory("cpio");
     const file = join(directory, "test.cpio");
     writeFileSync(file, archive);
     const names = execFileSync("cpio", ["-it", "--quiet", "-F", file], { encoding: "utf8" });
@@ -69,7 +69,6 @@ describe("encodeCpio", () => {
     );
     expect(readFileSync(join(directory, "fnrun/guest.mjs"), "utf8")).toBe("console.log(1)\n");
     expect(readFileSync(join(directory, "odd-length-name"), "utf8")).toBe("abc");
-    rmSync(directory, { recursive: true, force: true });
   });
 
   it("rejects paths that would escape the archive root", () => {

@@ -1,8 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { createHash, createHmac } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import type { IncomingMessage } from "node:http";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { rootCertificates } from "node:tls";
@@ -17,6 +16,7 @@ import { hostOfHeader, isLoopbackAddress, verifySigV4 } from "../../../src/serve
 import { functionNameFromPath } from "../../../src/serve/routes/lambda.ts";
 import { checkDelivery } from "../../../src/serve/webhook-signatures.ts";
 import { packageRoot } from "../../../src/util/paths.ts";
+import { temporaryDirectory } from "../temporary-directory.ts";
 
 describe("webhook signatures", () => {
   const hmac = (secret: string, text: string) => createHmac("sha256", secret).update(text).digest("hex");
@@ -255,25 +255,21 @@ describe("queue and schedule arithmetic", () => {
   });
 
   it("trusts NODE_EXTRA_CA_CERTS's certificates beside Node's, which bin/fnrun.js starts Node without", () => {
-    const directory = mkdtempSync(join(tmpdir(), "fnrun-test-ca-"));
-    try {
-      const extra = join(directory, "extra.pem");
-      writeFileSync(extra, "-----BEGIN CERTIFICATE-----\nextra\n-----END CERTIFICATE-----\n");
-      const own = join(directory, "own.pem");
-      writeFileSync(own, "own");
-      const env = { NODE_EXTRA_CA_CERTS: extra };
-      expect(redisConnection("rediss://h", env).tls?.ca).toEqual([
-        ...rootCertificates,
-        readFileSync(extra, "utf8"),
-      ]);
-      expect(redisConnection("rediss://h", { ...env, FNRUN_REDIS_CA: own }).tls?.ca).toBe("own");
-      expect(redisConnection("redis://h", env).tls).toBeUndefined();
-      expect(() =>
-        redisConnection("rediss://h", { NODE_EXTRA_CA_CERTS: join(directory, "none.pem") }),
-      ).toThrow(/NODE_EXTRA_CA_CERTS=.*none\.pem: cannot read it/);
-    } finally {
-      rmSync(directory, { recursive: true, force: true });
-    }
+    const directory = temporaryDirectory("ca");
+    const extra = join(directory, "extra.pem");
+    writeFileSync(extra, "-----BEGIN CERTIFICATE-----\nextra\n-----END CERTIFICATE-----\n");
+    const own = join(directory, "own.pem");
+    writeFileSync(own, "own");
+    const env = { NODE_EXTRA_CA_CERTS: extra };
+    expect(redisConnection("rediss://h", env).tls?.ca).toEqual([
+      ...rootCertificates,
+      readFileSync(extra, "utf8"),
+    ]);
+    expect(redisConnection("rediss://h", { ...env, FNRUN_REDIS_CA: own }).tls?.ca).toBe("own");
+    expect(redisConnection("redis://h", env).tls).toBeUndefined();
+    expect(() => redisConnection("rediss://h", { NODE_EXTRA_CA_CERTS: join(directory, "none.pem") })).toThrow(
+      /NODE_EXTRA_CA_CERTS=.*none\.pem: cannot read it/,
+    );
   });
 
   it("never shows a password", () => {
@@ -303,27 +299,23 @@ describe("git hook verdicts", () => {
   });
 
   it("runs fnrun's Node without NODE_EXTRA_CA_CERTS, handing its value on, as bin/fnrun.js's first line does", () => {
-    const directory = mkdtempSync(join(tmpdir(), "fnrun-test-hook-"));
-    try {
-      // A stand-in for node that shows what it was started with.
-      const node = join(directory, "node");
-      writeFileSync(node, `#!/bin/sh\necho "[\${NODE_EXTRA_CA_CERTS-unset}] [$FNRUN_EXTRA_CA_CERTS] $*"\n`, {
-        mode: 0o755,
+    const directory = temporaryDirectory("hook");
+    // A stand-in for node that shows what it was started with.
+    const node = join(directory, "node");
+    writeFileSync(node, `#!/bin/sh\necho "[\${NODE_EXTRA_CA_CERTS-unset}] [$FNRUN_EXTRA_CA_CERTS] $*"\n`, {
+      mode: 0o755,
+    });
+    const hook = join(directory, "pre-commit");
+    writeFileSync(hook, hookScript("pre-commit", "functions/it's.ts", node), { mode: 0o755 });
+    const run = (env: NodeJS.ProcessEnv) =>
+      execFileSync(hook, ["one", "two words"], {
+        encoding: "utf8",
+        env: { PATH: process.env.PATH, ...env },
       });
-      const hook = join(directory, "pre-commit");
-      writeFileSync(hook, hookScript("pre-commit", "functions/it's.ts", node), { mode: 0o755 });
-      const run = (env: NodeJS.ProcessEnv) =>
-        execFileSync(hook, ["one", "two words"], {
-          encoding: "utf8",
-          env: { PATH: process.env.PATH, ...env },
-        });
-      const cli = join(packageRoot, "bin", "fnrun.js");
-      expect(run({ NODE_EXTRA_CA_CERTS: "/certs/a b.pem" })).toBe(
-        `[unset] [/certs/a b.pem] ${cli} hook run pre-commit functions/it's.ts -- one two words\n`,
-      );
-      expect(run({})).toBe(`[unset] [] ${cli} hook run pre-commit functions/it's.ts -- one two words\n`);
-    } finally {
-      rmSync(directory, { recursive: true, force: true });
-    }
+    const cli = join(packageRoot, "bin", "fnrun.js");
+    expect(run({ NODE_EXTRA_CA_CERTS: "/certs/a b.pem" })).toBe(
+      `[unset] [/certs/a b.pem] ${cli} hook run pre-commit functions/it's.ts -- one two words\n`,
+    );
+    expect(run({})).toBe(`[unset] [] ${cli} hook run pre-commit functions/it's.ts -- one two words\n`);
   });
 });

@@ -1,9 +1,9 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { NOTES_KEPT, prestartable, sweepNotes } from "../../../src/start/prestart.ts";
 import { NOTE_FORMAT } from "../../../src/start/prestart-spawn.ts";
+import { temporaryDirectory } from "../temporary-directory.ts";
 
 const lines = (...commandLines: string[]) => commandLines.map((line) => prestartable(line.split(" ")));
 const hello = "functions/hello.ts";
@@ -129,31 +129,27 @@ describe("prestart-spawn.ts", () => {
 
 describe("sweepNotes", () => {
   it("removes notes of old formats and of pruned snapshots, and keeps the last written", async () => {
-    const directory = mkdtempSync(join(tmpdir(), "fnrun-notes-"));
-    try {
-      const state = join(directory, "state");
-      writeFileSync(state, "");
-      const note = (name: string, format: number, statePath: string, ageS: number) => {
-        const path = join(directory, `prestart-${name}.json`);
-        writeFileSync(path, JSON.stringify({ format, snapshot: { state: statePath } }));
-        const at = new Date(Date.now() - ageS * 1000);
-        utimesSync(path, at, at);
-        return path;
-      };
-      note("old-format", NOTE_FORMAT - 1, state, 1);
-      note("pruned", NOTE_FORMAT, join(directory, "gone"), 1);
-      writeFileSync(join(directory, "prestart-broken.json"), "{");
-      for (let index = 0; index < NOTES_KEPT + 5; index++)
-        note(`live-${index}`, NOTE_FORMAT, state, 10 + index);
-      // Written just now, yet older on disk than the rest (a clock step): kept anyway.
-      const written = note("written", NOTE_FORMAT, state, 1000);
-      writeFileSync(join(directory, "other.json"), "{}");
-      await sweepNotes(directory, written);
-      const left = readdirSync(directory).sort();
-      const live = Array.from({ length: NOTES_KEPT - 1 }, (_, index) => `prestart-live-${index}.json`);
-      expect(left).toEqual(["other.json", ...live, "prestart-written.json", "state"].sort());
-    } finally {
-      rmSync(directory, { recursive: true, force: true });
-    }
+    const directory = temporaryDirectory("notes");
+    const state = join(directory, "state");
+    writeFileSync(state, "");
+    const note = (name: string, format: number, statePath: string, ageS: number) => {
+      const path = join(directory, `prestart-${name}.json`);
+      writeFileSync(path, JSON.stringify({ format, snapshot: { state: statePath } }));
+      const at = new Date(Date.now() - ageS * 1000);
+      utimesSync(path, at, at);
+      return path;
+    };
+    note("old-format", NOTE_FORMAT - 1, state, 1);
+    note("pruned", NOTE_FORMAT, join(directory, "gone"), 1);
+    writeFileSync(join(directory, "prestart-broken.json"), "{");
+    for (let index = 0; index < NOTES_KEPT + 5; index++)
+      note(`live-${index}`, NOTE_FORMAT, state, 10 + index);
+    // Written just now, yet older on disk than the rest (a clock step): kept anyway.
+    const written = note("written", NOTE_FORMAT, state, 1000);
+    writeFileSync(join(directory, "other.json"), "{}");
+    await sweepNotes(directory, written);
+    const left = readdirSync(directory).sort();
+    const live = Array.from({ length: NOTES_KEPT - 1 }, (_, index) => `prestart-live-${index}.json`);
+    expect(left).toEqual(["other.json", ...live, "prestart-written.json", "state"].sort());
   });
 });

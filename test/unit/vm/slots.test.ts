@@ -1,12 +1,12 @@
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { HostSlots } from "../../../src/vm/slots.ts";
+import { temporaryDirectory } from "../temporary-directory.ts";
 
 describe("HostSlots", () => {
-  const fresh = () => mkdtempSync(join(tmpdir(), "fnrun-slots-test-"));
+  const fresh = () => temporaryDirectory("slots");
 
   it("bounds holders across instances (as across processes), and frees on release", async () => {
     const directory = fresh();
@@ -27,7 +27,6 @@ describe("HostSlots", () => {
     await second();
     await third?.();
     expect(readdirSync(directory)).toEqual([]);
-    rmSync(directory, { recursive: true });
   });
 
   it("takes over a slot whose owner died or whose pid was reused", async () => {
@@ -39,7 +38,6 @@ describe("HostSlots", () => {
     const releases = [await slots.acquire(), await slots.acquire()];
     for (const release of releases) await release();
     expect(readdirSync(directory)).toEqual([]);
-    rmSync(directory, { recursive: true });
   });
 
   it("takes a free or stale slot in one try without waiting, and says when there is none", async () => {
@@ -53,7 +51,6 @@ describe("HostSlots", () => {
     expect(slots.tryAcquire()).toBeUndefined();
     for (const release of releases) await release?.();
     expect(readdirSync(directory)).toEqual([]);
-    rmSync(directory, { recursive: true });
   });
 
   it("gives up waiting when the signal aborts", async () => {
@@ -65,6 +62,5 @@ describe("HostSlots", () => {
     controller.abort(new Error("interrupted"));
     await expect(waiting).rejects.toThrow("interrupted");
     await release();
-    rmSync(directory, { recursive: true });
   });
 });
