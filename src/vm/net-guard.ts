@@ -79,6 +79,13 @@ export function hostIPv4Addresses(): Set<string> {
 const MAX_FRAME_BYTES = 128 * 1024;
 
 /**
+ * How much the guard keeps for slirp (QEMU) to read, at most. Beyond it, frames
+ * are dropped, as a congested link drops them (TCP sends them again): a guest
+ * that sends faster than slirp reads cannot grow fnrun's memory.
+ */
+export const NET_GUARD_QUEUE_BYTES = 4 * 1024 * 1024;
+
+/**
  * One VM's guard: reads the frames its guest sends, passes on the allowed ones.
  * Its sockets are this side of the socket pairs QEMU's filter-redirector was
  * spawned with (`-chardev socket,fd=`): connected before QEMU runs, so a clone
@@ -86,6 +93,7 @@ const MAX_FRAME_BYTES = 128 * 1024;
  * reaches slirp until the guard has read it.
  */
 export class NetGuard {
+  /** Frames not passed on: not allowed, or beyond what may wait for slirp. */
   dropped = 0;
   passed = 0;
   readonly #sockets: [Duplex, Duplex];
@@ -105,7 +113,7 @@ export class NetGuard {
         }
         if (pending.length < 4 + length) break;
         const frame = pending.subarray(4, 4 + length);
-        if (allowedFrame(frame, hostAddresses)) {
+        if (allowedFrame(frame, hostAddresses) && toSlirp.writableLength < NET_GUARD_QUEUE_BYTES) {
           this.passed++;
           toSlirp.write(pending.subarray(0, 4 + length));
         } else {

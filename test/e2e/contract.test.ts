@@ -315,6 +315,18 @@ describe.concurrent("network", () => {
       });
     },
   );
+
+  // The guard drops frames only beyond what may wait for slirp (net-guard.ts):
+  // a bulk transfer still arrives whole.
+  it.runIf(process.getuid?.() === 0)("sends 32 MB to another host whole through the guard", async () => {
+    await withPeerHost("u", "10.213.10", async ({ peer }) => {
+      const { result } = await invoke("test/fixtures/contract/network-upload.ts", {
+        net: true,
+        event: { url: `http://${peer}:8080/`, megabytes: 32 },
+      });
+      expect(result).toEqual({ status: 200, received: 32 * 1024 * 1024 });
+    });
+  });
 });
 
 describe("network on clones", () => {

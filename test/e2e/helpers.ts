@@ -102,7 +102,7 @@ export function runCliProcess(args: string[], options: { cwd?: string } = {}): P
 
 /** A host beside this one, as a --net guest would reach one: an HTTP server in a network namespace. */
 export interface PeerHost {
-  /** The peer's own address, where it answers on port 8080 ("hello from a peer"). */
+  /** The peer's own address, where it answers on port 8080: "hello from a peer", or a POST's body length. */
   peer: string;
   /** This host's end of the link: this host, which a guest must not reach. */
   hostEnd: string;
@@ -132,7 +132,8 @@ export async function withPeerHost(tag: string, subnet: string, use: (peer: Peer
       namespace,
       process.execPath,
       "-e",
-      `require("http").createServer((q, r) => r.end("hello from a peer")).listen(8080, "${subnet}.2", () => console.log("listening"))`,
+      // A GET is answered "hello from a peer"; a POST with how many bytes its body had.
+      `require("http").createServer((q, r) => { let n = 0; q.on("data", (c) => (n += c.length)); q.on("end", () => r.end(q.method === "POST" ? String(n) : "hello from a peer")); }).listen(8080, "${subnet}.2", () => console.log("listening"))`,
     ]);
     // Not a fixed wait: a Node starting on a loaded machine may take seconds.
     await new Promise<void>((resolve, reject) => {

@@ -1,6 +1,6 @@
 import { PassThrough } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { allowedFrame, NetGuard } from "../../../src/vm/net-guard.ts";
+import { allowedFrame, NET_GUARD_QUEUE_BYTES, NetGuard } from "../../../src/vm/net-guard.ts";
 
 /** An Ethernet frame from the guest: IPv4 to `destination`, with a TCP/UDP header to `port`. */
 function ipv4(
@@ -107,5 +107,20 @@ describe("NetGuard (the frames between QEMU's redirector and slirp)", () => {
     expect(fromGuest.destroyed).toBe(true);
     expect(toSlirp.read()).toBeNull();
     expect(guard.passed).toBe(0);
+  });
+  it("drops frames rather than queue more than it may for a slirp that does not keep up", async () => {
+    const fromGuest = new PassThrough();
+    const toSlirp = new PassThrough(); // read by nobody: slirp stalled
+    const guard = new NetGuard(fromGuest, toSlirp, host);
+    // A guest sending 12 MB of frames fnrun would pass on: they must not all wait in fnrun's memory.
+    const frame = Buffer.concat([ipv4("198.51.100.7"), Buffer.alloc(60 * 1024)]);
+    for (let index = 0; index < 200; index++) fromGuest.write(framed(frame));
+    await new Promise((resolve) => setImmediate(resolve));
+    // What waits: up to the bound, plus the frame that crossed it and the one the reader side holds.
+    expect(toSlirp.writableLength + toSlirp.readableLength).toBeLessThanOrEqual(
+      NET_GUARD_QUEUE_BYTES + 2 * (frame.length + 4),
+    );
+    expect(guard.dropped).toBeGreaterThan(0);
+    expect(guard.passed + guard.dropped).toBe(200);
   });
 });
