@@ -264,10 +264,11 @@ export interface ClonePlan {
  * The restore recipe for an invocation's clone, with what it has of its own: a
  * network card (plugged into a transport the saved VM left free; the guest
  * binds it and takes its address when it wakes, and the Vm wires its guard to
- * QEMU as it spawns), and for shared folders, started before QEMU, a daemon per folder behind the proxy that
- * lets QEMU load the device, and a shared copy of the RAM file for QEMU and the
- * daemons to map (the guest mounts the folders when its invocation arrives).
- * The VM owns all of them: vm.kill() ends them.
+ * QEMU as it spawns), and for shared folders, started before QEMU, a daemon
+ * per folder behind the proxy that lets QEMU load the device, and a shared
+ * copy of the RAM file for QEMU and the daemons to map (the guest mounts the
+ * folders when its invocation arrives). The VM owns all of them: vm.kill()
+ * ends them.
  *
  * QEMU 7.2 cannot do folders (it marks vhost-user-fs unmigratable, and
  * microvm's virtio-mmio bus takes no hotplug): their snapshots are saved and

@@ -9,9 +9,10 @@
  * - Spawned with node:child_process rather than execa: loading execa costs
  *   ~30 ms of every CLI run. Same discipline: an argv array, no shell.
  * - The channel, QMP and a network's guard are socket pairs made with the
- *   process (Node's "pipe" descriptors are), connected before QEMU runs: what fnrun writes to them
- *   waits there, and nothing between QEMU's start and the guest's waits for
- *   this process to accept a connection while it is busy loading.
+ *   process (Node's "pipe" descriptors are), connected before QEMU runs: what
+ *   fnrun writes to them waits there, and nothing between QEMU's start and
+ *   the guest's waits for this process to accept a connection while it is
+ *   busy loading.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
