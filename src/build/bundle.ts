@@ -18,9 +18,13 @@ import { CONFIG_FORMAT, type FunctionConfig } from "./config.ts";
 
 type EsbuildModule = typeof Esbuild;
 let esbuildModule: Promise<EsbuildModule> | undefined;
-/** esbuild is loaded only when something has to be built (~30 ms of start-up saved otherwise). */
+/**
+ * esbuild is loaded only when something has to be built (~30 ms of start-up
+ * saved otherwise), and with require(): it is CommonJS, which import() has
+ * Node's ESM loader scan for its exports first (97 KB of it).
+ */
 export function loadEsbuild(): Promise<EsbuildModule> {
-  esbuildModule ??= import("esbuild");
+  esbuildModule ??= Promise.resolve().then(() => createRequire(import.meta.url)("esbuild") as EsbuildModule);
   return esbuildModule;
 }
 
