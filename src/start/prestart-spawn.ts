@@ -66,7 +66,7 @@ export interface Note {
   folderTools?: FolderTools;
   /**
    * For a clone without folders: its QEMU, with the device state as fd 3 (and,
-   * with a network, the MAC address of the clone the note was written for).
+   * with a network, a stand-in MAC address that each prestart replaces).
    */
   command?: QemuCommand;
   decoderLimits: DecoderLimits;

@@ -37,6 +37,7 @@ import { readdir, readFile, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileIdentitySync, writeFileAtomic } from "../util/cache.ts";
 import {
+  cloneRestoreOptions,
   type RestoreTarget,
   restoreCloneOf,
   restoreTarget,
@@ -45,7 +46,7 @@ import {
 } from "../vm/launch.ts";
 import { checkMounts, folderTools, type ResolvedMount } from "../vm/mounts.ts";
 import { qemuCommand, type Vm } from "../vm/process.ts";
-import { type DecoderLimits, SLIRP_NETWORK } from "../vm/protocol.ts";
+import type { DecoderLimits } from "../vm/protocol.ts";
 import type { QemuCommand } from "../vm/spawn-qemu.ts";
 import {
   type EarlyClone,
@@ -191,10 +192,12 @@ export function prestart(early: EarlyClone | undefined): void {
         ? {
             network,
             mounts: [],
-            vm: await resumeClone(early.spawned, note.snapshot, runDirectory, {
-              decoderLimits: note.decoderLimits,
-              ...(network ? { attach: { network: SLIRP_NETWORK } } : {}),
-            }),
+            vm: await resumeClone(
+              early.spawned,
+              note.snapshot,
+              runDirectory,
+              cloneRestoreOptions({ network, decoderLimits: note.decoderLimits }),
+            ),
           }
         : await restoreWithDevices(early);
       return { ...restored, snapshot: note.snapshot, decoderLimits: note.decoderLimits, runDirectory };

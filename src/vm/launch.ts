@@ -290,10 +290,7 @@ export async function restoreCloneOf(
   runDirectory: string,
   plan: ClonePlan,
 ): Promise<Vm> {
-  const options: RestoreOptions = {
-    ...(plan.decoderLimits ? { decoderLimits: plan.decoderLimits } : {}),
-    ...(plan.network ? { attach: { network: SLIRP_NETWORK } } : {}),
-  };
+  const options = cloneRestoreOptions(plan);
   if (!plan.network && plan.mounts.length === 0) return restoreVm(machine, saved, runDirectory, options);
   if (plan.mounts.length !== saved.folders)
     throw new InternalError(
@@ -327,6 +324,17 @@ export async function restoreCloneOf(
   } finally {
     if (ram) closeSync(ram.fd); // QEMU has its own
   }
+}
+
+/**
+ * What restoreVm (or resumeClone) is told for a clone of `plan`: its decoder
+ * limits, and the card it binds when it wakes.
+ */
+export function cloneRestoreOptions(plan: Pick<ClonePlan, "network" | "decoderLimits">): RestoreOptions {
+  return {
+    ...(plan.decoderLimits ? { decoderLimits: plan.decoderLimits } : {}),
+    ...(plan.network ? { attach: { network: SLIRP_NETWORK } } : {}),
+  };
 }
 
 /** Descriptors a clone's QEMU inherits: the device state, then its own RAM copy (a clone with folders). */

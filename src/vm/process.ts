@@ -12,8 +12,8 @@
  *   validated; console text is kept as a bounded tail for error messages.
  *
  * Longer than most modules: one QEMU process and everything wired to it (its
- * console, channel, QMP and network guard sockets, its exit, its companions) live and die
- * together, and are read best together.
+ * console, channel, QMP and network guard sockets, its exit, its companions)
+ * live and die together, and are read best together.
  */
 
 import { randomBytes } from "node:crypto";

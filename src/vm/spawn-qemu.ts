@@ -17,6 +17,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { whichSync } from "../util/which.ts";
+import type { NetGuardFds } from "./qemu.ts";
 
 /** How a QEMU is started: a pure description, which a prestart's note keeps. */
 export interface QemuCommand {
@@ -31,7 +32,7 @@ export interface QemuCommand {
   /** QMP's socket pair, after the channel's. */
   qmpFd?: number;
   /** A VM with a network: its guard's two socket pairs (guest frames out, allowed frames in), after QMP's. */
-  netGuardFds?: { out: number; in: number };
+  netGuardFds?: NetGuardFds;
   /** Its network card's MAC address, as `args` name it. */
   macAddress?: string;
 }
@@ -122,7 +123,8 @@ export function withMacAddress(command: QemuCommand, macAddress: string): QemuCo
   const old = command.macAddress;
   if (!old) throw new Error("a command without a network card has no MAC address to change");
   const args = command.args.map((arg) => arg.replace(`,mac=${old}`, `,mac=${macAddress}`));
-  if (args.join("\0") === command.args.join("\0")) throw new Error(`the command names no MAC address ${old}`);
+  if (args.every((arg, index) => arg === command.args[index]))
+    throw new Error(`the command names no MAC address ${old}`);
   return { ...command, args, macAddress };
 }
 
