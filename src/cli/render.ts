@@ -25,3 +25,38 @@ export function formatTimeline(timeline: TimelineEntry[]): string {
   }
   return `${lines.join("\n")}\n`;
 }
+
+/** A table column: its heading (none for a table without headings) and which side it is flush with. */
+export interface Column {
+  heading?: string;
+  align?: "left" | "right";
+}
+
+/**
+ * Rows of cells as lines of text, each column as wide as its widest cell, two
+ * spaces between columns and no trailing spaces. Cells may hold what a user
+ * named (a function's file, say): control characters, newlines and tabs
+ * included, are shown escaped, so a cell stays one cell on one line.
+ */
+export function formatTable(columns: readonly Column[], rows: ReadonlyArray<readonly string[]>): string {
+  const oneLine = (cell: string) =>
+    sanitizeForTerminal(cell).replace(/[\n\t]/g, (character) => (character === "\n" ? "\\n" : "\\t"));
+  const headings = columns.some((column) => column.heading !== undefined)
+    ? [columns.map((column) => column.heading ?? "")]
+    : [];
+  const lines = [...headings, ...rows.map((row) => columns.map((_, index) => oneLine(row[index] ?? "")))];
+  const widths = columns.map((_, index) => Math.max(0, ...lines.map((line) => line[index]?.length ?? 0)));
+  return lines
+    .map((line) =>
+      line
+        .map((cell, index) =>
+          columns[index]?.align === "right"
+            ? cell.padStart(widths[index] ?? 0)
+            : cell.padEnd(widths[index] ?? 0),
+        )
+        .join("  ")
+        .trimEnd(),
+    )
+    .map((line) => `${line}\n`)
+    .join("");
+}

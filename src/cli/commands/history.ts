@@ -3,6 +3,10 @@
 import { ExitCode, UsageError } from "../../util/errors.ts";
 import { defineCommand } from "../command.ts";
 import type { CliIo } from "../io.ts";
+import { type Column, formatTable } from "../render.ts";
+
+/** One line per invocation, no headings: id, start (UTC), function, status, duration, start mode, trigger. */
+const HISTORY_COLUMNS: Column[] = [{}, {}, {}, {}, { align: "right" }, {}, {}];
 
 async function runHistory(
   args: { id?: string; limit: number; function?: string; json?: boolean },
@@ -25,12 +29,16 @@ async function runHistory(
       return ExitCode.ok;
     }
     if (records.length === 0) io.stderr.write("no invocations yet\n");
-    for (const record of records) {
-      const when = new Date(record.startedAt).toISOString().replace("T", " ").slice(0, 19);
-      io.stdout.write(
-        `${record.requestId.slice(0, 8)}  ${when}  ${record.functionName.padEnd(16)} ${record.status.padEnd(14)} ${`${Math.round(record.durationMs)} ms`.padStart(8)}  ${record.startMode.padEnd(8)} ${record.trigger}\n`,
-      );
-    }
+    const rows = records.map((record) => [
+      record.requestId.slice(0, 8),
+      new Date(record.startedAt).toISOString().replace("T", " ").slice(0, 19),
+      record.functionName,
+      record.status,
+      `${Math.round(record.durationMs)} ms`,
+      record.startMode,
+      record.trigger,
+    ]);
+    io.stdout.write(formatTable(HISTORY_COLUMNS, rows));
     return ExitCode.ok;
   } finally {
     history.close();

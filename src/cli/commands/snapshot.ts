@@ -4,6 +4,7 @@ import { DEFAULTS } from "../../invoke/options.ts";
 import { ExitCode, UsageError } from "../../util/errors.ts";
 import { defineCommand } from "../command.ts";
 import type { CliIo } from "../io.ts";
+import { type Column, formatTable } from "../render.ts";
 
 interface SnapshotArgs {
   function?: string;
@@ -37,15 +38,29 @@ async function listProfiles(args: SnapshotArgs, io: CliIo) {
     io.stderr.write("no snapshots yet: the first snapshot start of each memory size makes one\n");
     return ExitCode.ok;
   }
-  io.stdout.write(
-    "memory   folders  function      accel  on disk   last used         made              key\n",
-  );
-  for (const profile of profiles) {
-    const memory = profile.memoryMB === null ? "?" : `${profile.memoryMB} MB`;
-    io.stdout.write(
-      `${memory.padEnd(8)} ${String(profile.folders).padEnd(8)} ${(profile.function ?? "-").padEnd(13)} ${(profile.accel ?? "?").padEnd(6)} ${megabytes(profile.bytes).padStart(7)}   ${shortTime(profile.lastUsed)}  ${shortTime(profile.createdAt)}  ${profile.key.slice(0, 12)}${profile.current ? "" : "  (stale: another kernel, runtime or QEMU)"}\n`,
-    );
-  }
+  const columns: Column[] = [
+    { heading: "memory" },
+    { heading: "folders", align: "right" },
+    { heading: "function" },
+    { heading: "accel" },
+    { heading: "on disk", align: "right" },
+    { heading: "last used (UTC)" },
+    { heading: "made (UTC)" },
+    { heading: "key" },
+    {},
+  ];
+  const rows = profiles.map((profile) => [
+    profile.memoryMB === null ? "?" : `${profile.memoryMB} MB`,
+    String(profile.folders),
+    profile.function ?? "-",
+    profile.accel ?? "?",
+    megabytes(profile.bytes),
+    shortTime(profile.lastUsed),
+    shortTime(profile.createdAt),
+    profile.key.slice(0, 12),
+    profile.current ? "" : "(stale: another kernel, runtime or QEMU)",
+  ]);
+  io.stdout.write(formatTable(columns, rows));
   return ExitCode.ok;
 }
 
