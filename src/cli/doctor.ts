@@ -13,6 +13,7 @@ import { resolveRuntime } from "../host/runtime.ts";
 import { DEFAULTS } from "../invoke/options.ts";
 import { cacheRoot, directorySize } from "../util/cache.ts";
 import { stateDirectory } from "../util/paths.ts";
+import { loadSqlite } from "../util/sqlite.ts";
 import { which } from "../util/which.ts";
 
 const run = promisify(execFile);
@@ -25,6 +26,22 @@ export interface Check {
   detail: string;
   /** What to do about it (for warn and fail). */
   fix?: string;
+}
+
+/** better-sqlite3 and its native part (built by npm ci for this Node), opening a database in memory. */
+export function sqliteCheck(load: () => ReturnType<typeof loadSqlite> = loadSqlite): Check {
+  try {
+    const Database = load();
+    new Database(":memory:").close();
+    return { name: "SQLite", level: "ok", detail: "better-sqlite3 opens a database (queue and history)" };
+  } catch (error) {
+    return {
+      name: "SQLite",
+      level: "warn",
+      detail: `better-sqlite3 does not work: ${(error as Error).message}`,
+      fix: "run `make setup` (npm ci builds it for this Node)",
+    };
+  }
 }
 
 export async function runChecks(env: NodeJS.ProcessEnv = process.env): Promise<Check[]> {
@@ -211,17 +228,7 @@ export async function runChecks(env: NodeJS.ProcessEnv = process.env): Promise<C
         },
   );
 
-  add(
-    await import("better-sqlite3").then(
-      (): Check => ({ name: "SQLite", level: "ok", detail: "better-sqlite3 loads (queue and history)" }),
-      (error: unknown): Check => ({
-        name: "SQLite",
-        level: "warn",
-        detail: `better-sqlite3 does not load: ${(error as Error).message}`,
-        fix: "run `make setup` (npm ci builds it)",
-      }),
-    ),
-  );
+  add(sqliteCheck());
 
   for (const [name, path] of [
     ["Cache", cacheRoot(env)],

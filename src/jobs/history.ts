@@ -18,6 +18,7 @@ import { mkdir, readdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type Database from "better-sqlite3";
 import { stateDirectory } from "../util/paths.ts";
+import { loadSqlite } from "../util/sqlite.ts";
 import type { TimelineEntry } from "../vm/timeline.ts";
 import type { Trigger } from "./queue.ts";
 
@@ -182,7 +183,7 @@ export class History extends EventEmitter<{ record: [InvocationRecord] }> {
   static async open(env: NodeJS.ProcessEnv = process.env): Promise<History> {
     const directory = stateDirectory(env);
     mkdirSync(directory, { recursive: true, mode: 0o700 });
-    const DatabaseClass = (await import("better-sqlite3")).default;
+    const DatabaseClass = loadSqlite();
     const database = new DatabaseClass(join(directory, "history.db"));
     database.pragma("journal_mode = WAL");
     // History is a convenience: a commit may be lost with the machine, not with fnrun.

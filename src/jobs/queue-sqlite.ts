@@ -12,6 +12,7 @@ import { hostname } from "node:os";
 import type Database from "better-sqlite3";
 import { UsageError } from "../util/errors.ts";
 import { processAlive } from "../util/process.ts";
+import { loadSqlite } from "../util/sqlite.ts";
 import {
   DEFAULT_MAX_ATTEMPTS,
   type JobHandler,
@@ -93,7 +94,7 @@ CREATE INDEX IF NOT EXISTS jobs_serial ON jobs (serial_key, state);
 export async function openStateDatabase(path: string): Promise<Database.Database> {
   let DatabaseClass: typeof Database;
   try {
-    DatabaseClass = (await import("better-sqlite3")).default;
+    DatabaseClass = loadSqlite();
   } catch (error) {
     throw new UsageError(
       `the embedded queue needs better-sqlite3, which did not load (${(error as Error).message}): run \`make setup\``,
