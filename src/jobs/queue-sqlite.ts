@@ -92,14 +92,7 @@ CREATE INDEX IF NOT EXISTS jobs_serial ON jobs (serial_key, state);
 
 /** Opens (creating) fnrun's state database: WAL, fully synchronous commits. */
 export async function openStateDatabase(path: string): Promise<Database.Database> {
-  let DatabaseClass: typeof Database;
-  try {
-    DatabaseClass = loadSqlite();
-  } catch (error) {
-    throw new UsageError(
-      `the embedded queue needs better-sqlite3, which did not load (${(error as Error).message}): run \`make setup\``,
-    );
-  }
+  const DatabaseClass = loadSqlite();
   const database = new DatabaseClass(path);
   database.pragma("journal_mode = WAL");
   // FULL: a commit survives the machine losing power, not only fnrun being killed.

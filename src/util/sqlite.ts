@@ -5,7 +5,27 @@
  */
 import { createRequire } from "node:module";
 import type Database from "better-sqlite3";
+import { SetupError } from "./errors.ts";
 
-export function loadSqlite(): typeof Database {
-  return createRequire(import.meta.url)("better-sqlite3") as typeof Database;
+let loaded: typeof Database | undefined;
+
+/**
+ * The package, checked to work: its native part loads with the first database
+ * opened, so one is opened in memory here, and a part built for another Node
+ * (or never built) fails now, with the fix, rather than as the history's or
+ * the queue's own error.
+ */
+export function loadSqlite(require?: NodeJS.Require): typeof Database {
+  if (loaded && !require) return loaded;
+  try {
+    const DatabaseClass = (require ?? createRequire(import.meta.url))("better-sqlite3") as typeof Database;
+    new DatabaseClass(":memory:").close();
+    if (!require) loaded = DatabaseClass;
+    return DatabaseClass;
+  } catch (error) {
+    throw new SetupError(
+      `better-sqlite3 (for the history and the embedded queue) does not work: ${(error as Error).message.split("\n")[0]}. Run \`make setup\` (npm ci builds it for this Node)`,
+      { cause: error },
+    );
+  }
 }

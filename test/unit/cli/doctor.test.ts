@@ -1,32 +1,39 @@
 import { describe, expect, it } from "vitest";
 import { sqliteCheck } from "../../../src/cli/doctor.ts";
-import type { loadSqlite } from "../../../src/util/sqlite.ts";
+import { SetupError } from "../../../src/util/errors.ts";
+import { loadSqlite } from "../../../src/util/sqlite.ts";
 
-describe("doctor's SQLite check", () => {
-  it("passes with the installed better-sqlite3, which opens a database", () => {
+/** A `require` whose better-sqlite3 loads, but whose native part fails with the first database, as one built for another Node does. */
+const builtForAnotherNode = (() =>
+  class {
+    constructor() {
+      throw new Error("was compiled against a different Node.js version (NODE_MODULE_VERSION 108)\nmore");
+    }
+  }) as unknown as NodeJS.Require;
+
+describe("better-sqlite3, checked to work", () => {
+  it("opens a database with the installed package (doctor: ok)", () => {
+    expect(loadSqlite()).toBeTypeOf("function");
     expect(sqliteCheck()).toMatchObject({ name: "SQLite", level: "ok" });
   });
 
-  it("warns, with the fix, when the package loads but its native part does not (built for another Node)", () => {
-    const builtForAnotherNode = class {
-      constructor() {
-        throw new Error("was compiled against a different Node.js version (NODE_MODULE_VERSION 108)");
-      }
-    } as unknown as ReturnType<typeof loadSqlite>;
-    expect(sqliteCheck(() => builtForAnotherNode)).toMatchObject({
+  it("is a SetupError with the fix when the package loads but its native part does not", () => {
+    const load = () => loadSqlite(builtForAnotherNode);
+    expect(load).toThrow(SetupError);
+    expect(load).toThrow(
+      /does not work: was compiled against a different Node\.js version \(NODE_MODULE_VERSION 108\)\. Run `make setup`/,
+    );
+    expect(sqliteCheck(load)).toMatchObject({
       level: "warn",
       detail: expect.stringContaining("different Node.js version"),
       fix: expect.stringContaining("make setup"),
     });
   });
 
-  it("warns when the package is missing", () => {
-    const missing = () => {
+  it("is a SetupError when the package is missing", () => {
+    const missing = (() => {
       throw new Error("Cannot find module 'better-sqlite3'");
-    };
-    expect(sqliteCheck(missing)).toMatchObject({
-      level: "warn",
-      detail: expect.stringContaining("Cannot find"),
-    });
+    }) as unknown as NodeJS.Require;
+    expect(() => loadSqlite(missing)).toThrow(/Cannot find module 'better-sqlite3'/);
   });
 });
