@@ -7,6 +7,11 @@ import { createRequire } from "node:module";
 import type Database from "better-sqlite3";
 import { SetupError } from "./errors.ts";
 
+/** An error's first line, without a closing full stop or a last phrase that introduces what follows (bindings' "Tried:"). */
+function firstLine(message: string): string {
+  return (message.split("\n")[0] ?? "").replace(/\s*[^.]*:\s*$/, "").replace(/[.\s]+$/, "");
+}
+
 let loaded: typeof Database | undefined;
 
 /**
@@ -24,7 +29,7 @@ export function loadSqlite(require?: NodeJS.Require): typeof Database {
     return DatabaseClass;
   } catch (error) {
     throw new SetupError(
-      `better-sqlite3 (for the history and the embedded queue) does not work: ${(error as Error).message.split("\n")[0]}. Run \`make setup\` (npm ci builds it for this Node)`,
+      `better-sqlite3 (for the history and the embedded queue) does not work: ${firstLine((error as Error).message)}. Run \`make setup\` (npm ci builds it for this Node)`,
       { cause: error },
     );
   }

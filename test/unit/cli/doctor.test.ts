@@ -37,3 +37,17 @@ describe("better-sqlite3, checked to work", () => {
     expect(() => loadSqlite(missing)).toThrow(/Cannot find module 'better-sqlite3'/);
   });
 });
+
+describe("better-sqlite3's error, shown", () => {
+  it("keeps the first line of bindings' error without the list it introduces", () => {
+    const unbuilt = (() =>
+      class {
+        constructor() {
+          throw new Error("Could not locate the bindings file. Tried:\n → /a/build/better_sqlite3.node");
+        }
+      }) as unknown as NodeJS.Require;
+    expect(() => loadSqlite(unbuilt)).toThrow(
+      "better-sqlite3 (for the history and the embedded queue) does not work: Could not locate the bindings file. Run `make setup` (npm ci builds it for this Node)",
+    );
+  });
+});
