@@ -13,7 +13,7 @@ import { resolveRuntime } from "../host/runtime.ts";
 import { DEFAULTS } from "../invoke/options.ts";
 import { cacheRoot, directorySize } from "../util/cache.ts";
 import { stateDirectory } from "../util/paths.ts";
-import { loadSqlite } from "../util/sqlite.ts";
+import { loadSqlite, SQLITE_FIX } from "../util/sqlite.ts";
 import { which } from "../util/which.ts";
 
 const run = promisify(execFile);
@@ -37,8 +37,8 @@ export function sqliteCheck(load: () => unknown = loadSqlite): Check {
     return {
       name: "SQLite",
       level: "warn",
-      detail: (error as Error).message,
-      fix: "run `make setup` (npm ci builds it for this Node)",
+      detail: (error as Error).message.replace(`: ${SQLITE_FIX}`, ""),
+      fix: SQLITE_FIX,
     };
   }
 }

@@ -12,6 +12,9 @@ function firstLine(message: string): string {
   return (message.split("\n")[0] ?? "").replace(/\s*[^.]*:\s*$/, "").replace(/[.\s]+$/, "");
 }
 
+/** What to do when it does not work. */
+export const SQLITE_FIX = "run `make setup` (npm ci builds it for this Node)";
+
 let loaded: typeof Database | undefined;
 
 /**
@@ -29,7 +32,7 @@ export function loadSqlite(require?: NodeJS.Require): typeof Database {
     return DatabaseClass;
   } catch (error) {
     throw new SetupError(
-      `better-sqlite3 (for the history and the embedded queue) does not work: ${firstLine((error as Error).message)}. Run \`make setup\` (npm ci builds it for this Node)`,
+      `better-sqlite3 (for the history and the embedded queue) does not work: ${firstLine((error as Error).message)}: ${SQLITE_FIX}`,
       { cause: error },
     );
   }

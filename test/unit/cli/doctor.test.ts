@@ -21,12 +21,14 @@ describe("better-sqlite3, checked to work", () => {
     const load = () => loadSqlite(builtForAnotherNode);
     expect(load).toThrow(SetupError);
     expect(load).toThrow(
-      /does not work: was compiled against a different Node\.js version \(NODE_MODULE_VERSION 108\)\. Run `make setup`/,
+      /does not work: was compiled against a different Node\.js version \(NODE_MODULE_VERSION 108\): run `make setup`/,
     );
-    expect(sqliteCheck(load)).toMatchObject({
+    expect(sqliteCheck(load)).toEqual({
+      name: "SQLite",
       level: "warn",
-      detail: expect.stringContaining("different Node.js version"),
-      fix: expect.stringContaining("make setup"),
+      detail:
+        "better-sqlite3 (for the history and the embedded queue) does not work: was compiled against a different Node.js version (NODE_MODULE_VERSION 108)",
+      fix: "run `make setup` (npm ci builds it for this Node)",
     });
   });
 
@@ -47,7 +49,7 @@ describe("better-sqlite3's error, shown", () => {
         }
       }) as unknown as NodeJS.Require;
     expect(() => loadSqlite(unbuilt)).toThrow(
-      "better-sqlite3 (for the history and the embedded queue) does not work: Could not locate the bindings file. Run `make setup` (npm ci builds it for this Node)",
+      "better-sqlite3 (for the history and the embedded queue) does not work: Could not locate the bindings file: run `make setup` (npm ci builds it for this Node)",
     );
   });
 });
