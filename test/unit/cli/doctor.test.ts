@@ -3,13 +3,20 @@ import { sqliteCheck } from "../../../src/cli/doctor.ts";
 import { SetupError } from "../../../src/util/errors.ts";
 import { loadSqlite } from "../../../src/util/sqlite.ts";
 
-/** A `require` whose better-sqlite3 loads, but whose native part fails with the first database, as one built for another Node does. */
-const builtForAnotherNode = (() =>
-  class {
-    constructor() {
-      throw new Error("was compiled against a different Node.js version (NODE_MODULE_VERSION 108)\nmore");
-    }
-  }) as unknown as NodeJS.Require;
+/** A `require` whose better-sqlite3 loads, but whose native part fails with the first database opened, saying `message`. */
+function nativePartFails(message: string): NodeJS.Require {
+  return (() =>
+    class {
+      constructor() {
+        throw new Error(message);
+      }
+    }) as unknown as NodeJS.Require;
+}
+
+/** As one built for another Node does. */
+const builtForAnotherNode = nativePartFails(
+  "was compiled against a different Node.js version (NODE_MODULE_VERSION 108)\nmore",
+);
 
 describe("better-sqlite3, checked to work", () => {
   it("opens a database with the installed package (doctor: ok)", () => {
@@ -42,12 +49,9 @@ describe("better-sqlite3, checked to work", () => {
 
 describe("better-sqlite3's error, shown", () => {
   it("keeps the first line of bindings' error without the list it introduces", () => {
-    const unbuilt = (() =>
-      class {
-        constructor() {
-          throw new Error("Could not locate the bindings file. Tried:\n → /a/build/better_sqlite3.node");
-        }
-      }) as unknown as NodeJS.Require;
+    const unbuilt = nativePartFails(
+      "Could not locate the bindings file. Tried:\n → /a/build/better_sqlite3.node",
+    );
     expect(() => loadSqlite(unbuilt)).toThrow(
       "better-sqlite3 (for the history and the embedded queue) does not work: Could not locate the bindings file: run `make setup` (npm ci builds it for this Node)",
     );
