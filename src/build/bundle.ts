@@ -17,6 +17,8 @@ import { BundleError, UsageError } from "../util/errors.ts";
 import { CONFIG_FORMAT, type FunctionConfig } from "./config.ts";
 
 type EsbuildModule = typeof Esbuild;
+/** esbuild is resolved from fnrun's own node_modules. */
+const requireFromFnrun = createRequire(import.meta.url);
 let esbuildModule: Promise<EsbuildModule> | undefined;
 /**
  * esbuild is loaded only when something has to be built (~30 ms of start-up
@@ -24,7 +26,7 @@ let esbuildModule: Promise<EsbuildModule> | undefined;
  * Node's ESM loader scan for its exports first (97 KB of it).
  */
 export function loadEsbuild(): Promise<EsbuildModule> {
-  esbuildModule ??= Promise.resolve().then(() => createRequire(import.meta.url)("esbuild") as EsbuildModule);
+  esbuildModule ??= Promise.resolve().then(() => requireFromFnrun("esbuild") as EsbuildModule);
   return esbuildModule;
 }
 
@@ -175,7 +177,7 @@ function settingsFiles(entry: string): string[] {
 let cacheVersion: string | undefined;
 async function bundleCacheVersion(): Promise<string> {
   if (!cacheVersion) {
-    const esbuildPackage = createRequire(import.meta.url).resolve("esbuild/package.json");
+    const esbuildPackage = requireFromFnrun.resolve("esbuild/package.json");
     const { version } = JSON.parse(await readFile(esbuildPackage, "utf8")) as { version: string };
     cacheVersion = `bundle-v1 config-${CONFIG_FORMAT} esbuild-${version} node-${process.versions.node.split(".")[0]}`;
   }
