@@ -12,8 +12,9 @@ import { locateFolderQemu, locateQemu, microvmQemuPath, QBOOT_BIOS } from "../ho
 import { resolveRuntime } from "../host/runtime.ts";
 import { DEFAULTS } from "../invoke/options.ts";
 import { cacheRoot, directorySize } from "../util/cache.ts";
+import { SetupError } from "../util/errors.ts";
 import { stateDirectory } from "../util/paths.ts";
-import { loadSqlite, SQLITE_FIX } from "../util/sqlite.ts";
+import { loadSqlite, SQLITE_FIX, sqliteProblem } from "../util/sqlite.ts";
 import { which } from "../util/which.ts";
 
 const run = promisify(execFile);
@@ -37,7 +38,7 @@ export function sqliteCheck(load: () => unknown = loadSqlite): Check {
     return {
       name: "SQLite",
       level: "warn",
-      detail: (error as Error).message.replace(`: ${SQLITE_FIX}`, ""),
+      detail: sqliteProblem(error instanceof SetupError ? error.cause : error),
       fix: SQLITE_FIX,
     };
   }

@@ -15,6 +15,12 @@ function firstLine(message: string): string {
 /** What to do when it does not work. */
 export const SQLITE_FIX = "run `make setup` (npm ci builds it for this Node)";
 
+/** What went wrong, from the error of loading the package or opening a database (without the fix). */
+export function sqliteProblem(error: unknown): string {
+  const detail = error instanceof Error ? error.message : String(error);
+  return `better-sqlite3 (for the history and the embedded queue) does not work: ${firstLine(detail)}`;
+}
+
 let loaded: typeof Database | undefined;
 
 /**
@@ -31,9 +37,6 @@ export function loadSqlite(require?: NodeJS.Require): typeof Database {
     if (!require) loaded = DatabaseClass;
     return DatabaseClass;
   } catch (error) {
-    throw new SetupError(
-      `better-sqlite3 (for the history and the embedded queue) does not work: ${firstLine((error as Error).message)}: ${SQLITE_FIX}`,
-      { cause: error },
-    );
+    throw new SetupError(`${sqliteProblem(error)}: ${SQLITE_FIX}`, { cause: error });
   }
 }
