@@ -6,6 +6,7 @@ import { PassThrough } from "node:stream";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { allowedFrame, NetGuard } from "../../../src/vm/net-guard.ts";
+import { framed } from "./redirector-framing.ts";
 
 const HOST = new Set(["192.0.2.2", "10.213.0.1"]);
 
@@ -79,12 +80,6 @@ function reachesHost(frame: Buffer): boolean {
     return !dns;
   }
   return false;
-}
-
-function framed(frame: Buffer): Buffer {
-  const length = Buffer.alloc(4);
-  length.writeUInt32BE(frame.length);
-  return Buffer.concat([length, frame]);
 }
 
 describe("allowedFrame, whatever the guest sends", () => {

@@ -1,6 +1,7 @@
 import { PassThrough } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { allowedFrame, NET_GUARD_QUEUE_BYTES, NetGuard } from "../../../src/vm/net-guard.ts";
+import { framed } from "./redirector-framing.ts";
 
 /** An Ethernet frame from the guest: IPv4 to `destination`, with a TCP/UDP header to `port`. */
 function ipv4(
@@ -67,13 +68,6 @@ describe("allowedFrame (what a --net guest may send on)", () => {
     expect(allowedFrame(vlan, host)).toBe(false);
   });
 });
-
-/** A frame as QEMU's filter-redirector sends it: its length (4 bytes, big-endian), then the frame. */
-function framed(frame: Buffer): Buffer {
-  const length = Buffer.alloc(4);
-  length.writeUInt32BE(frame.length);
-  return Buffer.concat([length, frame]);
-}
 
 describe("NetGuard (the frames between QEMU's redirector and slirp)", () => {
   it("passes on allowed frames whole, however they are split, and drops the others", async () => {
