@@ -3,6 +3,7 @@
  * its limits, and their validation. Reading it from a file is config-extract.ts.
  */
 import { resolve as resolvePath } from "node:path";
+import { inRange, type NumberRange, outOfRangeMessage, shown } from "../util/validate.ts";
 import { isHandlerString } from "./handler.ts";
 
 export interface MountConfig {
@@ -67,20 +68,17 @@ export const DEFAULT_MEMORY_MB = 256;
 
 export const LIMITS = {
   timeoutSeconds: { min: 0.1, max: 900 },
-  memoryMB: { min: 64, max: 16384 },
-  concurrency: { min: 1, max: 256 },
-} as const;
+  memoryMB: { min: 64, max: 16384, integer: true },
+  concurrency: { min: 1, max: 256, integer: true },
+} as const satisfies Record<string, NumberRange>;
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-function checkNumber(value: unknown, name: string, range: { min: number; max: number }): number {
-  if (typeof value !== "number" || !Number.isFinite(value) || value < range.min || value > range.max) {
-    throw new Error(
-      `${name} must be a number from ${range.min} to ${range.max}, not ${JSON.stringify(value)}`,
-    );
-  }
+function checkNumber(value: unknown, name: string, range: NumberRange): number {
+  if (typeof value !== "number" || !inRange(value, range))
+    throw new Error(outOfRangeMessage(name, range, shown(value)));
   return value;
 }
 

@@ -9,7 +9,7 @@ import type { HostSetup } from "../host/setup.ts";
 import type { StartMode } from "../start/run.ts";
 import { UsageError } from "../util/errors.ts";
 import type { Progress } from "../util/progress.ts";
-import { checkRange, shown } from "../util/validate.ts";
+import { checkRange, type NumberRange, shown } from "../util/validate.ts";
 import type { LogEntry } from "../vm/log-collector.ts";
 import type { TimelineEntry } from "../vm/timeline.ts";
 
@@ -23,6 +23,14 @@ export const DEFAULTS = {
   maxEventBytes: 6 * 1024 * 1024,
   initTimeoutSeconds: 10,
 } as const;
+
+/** What the numeric options accept (the CLI's flags too). */
+export const INVOKE_RANGES = {
+  timeout: LIMITS.timeoutSeconds,
+  memory: LIMITS.memoryMB,
+  maxResultBytes: { min: 1, max: 256 * 1024 * 1024, integer: true },
+  maxLogBytes: { min: 1024, max: 256 * 1024 * 1024, integer: true },
+} as const satisfies Record<string, NumberRange>;
 
 export interface InvokeOptions {
   /** The event: any JSON value (default `{}`). */
@@ -107,10 +115,8 @@ export function validateInvokeOptions(options: InvokeOptions): void {
       `unknown invoke option(s): ${unknown.join(", ")}; known: ${[...KNOWN_OPTIONS].join(", ")}`,
     );
   }
-  checkRange(options.timeout, "timeout", LIMITS.timeoutSeconds);
-  checkRange(options.memory, "memory", LIMITS.memoryMB, true);
-  checkRange(options.maxResultBytes, "maxResultBytes", { min: 1, max: 256 * 1024 * 1024 }, true);
-  checkRange(options.maxLogBytes, "maxLogBytes", { min: 1024, max: 256 * 1024 * 1024 }, true);
+  for (const name of ["timeout", "memory", "maxResultBytes", "maxLogBytes"] as const)
+    checkRange(options[name], name, INVOKE_RANGES[name]);
   if (options.handler !== undefined && !isHandlerString(options.handler)) {
     throw new UsageError(
       `handler must be an export or a path to one (nested.handler), or Lambda's MODULE.PATH, not ${shown(options.handler)}`,

@@ -20,6 +20,7 @@ import type Database from "better-sqlite3";
 import { stateDirectory } from "../util/paths.ts";
 import { loadSqlite } from "../util/sqlite.ts";
 import type { TimelineEntry } from "../vm/timeline.ts";
+import { HISTORY_LIMITS } from "./limits.ts";
 import type { Trigger } from "./queue.ts";
 
 export type InvocationStatus =
@@ -54,11 +55,7 @@ export interface InvocationRecord {
   timeline: TimelineEntry[];
 }
 
-export const LIMITS = {
-  records: 1000,
-  /** Per field: events and logs larger than this are cut. */
-  fieldBytes: 256 * 1024,
-} as const;
+export const LIMITS = HISTORY_LIMITS;
 
 /** Spooled records an invocation leaves before the one that takes them all in. */
 export const SPOOL_BATCH = 100;

@@ -18,9 +18,11 @@ import { FunctionDirectory } from "../build/functions-dir.ts";
 import { type HostSetup, resolveHost } from "../host/setup.ts";
 import { invokeBundle } from "../invoke/invoke.ts";
 import { UsageError } from "../util/errors.ts";
+import { checkRange } from "../util/validate.ts";
 import { checkMounts } from "../vm/mounts.ts";
 import { confineToWorker, JobRefusedError, type WorkerAllowance } from "./confine.ts";
 import { History } from "./history.ts";
+import { WORKER_RANGES } from "./limits.ts";
 import type { JobOutcome, JobQueue } from "./queue.ts";
 import { jobOutcome, runAndRecord } from "./record.ts";
 
@@ -47,6 +49,7 @@ export interface RunningWorker {
 
 export async function startWorker(options: WorkerOptions): Promise<RunningWorker> {
   const notice = options.onNotice ?? (() => {});
+  checkRange(options.concurrency, "concurrency", WORKER_RANGES.concurrency);
   if (!options.signingKey && !options.directory) {
     throw new UsageError(
       "a worker with no signing key runs no job's bundle, and with no --functions it has nothing else to run: " +

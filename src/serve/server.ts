@@ -6,7 +6,6 @@ import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
 import type Database from "better-sqlite3";
 import { signPortable, toPortable } from "../build/artifact.ts";
-import { LIMITS } from "../build/config.ts";
 import { FunctionDirectory, type ServedFunction } from "../build/functions-dir.ts";
 import type { AccelRequest } from "../host/accel.ts";
 import { type HostSetup, resolveHost } from "../host/setup.ts";
@@ -27,6 +26,7 @@ import type { ServerContext } from "./context.ts";
 import { DeliveryLog } from "./deliveries.ts";
 import { answerFailure, handleRequest } from "./handler.ts";
 import { HttpError } from "./http.ts";
+import { SERVE_RANGES } from "./limits.ts";
 
 export interface ServeOptions {
   /** The functions' directory (default "functions"). */
@@ -90,15 +90,8 @@ export interface FnrunServer {
 function validateServeOptions(options: ServeOptions): void {
   if (typeof options !== "object" || options === null || Array.isArray(options))
     throw new UsageError("serve options must be an object");
-  checkRange(options.port, "port", { min: 0, max: 65535 }, true);
-  checkRange(options.pool, "pool", { min: 0, max: 64 }, true);
-  checkRange(options.memory, "memory", LIMITS.memoryMB, true);
-  checkRange(options.maxConcurrency, "maxConcurrency", { min: 1, max: 1024 }, true);
-  checkRange(options.maxWaiting, "maxWaiting", { min: 0, max: 100_000 }, true);
-  checkRange(options.maxConnectionsPerClient, "maxConnectionsPerClient", { min: 1, max: 100_000 }, true);
-  checkRange(options.maxBodyBytesPerClient, "maxBodyBytesPerClient", { min: 1024, max: 1024 ** 3 }, true);
-  checkRange(options.workers, "workers", { min: 0, max: 256 }, true);
-  checkRange(options.retryBaseMs, "retryBaseMs", { min: 0, max: 3_600_000 });
+  for (const [name, range] of Object.entries(SERVE_RANGES))
+    checkRange(options[name as keyof typeof SERVE_RANGES], name, range);
   for (const name of ["directory", "address", "token", "queue", "stateDirectory", "signingKey"] as const) {
     const value = options[name];
     if (value !== undefined && (typeof value !== "string" || value === ""))

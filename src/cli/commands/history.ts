@@ -1,7 +1,8 @@
 /** `fnrun history [id]`: recent invocations (from the CLI and serve), or one of them in full. */
 
+import { HISTORY_LIMITS } from "../../jobs/limits.ts";
 import { ExitCode, UsageError } from "../../util/errors.ts";
-import { defineCommand } from "../command.ts";
+import { defineCommand, numberFlag } from "../command.ts";
 import type { CliIo } from "../io.ts";
 import { type Column, formatTable } from "../render.ts";
 
@@ -12,9 +13,7 @@ async function runHistory(
   args: { id?: string; limit: number; function?: string; json?: boolean },
   io: CliIo,
 ) {
-  const { History, LIMITS: HISTORY_LIMITS } = await import("../../jobs/history.ts");
-  const { checkRange } = await import("../../util/validate.ts");
-  checkRange(args.limit, "--limit", { min: 1, max: HISTORY_LIMITS.records }, true);
+  const { History } = await import("../../jobs/history.ts");
   const history = await History.open(io.env);
   try {
     if (args.id) {
@@ -51,7 +50,14 @@ export default defineCommand<{ id?: string; limit: number; function?: string; js
   builder: (command) =>
     command
       .positional("id", { type: "string", describe: "A request id, or its first characters" })
-      .option("limit", { type: "number", default: 20 })
+      .option("limit", {
+        ...numberFlag(
+          "limit",
+          { min: 1, max: HISTORY_LIMITS.records, integer: true },
+          "How many (default 20)",
+        ),
+        default: 20,
+      })
       .option("function", { type: "string", describe: "Only this function's" })
       .option("json", { type: "boolean" })
       .example("$0 history", "The last 20 invocations")

@@ -6,11 +6,11 @@
 import { resolve } from "node:path";
 import { findHandlerModule } from "../../build/handler.ts";
 import { invoke } from "../../invoke/invoke.ts";
-import { DEFAULTS, type InvokeOptions, type InvokeResult } from "../../invoke/options.ts";
+import { DEFAULTS, INVOKE_RANGES, type InvokeOptions, type InvokeResult } from "../../invoke/options.ts";
 import { backgroundSnapshots } from "../../start/snapshot.ts";
 import { ExitCode, FnrunError, toFnrunError, UsageError } from "../../util/errors.ts";
 import type { LogEntry } from "../../vm/log-collector.ts";
-import { defineCommand } from "../command.ts";
+import { defineCommand, numberFlag } from "../command.ts";
 import { parseDotenv, parseEnvPairs } from "../dotenv.ts";
 import { type CliIo, parseJson, readLimitedFile, readStdin } from "../io.ts";
 import { createProgress } from "../progress.ts";
@@ -198,11 +198,18 @@ export default defineCommand<InvokeArgs>({
         describe:
           "What to call: an export, a path in the exports (nested.handler), or Lambda's MODULE.PATH (default: handler, else default)",
       })
-      .option("timeout", {
-        type: "number",
-        describe: `Seconds the handler may run (default ${DEFAULTS.timeoutSeconds})`,
-      })
-      .option("memory", { type: "number", describe: `Guest RAM in MB (default ${DEFAULTS.memoryMB})` })
+      .option(
+        "timeout",
+        numberFlag(
+          "timeout",
+          INVOKE_RANGES.timeout,
+          `Seconds the handler may run (default ${DEFAULTS.timeoutSeconds})`,
+        ),
+      )
+      .option(
+        "memory",
+        numberFlag("memory", INVOKE_RANGES.memory, `Guest RAM in MB (default ${DEFAULTS.memoryMB})`),
+      )
       .option("env", {
         type: "string",
         array: true,
@@ -229,11 +236,18 @@ export default defineCommand<InvokeArgs>({
         default: "auto",
         describe: "Restore a clone of a snapshot (auto: when possible), or boot a fresh VM",
       })
-      .option("max-result-size", { type: "number", describe: "Largest result in bytes (default 6 MB)" })
-      .option("max-log-size", {
-        type: "number",
-        describe: "Log bytes kept before truncating (default 1 MB)",
-      })
+      .option(
+        "max-result-size",
+        numberFlag("max-result-size", INVOKE_RANGES.maxResultBytes, "Largest result in bytes (default 6 MB)"),
+      )
+      .option(
+        "max-log-size",
+        numberFlag(
+          "max-log-size",
+          INVOKE_RANGES.maxLogBytes,
+          "Log bytes kept before truncating (default 1 MB)",
+        ),
+      )
       .option("json", {
         type: "boolean",
         describe: "Print one JSON object: result or error, logs, timeline",

@@ -1,8 +1,9 @@
 /** `fnrun serve [directory]`: serve the functions in a directory: Lambda Invoke API, webhooks, schedules. */
 
 import { DEFAULTS } from "../../invoke/options.ts";
+import { SERVE_RANGES } from "../../serve/limits.ts";
 import { ExitCode } from "../../util/errors.ts";
-import { defineCommand } from "../command.ts";
+import { defineCommand, numberFlag } from "../command.ts";
 import type { CliIo } from "../io.ts";
 import { signingKey, untilStopped } from "../io.ts";
 
@@ -75,10 +76,9 @@ export default defineCommand<ServeArgs>({
         describe: "Where the functions are",
       })
       .option("port", {
+        ...numberFlag("port", SERVE_RANGES.port, "TCP port (0: any free one)"),
         alias: "p",
-        type: "number",
         default: 9000,
-        describe: "TCP port (0: any free one)",
       })
       .option("host", { type: "string", default: "127.0.0.1", describe: "Address to listen on" })
       .option("allow-remote", {
@@ -99,24 +99,34 @@ export default defineCommand<ServeArgs>({
         describe:
           "With Redis: the key jobs are signed with, shared with the workers (default: $FNRUN_SIGNING_KEY)",
       })
-      .option("pool", { type: "number", default: 1, describe: "Warm VMs kept per function (0: none)" })
-      .option("memory", {
-        type: "number",
-        describe: `Guest RAM of pooled VMs in MB (default ${DEFAULTS.memoryMB})`,
+      .option("pool", {
+        ...numberFlag("pool", SERVE_RANGES.pool, "Warm VMs kept per function (0: none)"),
+        default: 1,
       })
-      .option("max-concurrency", {
-        type: "number",
-        describe: "Invocations running at once (default: 2 per core)",
-      })
+      .option(
+        "memory",
+        numberFlag(
+          "memory",
+          SERVE_RANGES.memory,
+          `Guest RAM of pooled VMs in MB (default ${DEFAULTS.memoryMB})`,
+        ),
+      )
+      .option(
+        "max-concurrency",
+        numberFlag(
+          "max-concurrency",
+          SERVE_RANGES.maxConcurrency,
+          "Invocations running at once (default: 2 per core)",
+        ),
+      )
       .option("max-waiting", {
-        type: "number",
+        ...numberFlag("max-waiting", SERVE_RANGES.maxWaiting, "Requests waiting for a place before 429"),
         default: 32,
-        describe: "Requests waiting for a place before 429",
       })
-      .option("workers", {
-        type: "number",
-        describe: "Queue workers in this server (default: 1 per core)",
-      })
+      .option(
+        "workers",
+        numberFlag("workers", SERVE_RANGES.workers, "Queue workers in this server (default: 1 per core)"),
+      )
       .option("schedules", {
         type: "boolean",
         default: true,

@@ -1,8 +1,8 @@
 /** `fnrun snapshot`: make (or show) the snapshot VMs are restored from, or list them all. */
 
-import { DEFAULTS } from "../../invoke/options.ts";
-import { ExitCode, UsageError } from "../../util/errors.ts";
-import { defineCommand } from "../command.ts";
+import { DEFAULTS, INVOKE_RANGES } from "../../invoke/options.ts";
+import { ExitCode } from "../../util/errors.ts";
+import { defineCommand, numberFlag } from "../command.ts";
 import type { CliIo } from "../io.ts";
 import { type Column, formatTable } from "../render.ts";
 
@@ -70,13 +70,6 @@ async function runSnapshot(args: SnapshotArgs, io: CliIo) {
   const { discardSnapshot, ensureSnapshot, findSnapshot, memoryOnly } = await import(
     "../../start/snapshot.ts"
   );
-  const { LIMITS } = await import("../../build/config.ts");
-  if (
-    args.memory !== undefined &&
-    (!Number.isFinite(args.memory) || args.memory < LIMITS.memoryMB.min || args.memory > LIMITS.memoryMB.max)
-  ) {
-    throw new UsageError(`--memory must be from ${LIMITS.memoryMB.min} to ${LIMITS.memoryMB.max}`);
-  }
   const progress = (line: string) => io.stderr.write(`fnrun: ${line}\n`);
   if (args.function !== undefined) return functionSnapshot(args.function, args, io, progress);
   const memoryMB = args.memory ?? DEFAULTS.memoryMB;
@@ -139,10 +132,14 @@ export default defineCommand<SnapshotArgs>({
         describe:
           "A function to make its own snapshot of, after its init phase: its invocations then skip importing it",
       })
-      .option("memory", {
-        type: "number",
-        describe: `Guest RAM in MB of the snapshot (default: the function's config.memory, else ${DEFAULTS.memoryMB})`,
-      })
+      .option(
+        "memory",
+        numberFlag(
+          "memory",
+          INVOKE_RANGES.memory,
+          `Guest RAM in MB of the snapshot (default: the function's config.memory, else ${DEFAULTS.memoryMB})`,
+        ),
+      )
       .option("mount", {
         type: "string",
         array: true,

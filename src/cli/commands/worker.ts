@@ -1,7 +1,8 @@
 /** `fnrun worker`: run queued invocations from a Redis queue (any number of hosts). */
 
+import { WORKER_RANGES } from "../../jobs/limits.ts";
 import { ExitCode } from "../../util/errors.ts";
-import { defineCommand } from "../command.ts";
+import { defineCommand, numberFlag } from "../command.ts";
 import type { CliIo } from "../io.ts";
 import { signingKey, untilStopped } from "../io.ts";
 import { sanitizeForTerminal } from "../terminal.ts";
@@ -45,7 +46,10 @@ export default defineCommand<WorkerArgs>({
         demandOption: true,
         describe: "redis://[USER:PASSWORD@]HOST:PORT, or rediss:// for TLS (FNRUN_REDIS_CA: a CA's PEM)",
       })
-      .option("concurrency", { type: "number", default: 2, describe: "Jobs at once on this host" })
+      .option("concurrency", {
+        ...numberFlag("concurrency", WORKER_RANGES.concurrency, "Jobs at once on this host"),
+        default: 2,
+      })
       .option("functions", {
         type: "string",
         describe: "A functions directory, for jobs that carry no bundle",

@@ -45,7 +45,17 @@ describe("extractConfig", () => {
       /unknown key\(s\) timout; known keys: timeout, memory/,
     );
     expect(() => extractConfig("export const config = { memory: 1 };", "f.ts")).toThrow(
-      /config.memory must be a number from 64 to 16384, not 1/,
+      "config.memory must be a whole number from 64 to 16384, not 1",
+    );
+    // QEMU would refuse "-m 100.5" as the VM started: a boot error, not the config's.
+    expect(() => extractConfig("export const config = { memory: 100.5 };", "f.ts")).toThrow(
+      "config.memory must be a whole number from 64 to 16384, not 100.5",
+    );
+    expect(() => extractConfig("export const config = { concurrency: 2.5 };", "f.ts")).toThrow(
+      "config.concurrency must be a whole number from 1 to 256, not 2.5",
+    );
+    expect(() => extractConfig("export const config = { timeout: 1000 };", "f.ts")).toThrow(
+      "config.timeout must be a number from 0.1 to 900, not 1000",
     );
     expect(() => extractConfig('export const config = { env: { "BAD-NAME": "x" } };', "f.ts")).toThrow(
       /not a valid variable name/,

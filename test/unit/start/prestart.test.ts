@@ -119,6 +119,7 @@ describe("prestart-spawn.ts", () => {
       "util/errors.ts",
       "util/limiter.ts",
       "util/process.ts",
+      "util/validate.ts",
       "util/which.ts",
       "vm/run-directory.ts",
       "vm/slots.ts",
