@@ -4,7 +4,7 @@
  */
 import { mkdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { FUNCTION_NAME } from "../build/functions-dir.ts";
+import { FUNCTION_NAME, FUNCTION_NAME_RULE } from "../build/functions-dir.ts";
 import { UsageError } from "../util/errors.ts";
 
 export const TEMPLATES = ["plain", "http", "cron", "webhook"] as const;
@@ -134,7 +134,7 @@ export async function scaffold(
   options: { directory?: string; eventsDirectory?: string; force?: boolean } = {},
 ): Promise<InitResult> {
   if (!FUNCTION_NAME.test(name))
-    throw new UsageError(`"${name}" is not a function name (letters, digits, - and _)`);
+    throw new UsageError(`"${name}" is not a function name (${FUNCTION_NAME_RULE})`);
   if (!(TEMPLATES as readonly string[]).includes(template)) {
     throw new UsageError(`unknown template "${template}"; choose one of ${TEMPLATES.join(", ")}`);
   }

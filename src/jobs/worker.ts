@@ -69,7 +69,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const queue = await RedisQueue.connect(options.queue, { onNotice: notice });
   const machine = options.machine ?? (await resolveHost({ progress: notice }));
   const history = await History.open();
-  const functions = options.directory ? new FunctionDirectory(options.directory) : undefined;
+  const functions = options.directory ? new FunctionDirectory(options.directory, notice) : undefined;
   const name = `${hostname()}/${process.pid}`;
   queue.work(async (job, signal): Promise<JobOutcome> => {
     const startedAt = Date.now();

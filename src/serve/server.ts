@@ -132,7 +132,7 @@ export async function serve(options: ServeOptions = {}): Promise<FnrunServer> {
     throw new UsageError(`listening on ${address} needs a token (--token or FNRUN_TOKEN)`);
   const notice = options.onNotice ?? (() => {});
   const directory = resolve(options.directory ?? "functions");
-  const functions = new FunctionDirectory(directory);
+  const functions = new FunctionDirectory(directory, notice);
   const stateDirectory = resolve(options.stateDirectory ?? ".fnrun");
   mkdirSync(stateDirectory, { recursive: true, mode: 0o700 });
   const database: Database.Database = await openStateDatabase(join(stateDirectory, "state.db"));
@@ -175,10 +175,12 @@ export async function serve(options: ServeOptions = {}): Promise<FnrunServer> {
   async function requireFunction(name: string): Promise<ServedFunction> {
     const fn = await functions.get(name);
     if (!fn) {
+      // A file that would be this function but cannot be served says why.
+      const skipped = functions.skipped.find((file) => file.name === name);
       throw new HttpError(
         404,
         "ResourceNotFoundException",
-        `Function not found: arn:aws:lambda:local:000000000000:function:${name}`,
+        `Function not found: arn:aws:lambda:local:000000000000:function:${name}${skipped ? ` (${skipped.reason})` : ""}`,
       );
     }
     return fn;

@@ -1,7 +1,7 @@
 // fnrun serve: the Lambda Invoke API (with the real AWS SDK), the plain API,
 // webhooks, access control, concurrency limits and a draining shutdown.
 import { createHmac } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -126,6 +126,36 @@ describe("the Lambda Invoke API, through the AWS SDK", () => {
     await expect(client.send(new InvokeCommand({ FunctionName: "missing" }))).rejects.toMatchObject({
       name: "ResourceNotFoundException",
     });
+  });
+});
+
+describe("function files it cannot serve", () => {
+  it("says so as it starts, and a request for one is told why", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "fnrun-test-serve-names-"));
+    writeFileSync(join(directory, "send.email.ts"), 'export const handler = () => "sent";\n');
+    const notices: string[] = [];
+    const other = await serve({
+      directory,
+      port: 0,
+      stateDirectory: join(directory, ".fnrun"),
+      pool: 0,
+      machine: await resolveHost(),
+      schedules: false,
+      onNotice: (line) => notices.push(line),
+    });
+    try {
+      expect(notices).toContainEqual(
+        expect.stringMatching(
+          /send\.email\.ts is not served: "send\.email" is not a function name \(.*\): rename it$/,
+        ),
+      );
+      const reply = await post(`${other.url}/invoke/send.email`, "{}");
+      expect(reply.status).toBe(404);
+      expect(reply.body).toContain('function:send.email (\\"send.email\\" is not a function name');
+    } finally {
+      await other.close();
+      rmSync(directory, { recursive: true, force: true });
+    }
   });
 });
 
