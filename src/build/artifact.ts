@@ -5,10 +5,10 @@
  * other hosts receive the same content with each job, never a source tree.
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { basename, join } from "node:path";
-import { sha256 } from "../util/cache.ts";
+import { basename, dirname, join, resolve } from "node:path";
+import { sha256, writeFileAtomic } from "../util/cache.ts";
 import { UsageError } from "../util/errors.ts";
 import type { Bundle } from "./bundle.ts";
 import { validateConfig } from "./config.ts";
@@ -123,7 +123,40 @@ export function fromPortable(value: unknown): Bundle {
   };
 }
 
+async function isDirectory(path: string): Promise<boolean> {
+  return stat(path).then(
+    (info) => info.isDirectory(),
+    () => false,
+  );
+}
+
+/** Errors of writing a file that say what the user asked for cannot be done, in words. */
+const UNWRITABLE: Record<string, string> = {
+  ENOENT: "it cannot be made there",
+  ENOTDIR: "a part of the path is not a folder",
+  EISDIR: "it is a folder",
+  EACCES: "permission denied",
+  EPERM: "permission denied",
+  EROFS: "the file system is read-only",
+};
+
+/**
+ * Writes `bundle` as a .tgz at `output`, or into it as NAME.tgz when it is a
+ * folder; whole or not at all (written beside it, then renamed). Returns the
+ * path written.
+ */
 export async function writeArtifact(bundle: Bundle, output: string): Promise<string> {
+  const target = (await isDirectory(output)) ? join(output, `${bundle.name}.tgz`) : output;
+  const folder = dirname(resolve(target));
+  if (!(await isDirectory(folder))) {
+    const missing = await stat(folder).then(
+      () => false,
+      () => true,
+    );
+    throw new UsageError(
+      `cannot write the artifact to ${output}: ${missing ? `the folder ${folder} does not exist` : `${folder} is not a folder`}`,
+    );
+  }
   const { create } = await import("tar");
   const staging = await mkdtemp(join(tmpdir(), "fnrun-artifact-"));
   try {
@@ -142,11 +175,19 @@ export async function writeArtifact(bundle: Bundle, output: string): Promise<str
       files: Object.fromEntries(FILES.map((name) => [name, sha256(contents[name])])) as Manifest["files"],
     };
     await writeFile(join(staging, "manifest.json"), JSON.stringify(manifest, null, 2));
-    await create({ gzip: true, file: output, cwd: staging, portable: true, noMtime: true }, [
+    const archive = join(staging, "artifact.tgz");
+    await create({ gzip: true, file: archive, cwd: staging, portable: true, noMtime: true }, [
       "manifest.json",
       ...FILES,
     ]);
-    return output;
+    try {
+      await writeFileAtomic(target, await readFile(archive));
+    } catch (error) {
+      const why = UNWRITABLE[(error as NodeJS.ErrnoException).code ?? ""];
+      if (why) throw new UsageError(`cannot write the artifact to ${target}: ${why}`, { cause: error });
+      throw error;
+    }
+    return target;
   } finally {
     await rm(staging, { recursive: true, force: true });
   }

@@ -21,7 +21,11 @@ export default defineCommand<{ file: string; output?: string }>({
   builder: (command) =>
     command
       .positional("file", { type: "string" })
-      .option("output", { alias: "o", type: "string", describe: "Where to write it (default: NAME.tgz)" })
+      .option("output", {
+        alias: "o",
+        type: "string",
+        describe: "A file, or a folder to write NAME.tgz in (default: ./NAME.tgz)",
+      })
       .example("$0 build functions/hello.ts && $0 invoke hello.tgz", "Build once, run anywhere fnrun runs"),
   run: runBuild,
 });
