@@ -5,6 +5,7 @@ import { ExitCode, UsageError } from "../../util/errors.ts";
 import { defineCommand, numberFlag } from "../command.ts";
 import type { CliIo } from "../io.ts";
 import { type Column, formatTable } from "../render.ts";
+import { sanitizeForTerminal } from "../terminal.ts";
 
 /** One line per invocation, no headings: id, start (UTC), function, status, duration, start mode, trigger. */
 const HISTORY_COLUMNS: Column[] = [{}, {}, {}, {}, { align: "right" }, {}, {}];
@@ -27,7 +28,12 @@ async function runHistory(
       io.stdout.write(`${JSON.stringify(records)}\n`);
       return ExitCode.ok;
     }
-    if (records.length === 0) io.stderr.write("no invocations yet\n");
+    if (records.length === 0)
+      io.stderr.write(
+        args.function
+          ? `no invocations of ${sanitizeForTerminal(args.function)} yet\n`
+          : "no invocations yet\n",
+      );
     const rows = records.map((record) => [
       record.requestId.slice(0, 8),
       new Date(record.startedAt).toISOString().replace("T", " ").slice(0, 19),

@@ -3,21 +3,8 @@
 // command runs. (yargs's own numbers once made "1s" NaN, shown as "not null",
 // and the library's option names stood in for the flags.)
 import { describe, expect, it } from "vitest";
-import { main } from "../../../src/cli/main.ts";
 import { ExitCode } from "../../../src/util/errors.ts";
-
-async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = "";
-  let stderr = "";
-  const io = {
-    stdout: { write: (text: string) => (stdout += text) },
-    stderr: { write: (text: string) => (stderr += text) },
-    stdin: (async function* () {})(),
-    env: { ...process.env, FNRUN_STATE_DIR: "/nonexistent/fnrun-number-flags-test" },
-  };
-  const code = await main(argv, io);
-  return { code, stdout, stderr };
-}
+import { runMain } from "./run-main.ts";
 
 const HELLO = "functions/hello.ts";
 
@@ -52,7 +39,9 @@ describe("numeric flags", () => {
   ];
 
   it.each(cases)("fnrun %j", async (argv, message) => {
-    const { code, stdout, stderr } = await run(argv);
+    const { code, stdout, stderr } = await runMain(argv, {
+      FNRUN_STATE_DIR: "/nonexistent/fnrun-number-flags-test",
+    });
     expect(code).toBe(ExitCode.usage);
     expect(stdout).toBe("");
     expect(stderr).toBe(`fnrun: UsageError: ${message}\nRun \`fnrun --help\` for usage.\n`);
