@@ -174,6 +174,36 @@ export async function importFunction(path = FUNCTION_PATH): Promise<Loaded> {
   }
 }
 
+/** How often a handler that waits for its callback is checked for having nothing left to do. */
+const IDLE_CHECK_MS = 10;
+
+function countByType(resources: string[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const type of resources) counts.set(type, (counts.get(type) ?? 0) + 1);
+  return counts;
+}
+
+/**
+ * Resolves with null once the function holds nothing that would keep Node's
+ * event loop alive (timers, sockets, file operations) beyond what was held
+ * when its handler was called: how Lambda's runtime ends a handler that never
+ * calls back, once its event loop is empty. (This runtime's own handles keep
+ * the loop from ever emptying, hence the count.) Stops checking when `done` aborts.
+ */
+function whenNothingLeft(held: Map<string, number>, done: AbortSignal): Promise<null> {
+  return new Promise((resolve) => {
+    // Checked from an immediate after the timer, whose own Timeout is gone by then.
+    const later = () => setTimeout(() => setImmediate(check), IDLE_CHECK_MS);
+    const check = () => {
+      if (done.aborted) return;
+      const now = countByType(process.getActiveResourcesInfo());
+      if ([...now].every(([type, count]) => count <= (held.get(type) ?? 0))) resolve(null);
+      else later();
+    };
+    later();
+  });
+}
+
 export async function runHandler(current: Invocation, loaded: Loaded): Promise<void> {
   if ("error" in loaded) return finish({ error: loaded.error });
   if (outcome) return; // the init phase already failed (an error thrown from a timer, say)
@@ -207,17 +237,26 @@ export async function runHandler(current: Invocation, loaded: Loaded): Promise<v
     succeed: (result?: unknown) => settle(undefined, result),
     fail: (error?: unknown) => settle(error ?? new Error("failed")),
   };
+  const held = countByType(process.getActiveResourcesInfo());
+  const done = new AbortController();
   try {
     const returned = handler(event, context, settle);
     const isThenable = typeof (returned as { then?: unknown } | null)?.then === "function";
     // An async handler finishes with its promise (or the callback, if it calls it
     // first); a callback-style one, or a plain function that returns nothing, through
-    // the callback or context.succeed/done/fail; any other with its return value.
+    // the callback or context.succeed/done/fail, else with null once it has nothing
+    // left to do; any other with its return value.
     const waitsForCallback = handler.length >= 3 || returned === undefined;
-    const value = isThenable ? Promise.race([returned, settled]) : waitsForCallback ? settled : returned;
+    const value = isThenable
+      ? Promise.race([returned, settled])
+      : waitsForCallback
+        ? Promise.race([settled, whenNothingLeft(held, done.signal)])
+        : returned;
     finish({ result: await value });
   } catch (error) {
     failWith(error);
+  } finally {
+    done.abort();
   }
 }
 

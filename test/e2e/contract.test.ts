@@ -54,6 +54,18 @@ describe.concurrent("handler forms", () => {
     });
   });
 
+  it("a handler that never calls back ends with null once it has nothing left to do; one that keeps a timer, at its timeout", async () => {
+    const [nothing, never] = await Promise.all([
+      invoke(FORMS, { handler: "returnsNothing", timeout: 60 }),
+      invoke(FORMS, { handler: "neverCallsBack", timeout: 60 }),
+    ]);
+    expect(nothing.result).toBeNull();
+    expect(nothing.logs).toContain("the last timer ran");
+    expect(never.result).toBeNull();
+    const error = await failure(invoke(FORMS, { handler: "keepsAnInterval", timeout: 1 }));
+    expect(error).toMatchObject({ name: "TimeoutError" });
+  });
+
   it("export default, CommonJS, and a clear error for a missing export", async () => {
     const [fromDefault, fromCommonJs] = await Promise.all([
       invoke("test/fixtures/contract/default-export.ts", { event: { who: "Ada" } }),
