@@ -188,14 +188,14 @@ function countByType(resources: string[]): Map<string, number> {
  * event loop alive (timers, sockets, file operations) beyond what was held
  * when its handler was called: how Lambda's runtime ends a handler that never
  * calls back, once its event loop is empty. (This runtime's own handles keep
- * the loop from ever emptying, hence the count.) Stops checking when `done` aborts.
+ * the loop from ever emptying, hence the count.) Stops checking once `done.value`.
  */
-function whenNothingLeft(held: Map<string, number>, done: AbortSignal): Promise<null> {
+function whenNothingLeft(held: Map<string, number>, done: { value: boolean }): Promise<null> {
   return new Promise((resolve) => {
     // Checked from an immediate after the timer, whose own Timeout is gone by then.
     const later = () => setTimeout(() => setImmediate(check), IDLE_CHECK_MS);
     const check = () => {
-      if (done.aborted) return;
+      if (done.value) return;
       const now = countByType(process.getActiveResourcesInfo());
       if ([...now].every(([type, count]) => count <= (held.get(type) ?? 0))) resolve(null);
       else later();
@@ -238,7 +238,7 @@ export async function runHandler(current: Invocation, loaded: Loaded): Promise<v
     fail: (error?: unknown) => settle(error ?? new Error("failed")),
   };
   const held = countByType(process.getActiveResourcesInfo());
-  const done = new AbortController();
+  const done = { value: false };
   try {
     const returned = handler(event, context, settle);
     const isThenable = typeof (returned as { then?: unknown } | null)?.then === "function";
@@ -250,13 +250,13 @@ export async function runHandler(current: Invocation, loaded: Loaded): Promise<v
     const value = isThenable
       ? Promise.race([returned, settled])
       : waitsForCallback
-        ? Promise.race([settled, whenNothingLeft(held, done.signal)])
+        ? Promise.race([settled, whenNothingLeft(held, done)])
         : returned;
     finish({ result: await value });
   } catch (error) {
     failWith(error);
   } finally {
-    done.abort();
+    done.value = true;
   }
 }
 
