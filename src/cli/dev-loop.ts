@@ -13,7 +13,7 @@ import type { InvokeResult } from "../invoke/options.ts";
 import { createPool, type Pool } from "../invoke/pool.ts";
 import { FnrunError, FunctionError } from "../util/errors.ts";
 import type { LogEntry } from "../vm/log-collector.ts";
-import { sanitizeForTerminal } from "./terminal.ts";
+import { logPrinter } from "./terminal.ts";
 
 export interface DevOptions {
   file: string;
@@ -106,6 +106,7 @@ export async function runDev(options: DevOptions): Promise<void> {
       return;
     }
     running = true;
+    const logs = logPrinter(write, (text) => paint(color, "dim", text));
     try {
       line(paint(color, "cyan", `\n── ${new Date().toLocaleTimeString()} ${reason}: running ${shown}`));
       const bundle = await bundleFunction(options.file);
@@ -113,11 +114,13 @@ export async function runDev(options: DevOptions): Promise<void> {
       pool ??= await createPool({ size: 1, ...(options.machine ? { host: options.machine } : {}) });
       const result = await pool.invoke(options.file, {
         event: options.event,
-        onLog: (entry: LogEntry) => write(paint(color, "dim", sanitizeForTerminal(entry.text))),
+        onLog: (entry: LogEntry) => logs.log(entry.text),
         ...(options.signal ? { signal: options.signal } : {}),
       });
+      logs.endLine();
       printResult(result);
     } catch (error) {
+      logs.endLine();
       if (error instanceof FnrunError) printFailure(error);
       else line(paint(color, "red", `✘ ${(error as Error).message}`));
       // A file that does not bundle is still watched, so fixing it runs again.

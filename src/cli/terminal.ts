@@ -12,3 +12,27 @@ export function sanitizeForTerminal(text: string): string {
     return `\\x${character.charCodeAt(0).toString(16).padStart(2, "0")}`;
   });
 }
+
+/**
+ * Prints a function's logs through `write`, made safe for a terminal (and
+ * passed through `style`, a colour, say). A function's last log may not end
+ * its line (`process.stdout.write("…")`): `endLine()` ends it, so that what
+ * fnrun writes next starts on a line of its own.
+ */
+export function logPrinter(
+  write: (text: string) => unknown,
+  style: (text: string) => string = (text) => text,
+): { log(text: string): void; endLine(): void } {
+  let open = false;
+  return {
+    log(text) {
+      if (text === "") return;
+      write(style(sanitizeForTerminal(text)));
+      open = !text.endsWith("\n");
+    },
+    endLine() {
+      if (open) write("\n");
+      open = false;
+    },
+  };
+}

@@ -26,6 +26,14 @@ describe.concurrent("fnrun invoke", () => {
     expect(run.stderr).toContain("saying hello to Ada");
   });
 
+  it("ends a log that does not end its line before what fnrun writes next", async () => {
+    const run = await runCli(["invoke", "test/fixtures/unended-log.ts", "--start", "snapshot"]);
+    expect(run.code).toBe(ExitCode.ok);
+    expect(run.stdout).toBe('"done"\n');
+    expect(run.stderr).toMatch(/no newline and none here\n/);
+    expect(run.stderr.endsWith("\n")).toBe(true);
+  });
+
   it("sets the guest's clock from the host's: a boot's to a fraction of a second (the RTC has whole ones), a clone's too, not ahead", async () => {
     const starts = ["boot", "boot", "snapshot", "snapshot"] as const;
     const runs = await Promise.all(

@@ -6,7 +6,7 @@ import { defineCommand } from "../command.ts";
 import type { CliIo } from "../io.ts";
 import { readStdin } from "../io.ts";
 import { describeFailure } from "../render.ts";
-import { sanitizeForTerminal } from "../terminal.ts";
+import { logPrinter, sanitizeForTerminal } from "../terminal.ts";
 
 interface HookArgs {
   action: "install" | "uninstall" | "run";
@@ -30,17 +30,20 @@ async function runHook(args: HookArgs, io: CliIo): Promise<number> {
   // Git gives pre-push its refs on standard input; other hooks get none.
   const stdin = args.name === "pre-push" ? await readStdin(io.stdin, 1024 * 1024) : "";
   const event = await hooks.hookEvent(args.name, (args["--"] ?? []).map(String), stdin);
+  const logs = logPrinter((text) => io.stderr.write(text));
   try {
     const { result } = await invoke(args.file, {
       event,
       ...(io.signal ? { signal: io.signal } : {}),
-      onLog: (entry) => io.stderr.write(sanitizeForTerminal(entry.text)),
+      onLog: (entry) => logs.log(entry.text),
     });
+    logs.endLine();
     const verdict = hooks.hookVerdict(result);
     if (verdict.message) io.stderr.write(`${sanitizeForTerminal(verdict.message)}\n`);
     return verdict.ok ? ExitCode.ok : 1;
   } catch (error) {
     if (!(error instanceof FnrunError)) throw error;
+    logs.endLine();
     io.stderr.write(describeFailure(error));
     io.stderr.write(`fnrun: the ${args.name} hook failed; git stops here\n`);
     return 1;

@@ -15,7 +15,7 @@ import { parseDotenv, parseEnvPairs } from "../dotenv.ts";
 import { type CliIo, parseJson, readLimitedFile, readStdin } from "../io.ts";
 import { createProgress } from "../progress.ts";
 import { describeFailure, formatTimeline } from "../render.ts";
-import { sanitizeForTerminal } from "../terminal.ts";
+import { logPrinter } from "../terminal.ts";
 
 export interface InvokeArgs {
   /** Optional when the handler names its module (Lambda's MODULE.PATH). */
@@ -90,6 +90,7 @@ export async function runInvoke(
     ...parseEnvPairs(args.env ?? []),
   };
   const showLogs = !args.json && !args.quiet;
+  const logs = logPrinter((text) => io.stderr.write(text));
   const progress = createProgress(io, { quiet: Boolean(args.quiet), json: Boolean(args.json) });
   const options: InvokeOptions = {
     event,
@@ -108,10 +109,12 @@ export async function runInvoke(
     ...(progress.step ? { onProgress: progress.step } : {}),
     onLog: (entry: LogEntry) => {
       progress.done();
-      if (showLogs) io.stderr.write(sanitizeForTerminal(entry.text));
+      if (showLogs) logs.log(entry.text);
     },
     onNotice: (message) => {
-      if (!args.json && !args.quiet) io.stderr.write(`${message}\n`);
+      if (args.json || args.quiet) return;
+      logs.endLine();
+      io.stderr.write(`${message}\n`);
     },
   };
 
@@ -124,6 +127,7 @@ export async function runInvoke(
   } finally {
     progress.done();
   }
+  logs.endLine();
   if (outcome instanceof FnrunError) {
     if (args.json) {
       io.stdout.write(
