@@ -72,6 +72,14 @@ export async function handleRequest(
     return plainInvoke(server, response, decodeURIComponent(plain[1] as string), body);
   if (webhook && request.method === "POST")
     return webhookDelivery(server, request, response, decodeURIComponent(webhook[1] as string), body);
+  if (invoke || plain || webhook) {
+    throw new HttpError(
+      405,
+      "MethodNotAllowedException",
+      `${url.pathname} takes POST, not ${request.method}`,
+      { allow: "POST" },
+    );
+  }
   if (url.pathname === "/healthz") return sendJson(response, 200, { ok: true });
   if (url.pathname === "/_fnrun" || url.pathname.startsWith("/_fnrun/")) {
     const { handleDashboard } = await import("./dashboard/api.ts");

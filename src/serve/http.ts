@@ -7,6 +7,8 @@ export class HttpError extends Error {
     readonly status: number,
     readonly type: string,
     message: string,
+    /** Headers the answer carries besides its error type (a 405's Allow). */
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
   }
@@ -67,7 +69,7 @@ export function sendAwsError(response: ServerResponse, error: HttpError): void {
     response,
     error.status,
     { Type: "User", message: error.message },
-    { "x-amzn-errortype": error.type },
+    { ...error.headers, "x-amzn-errortype": error.type },
   );
 }
 

@@ -160,6 +160,15 @@ describe("function files it cannot serve", () => {
 });
 
 describe("the plain API", () => {
+  it("answers another method on an invocation route with 405 and Allow: POST", async () => {
+    for (const path of ["/invoke/echo", "/2015-03-31/functions/echo/invocations", "/webhooks/github"]) {
+      const response = await fetch(`${server.url}${path}`);
+      expect(response.status, path).toBe(405);
+      expect(response.headers.get("allow"), path).toBe("POST");
+      expect(await response.json(), path).toEqual({ Type: "User", message: `${path} takes POST, not GET` });
+    }
+  });
+
   it("takes the event as the body and gives the result back", async () => {
     const reply = await post(`${server.url}/invoke/echo`, '{"plain":1}');
     expect(reply.status).toBe(200);
