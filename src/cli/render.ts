@@ -60,3 +60,11 @@ export function formatTable(columns: readonly Column[], rows: ReadonlyArray<read
     .map((line) => `${line}\n`)
     .join("");
 }
+
+/** A time as fnrun's lists show it: UTC, "2026-12-07 20:41:02" (to the minute without `seconds`). */
+export function utcTime(time: number | Date, seconds = true): string {
+  return new Date(time)
+    .toISOString()
+    .replace("T", " ")
+    .slice(0, seconds ? 19 : 16);
+}

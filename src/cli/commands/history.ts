@@ -4,7 +4,7 @@ import { HISTORY_LIMITS } from "../../jobs/limits.ts";
 import { ExitCode, UsageError } from "../../util/errors.ts";
 import { defineCommand, numberFlag } from "../command.ts";
 import type { CliIo } from "../io.ts";
-import { type Column, formatTable } from "../render.ts";
+import { type Column, formatTable, utcTime } from "../render.ts";
 import { sanitizeForTerminal } from "../terminal.ts";
 
 /** One line per invocation, no headings: id, start (UTC), function, status, duration, start mode, trigger. */
@@ -36,7 +36,7 @@ async function runHistory(
       );
     const rows = records.map((record) => [
       record.requestId.slice(0, 8),
-      new Date(record.startedAt).toISOString().replace("T", " ").slice(0, 19),
+      utcTime(record.startedAt),
       record.functionName,
       record.status,
       `${Math.round(record.durationMs)} ms`,

@@ -2,6 +2,8 @@
 import { UsageError } from "../../util/errors.ts";
 import { defineCommand } from "../command.ts";
 import type { CliIo } from "../io.ts";
+import { utcTime } from "../render.ts";
+import { sanitizeForTerminal } from "../terminal.ts";
 import { type InvokeArgs, runInvoke } from "./invoke.ts";
 
 interface ReplayArgs extends Omit<InvokeArgs, "file" | "event"> {
@@ -19,7 +21,7 @@ async function runReplay(args: ReplayArgs, io: CliIo): Promise<number> {
     throw new UsageError(`invocation ${args.id}'s event was too large to keep; it cannot be replayed`);
   if (!io.env.FNRUN_QUIET_REPLAY && !args.json) {
     io.stderr.write(
-      `fnrun: replaying ${record.requestId} (${record.functionName}, ${new Date(record.startedAt).toLocaleString()})\n`,
+      `fnrun: replaying ${record.requestId} (${sanitizeForTerminal(record.functionName)}, ${utcTime(record.startedAt)} UTC)\n`,
     );
   }
   return runInvoke({ ...args, file: record.file, event: record.event }, io, "replay");

@@ -4,7 +4,7 @@ import { DEFAULTS, INVOKE_RANGES } from "../../invoke/options.ts";
 import { ExitCode } from "../../util/errors.ts";
 import { defineCommand, numberFlag } from "../command.ts";
 import type { CliIo } from "../io.ts";
-import { type Column, formatTable } from "../render.ts";
+import { type Column, formatTable, utcTime } from "../render.ts";
 
 interface SnapshotArgs {
   function?: string;
@@ -21,7 +21,7 @@ function megabytes(bytes: number): string {
 }
 
 function shortTime(iso: string | null): string {
-  return iso ? iso.replace("T", " ").slice(0, 16) : "?";
+  return iso ? utcTime(Date.parse(iso), false) : "?";
 }
 
 async function listProfiles(args: SnapshotArgs, io: CliIo) {

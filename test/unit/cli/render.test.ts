@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { formatTable } from "../../../src/cli/render.ts";
+import { formatTable, utcTime } from "../../../src/cli/render.ts";
 
 describe("formatTable", () => {
   it("makes each column as wide as its widest cell, heading included", () => {
@@ -38,5 +38,13 @@ describe("formatTable", () => {
 
   it("writes nothing for no rows and no headings", () => {
     expect(formatTable([{}, {}], [])).toBe("");
+  });
+});
+
+describe("utcTime", () => {
+  it("shows a time in UTC, to the second or the minute", () => {
+    const at = Date.UTC(2026, 11, 7, 20, 41, 2, 999);
+    expect(utcTime(at)).toBe("2026-12-07 20:41:02");
+    expect(utcTime(new Date(at), false)).toBe("2026-12-07 20:41");
   });
 });
