@@ -34,7 +34,7 @@
  * fails to restore is removed and rebuilt. The cache keeps the 8 most recently
  * used (util/cache.ts); `fnrun snapshot --list` shows them.
  */
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -600,4 +600,29 @@ export async function listSnapshots(
     });
   }
   return profiles.sort((a, b) => b.lastUsed.localeCompare(a.lastUsed));
+}
+
+/**
+ * Removes the snapshots `host`, as it is now, cannot restore (made with
+ * another kernel, runtime, QEMU or accelerator: `fnrun snapshot --prune`).
+ * Each is moved aside first, so a process that looks it up meanwhile finds it
+ * whole or not at all; one that has its files open keeps reading them.
+ */
+export async function pruneStaleSnapshots(
+  host: HostSetup,
+  env = process.env,
+): Promise<{ removed: SnapshotProfile[]; kept: SnapshotProfile[] }> {
+  const profiles = await listSnapshots(host, env);
+  const removed: SnapshotProfile[] = [];
+  for (const profile of profiles.filter((candidate) => !candidate.current)) {
+    const aside = `${profile.directory}.${process.pid}.pruned.tmp`;
+    try {
+      await rename(profile.directory, aside);
+    } catch {
+      continue; // gone already (another prune, the LRU)
+    }
+    await rm(aside, { recursive: true, force: true });
+    removed.push(profile);
+  }
+  return { removed, kept: profiles.filter((profile) => profile.current) };
 }

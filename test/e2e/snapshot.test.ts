@@ -203,6 +203,43 @@ describe("snapshot starts", () => {
   });
 });
 
+describe("fnrun snapshot --prune", () => {
+  it("removes the snapshots this host cannot restore, and keeps the others", async () => {
+    expect((await invoke("functions/hello.ts", { start: "snapshot" })).startMode).toBe("snapshot");
+    // A snapshot of a kernel, runtime or QEMU this host no longer has: its key is no key of now.
+    const stale = join(cacheRoot(process.env), "snapshot", "5".repeat(64));
+    mkdirSync(stale, { recursive: true });
+    writeFileSync(join(stale, "snapshot.json"), JSON.stringify({ memoryMB: 256, folders: 0, accel: "tcg" }));
+    writeFileSync(join(stale, "ram"), Buffer.alloc(4096, 1));
+    const before = JSON.parse((await runCli(["snapshot", "--list", "--json"])).stdout) as Array<{
+      key: string;
+      current: boolean;
+    }>;
+    expect(before.find((profile) => profile.key === "5".repeat(64))?.current).toBe(false);
+
+    const pruned = await runCli(["snapshot", "--prune", "--json"]);
+    expect(pruned.code).toBe(0);
+    const { removed, kept } = JSON.parse(pruned.stdout) as Record<
+      "removed" | "kept",
+      Array<{ key: string; current: boolean }>
+    >;
+    expect(removed.map((profile) => profile.key)).toContain("5".repeat(64));
+    expect(removed.every((profile) => !profile.current)).toBe(true);
+    expect(kept.map((profile) => profile.key).sort()).toEqual(
+      before
+        .filter((profile) => profile.current)
+        .map((profile) => profile.key)
+        .sort(),
+    );
+    expect(existsSync(stale)).toBe(false);
+    // What was kept still restores.
+    expect((await invoke("functions/hello.ts", { start: "snapshot" })).startMode).toBe("snapshot");
+    const text = await runCli(["snapshot", "--prune"]);
+    expect(text.stdout).toMatch(/^removed 0 stale snapshot\(s\), 0 MB; kept \d+, \d+ MB\n$/);
+    expect((await runCli(["snapshot", "--prune", "--list"])).code).toBe(2);
+  });
+});
+
 describe("prestart", () => {
   const cli = (...args: string[]) =>
     spawnSync(process.execPath, ["bin/fnrun.js", ...args], { encoding: "utf8", timeout: 120_000 });

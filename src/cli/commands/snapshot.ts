@@ -1,7 +1,7 @@
 /** `fnrun snapshot`: make (or show) the snapshot VMs are restored from, or list them all. */
 
 import { DEFAULTS, INVOKE_RANGES } from "../../invoke/options.ts";
-import { ExitCode } from "../../util/errors.ts";
+import { ExitCode, UsageError } from "../../util/errors.ts";
 import { defineCommand, numberFlag } from "../command.ts";
 import type { CliIo } from "../io.ts";
 import { type Column, formatTable, utcTime } from "../render.ts";
@@ -12,6 +12,7 @@ interface SnapshotArgs {
   mount?: string[];
   rebuild?: boolean;
   list?: boolean;
+  prune?: boolean;
   json?: boolean;
   accel: "auto" | "kvm" | "tcg";
 }
@@ -64,8 +65,31 @@ async function listProfiles(args: SnapshotArgs, io: CliIo) {
   return ExitCode.ok;
 }
 
+/** `fnrun snapshot --prune`: the snapshots this host cannot restore, removed. */
+async function pruneProfiles(args: SnapshotArgs, io: CliIo) {
+  const { resolveHost } = await import("../../host/setup.ts");
+  const { pruneStaleSnapshots } = await import("../../start/snapshot.ts");
+  // Which are stale is known only against this host's kernel, runtime and QEMU.
+  const host = await resolveHost({ accel: args.accel });
+  const { removed, kept } = await pruneStaleSnapshots(host, io.env);
+  const total = (profiles: Array<{ bytes: number }>) =>
+    megabytes(profiles.reduce((sum, profile) => sum + profile.bytes, 0));
+  if (args.json) {
+    io.stdout.write(`${JSON.stringify({ removed, kept })}\n`);
+  } else {
+    io.stdout.write(
+      `removed ${removed.length} stale snapshot(s), ${total(removed)}; kept ${kept.length}, ${total(kept)}\n`,
+    );
+  }
+  return ExitCode.ok;
+}
+
 async function runSnapshot(args: SnapshotArgs, io: CliIo) {
+  if (args.list && args.prune) throw new UsageError("--list or --prune, not both");
+  if ((args.list || args.prune) && (args.function !== undefined || args.memory !== undefined || args.mount))
+    throw new UsageError(`--${args.list ? "list" : "prune"} takes no function, --memory or --mount`);
   if (args.list) return listProfiles(args, io);
+  if (args.prune) return pruneProfiles(args, io);
   const { resolveHost } = await import("../../host/setup.ts");
   const { discardSnapshot, ensureSnapshot, findSnapshot, memoryOnly } = await import(
     "../../start/snapshot.ts"
@@ -151,7 +175,11 @@ export default defineCommand<SnapshotArgs>({
         type: "boolean",
         describe: "List the snapshots in the cache: memory size, size on disk, when last used",
       })
-      .option("json", { type: "boolean", describe: "With --list: as JSON" })
+      .option("prune", {
+        type: "boolean",
+        describe: "Remove the snapshots this host cannot restore (another kernel, runtime, QEMU or accel)",
+      })
+      .option("json", { type: "boolean", describe: "With --list or --prune: as JSON" })
       .option("accel", { choices: ["auto", "kvm", "tcg"] as const, default: "auto" })
       .example("$0 snapshot --memory 512", "Prepare snapshot starts for functions with 512 MB")
       .example("$0 snapshot functions/hello.ts", "Invocations of this version of hello restore it imported")
@@ -159,6 +187,7 @@ export default defineCommand<SnapshotArgs>({
         "$0 snapshot functions/report.ts --mount ./data:/mnt/data",
         "The function's own snapshot, for its invocations with that folder",
       )
-      .example("$0 snapshot --list", "Which snapshots exist, their sizes and when each was last used"),
+      .example("$0 snapshot --list", "Which snapshots exist, their sizes and when each was last used")
+      .example("$0 snapshot --prune", "Free the space of the ones marked stale"),
   run: runSnapshot,
 });
