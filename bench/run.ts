@@ -23,8 +23,8 @@
  *   (h)  (c') with `--net`, (i) with `--memory 512`: the snapshot profiles beyond
  *        the default (a clone with a network card plugged in; the 512 MB
  *        snapshot); (h'') and (i'') the same from the third invocation on.
- * then a burst of 32 requests to `fnrun serve` once its pool is drained (p50,
- * p99), the host RSS of an idle clone of each profile (profiles.ts), sustained throughput (pool; snapshot starts vs boots), QEMU memory, and
+ * then bursts of 32 requests to `fnrun serve` once its pool is drained (p50,
+ * p99: the median of BENCH_BURSTS bursts, 3 by default, each its own server), the host RSS of an idle clone of each profile (profiles.ts), sustained throughput (pool; snapshot starts vs boots), QEMU memory, and
  * reading a 100 MB file through virtio-fs against the same file in the initramfs.
  *
  * Environment: BENCH_RUNS (default 10), BENCH_THROUGHPUT_SECONDS (default 60).
@@ -62,6 +62,8 @@ const HELLO = join(packageRoot, "functions/hello.ts");
 const EVENT = '{"name":"Ada"}';
 const CLI = join(packageRoot, "bin/fnrun.js");
 const BURST = Number(process.env.BENCH_BURST ?? 32);
+/** One burst is a single sample of a noisy machine: its p99 is the slowest of 32. */
+const BURSTS = Number(process.env.BENCH_BURSTS ?? 3);
 
 interface Row {
   id: string;
@@ -392,8 +394,11 @@ async function run(work: string): Promise<void> {
   await pool.close();
 
   // A burst against fnrun serve, and what an idle clone of each profile holds.
-  log(`serve: a burst of ${BURST} requests once its pool is drained`);
-  const burst = await serveBurst(host, work, BURST);
+  const bursts: number[][] = [];
+  for (let round = 1; round <= BURSTS; round++) {
+    log(`serve: a burst of ${BURST} requests once its pool is drained (${round}/${BURSTS})`);
+    bursts.push(await serveBurst(host, join(work, `burst-${round}`), BURST));
+  }
   log("idle clones of each profile");
   const profileRss = await idleCloneRss(host, sharedDirectory);
 
@@ -427,7 +432,7 @@ async function run(work: string): Promise<void> {
     invoke(HELLO, { start: "boot", host, event: JSON.parse(EVENT) }),
   );
 
-  report(rows, { idleRss, duringRss, poolRate, snapshotRate, bootRate, clients, reads, burst, profileRss });
+  report(rows, { idleRss, duringRss, poolRate, snapshotRate, bootRate, clients, reads, bursts, profileRss });
 }
 
 const READ_RUNS = 3;
@@ -486,13 +491,18 @@ interface Extras {
   bootRate: number;
   clients: number;
   reads: { virtiofs: number[]; initrd: number[] };
-  /** Latency of each request of the burst against fnrun serve, ms. */
-  burst: number[];
+  /** Latency of each request of each burst against fnrun serve, ms. */
+  bursts: number[][];
   profileRss: ProfileRss[];
 }
 
 function report(rows: Row[], extras: Extras): void {
   const floor = median(rows.find((row) => row.id === "a")?.samples ?? []);
+  // Each burst's p50 and p99; the figures are their medians.
+  const perBurst = extras.bursts.map((samples) => ({ p50: median(samples), p99: percentile(samples, 0.99) }));
+  const burstP50 = median(perBurst.map((burst) => burst.p50));
+  const burstP99 = median(perBurst.map((burst) => burst.p99));
+  const burstRequests = extras.bursts[0]?.length ?? 0;
   const ms = (value: number) => `${value.toFixed(0)} ms`;
   const lines = [
     "",
@@ -524,9 +534,9 @@ function report(rows: Row[], extras: Extras): void {
       (m(id) / m("a")).toFixed(2),
     ]),
     [
-      `serve burst of ${extras.burst.length}, drained pool: p99 / floor (a) <= 1.5`,
-      percentile(extras.burst, 0.99) / m("a") <= 1.5,
-      (percentile(extras.burst, 0.99) / m("a")).toFixed(2),
+      `serve burst of ${burstRequests}, drained pool: p99 (median of ${perBurst.length} bursts) / floor (a) <= 1.5`,
+      burstP99 / m("a") <= 1.5,
+      (burstP99 / m("a")).toFixed(2),
     ],
     ["pooled (d) <= 3 x (e) + 50 ms", m("d") <= 3 * m("e") + 50, `${ms(m("d"))} vs ${ms(3 * m("e") + 50)}`],
     [
@@ -554,10 +564,11 @@ function report(rows: Row[], extras: Extras): void {
     `| booted VM during an invocation (peak) | ${(extras.duringRss.boot ?? 0).toFixed(0)} |`,
     `| snapshot clone during an invocation (peak) | ${(extras.duringRss.snapshot ?? 0).toFixed(0)} |`,
     "",
-    `| serve burst of ${extras.burst.length}, pool drained | ms | / floor (a) |`,
+    `| serve burst of ${burstRequests}, pool drained (median of ${perBurst.length} bursts) | ms | / floor (a) |`,
     "|---|---:|---:|",
-    `| p50 | ${ms(median(extras.burst))} | ${(median(extras.burst) / m("a")).toFixed(2)} |`,
-    `| p99 | ${ms(percentile(extras.burst, 0.99))} | ${(percentile(extras.burst, 0.99) / m("a")).toFixed(2)} |`,
+    `| p50 | ${ms(burstP50)} | ${(burstP50 / m("a")).toFixed(2)} |`,
+    `| p99 | ${ms(burstP99)} | ${(burstP99 / m("a")).toFixed(2)} |`,
+    `| each burst's p99 | ${perBurst.map((burst) => burst.p99.toFixed(0)).join(", ")} ms | |`,
     "",
     "| idle clone of each profile (host RSS) | MB |",
     "|---|---:|",
@@ -601,10 +612,12 @@ function report(rows: Row[], extras: Extras): void {
       idleCloneByProfileMB: extras.profileRss,
     },
     burst: {
-      requests: extras.burst.length,
-      p50: median(extras.burst),
-      p99: percentile(extras.burst, 0.99),
-      samples: extras.burst,
+      requests: burstRequests,
+      bursts: perBurst.length,
+      p50: burstP50,
+      p99: burstP99,
+      perBurst,
+      samples: extras.bursts,
     },
     sharedFolders: {
       mountCostMs: m("f") - m("c"),
