@@ -19,10 +19,16 @@
 import { mkdir, readFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { HostSetup } from "../host/setup.ts";
-import { cacheRoot, pruneOldEntries, writeFileAtomic } from "../util/cache.ts";
+import {
+  cacheRoot,
+  FUNCTION_SNAPSHOTS_KEPT,
+  pruneOldEntries,
+  wouldPushOutRecentlyUsed,
+  writeFileAtomic,
+} from "../util/cache.ts";
 import { FunctionError } from "../util/errors.ts";
 import type { Progress } from "../util/progress.ts";
-import { ensureFunctionSnapshotInBackground, type FunctionToSave } from "./snapshot.ts";
+import { ensureFunctionSnapshotInBackground, FUNCTION_KIND, type FunctionToSave } from "./snapshot.ts";
 
 const SEEN = "function-seen";
 const SEEN_ONCE = "seen\n";
@@ -72,9 +78,27 @@ export async function wantFunctionSnapshot(
   const path = markerPath(options.env, key);
   const step = nextStep(await readMarker(path));
   if (step === "none") return;
-  if (step === "remember" && why === "invoked") await mark(path, SEEN_ONCE).catch(() => {});
-  else make(host, key, fn, path, options);
+  if (step === "remember" && why === "invoked") {
+    await mark(path, SEEN_ONCE).catch(() => {});
+  } else if (await wouldPushOutRecentlyUsed(join(cacheRoot(options.env), FUNCTION_KIND), IN_USE_MS)) {
+    // More functions in use than the cache keeps snapshots of: making this one
+    // would push out another that is in use, to be made again in turn (a boot
+    // each time). This one restores the shared snapshot instead.
+    if (!crowdedOut.has(fn.name)) {
+      crowdedOut.add(fn.name);
+      options.onNotice?.(
+        `fnrun: no function snapshot of ${fn.name}: the cache keeps ${FUNCTION_SNAPSHOTS_KEPT}, all used in the last ${IN_USE_MS / 60_000} minutes; its invocations restore the shared snapshot`,
+      );
+    }
+  } else {
+    make(host, key, fn, path, options);
+  }
 }
+
+/** A function snapshot used this recently counts as in use: no new one pushes it out. */
+const IN_USE_MS = 10 * 60_000;
+/** Functions told of being crowded out, once each per process. */
+const crowdedOut = new Set<string>();
 
 function markerPath(env: NodeJS.ProcessEnv, key: string): string {
   return join(cacheRoot(env), SEEN, key);

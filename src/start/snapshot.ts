@@ -32,7 +32,8 @@
  *
  * Its files are checked against their recorded sizes and hashes, and one QEMU
  * fails to restore is removed and rebuilt. The cache keeps the 8 most recently
- * used (util/cache.ts); `fnrun snapshot --list` shows them.
+ * used profiles and the 16 most recently used function snapshots
+ * (util/cache.ts); `fnrun snapshot --list` shows them.
  */
 import { mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -73,7 +74,7 @@ const FORMAT = "snapshot-v4";
 const FUNCTION_FORMAT = "function-snapshot-v1";
 const KIND = "snapshot";
 /** Function snapshots: a cache kind (and LRU) of their own, so that new versions of functions never evict a profile's snapshot. */
-const FUNCTION_KIND = "function-snapshot";
+export const FUNCTION_KIND = "function-snapshot";
 
 /**
  * What shapes a saved guest besides the host: its memory size and its

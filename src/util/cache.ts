@@ -215,14 +215,19 @@ async function sweepAbandonedBuilds(parent: string): Promise<void> {
   }
 }
 
+/** How far off an entry's last use may be: it is written at most this often. */
+const USE_RECORDED_EVERY_MS = 60_000;
+
 /**
- * An entry's directory mtime says when it was last used (at most an hour off,
+ * An entry's directory mtime says when it was last used (at most a minute off,
  * to spare a write per invocation), so pruning removes the least recently used.
+ * (An hour was too coarse: a snapshot in use for the last hour but made before
+ * it went before ones made since and never used again.)
  */
 async function markUsed(directory: string): Promise<void> {
   try {
     const info = await stat(directory);
-    if (Date.now() - info.mtimeMs < 3_600_000) return;
+    if (Date.now() - info.mtimeMs < USE_RECORDED_EVERY_MS) return;
     const now = new Date();
     await utimes(directory, now, now);
   } catch {
@@ -253,11 +258,14 @@ export async function directorySize(path: string): Promise<number> {
  * new versions of functions never evict a profile's snapshot; `function-seen`
  * holds one small marker per function version (start/function-snapshots.ts).
  */
+/** Function snapshots kept: one per function a server keeps warm, and those a developer invokes. */
+export const FUNCTION_SNAPSHOTS_KEPT = 16;
+
 const KEEP: Record<string, number> = {
   kernel: 2,
   "kernel-debian-cloud": 2,
   snapshot: 8,
-  "function-snapshot": 8,
+  "function-snapshot": FUNCTION_SNAPSHOTS_KEPT,
   "function-seen": 256,
   // Every helper fnrun compiles (src/host/tools.ts) is an entry of this kind, a
   // few KB each; an old version goes only when 16 newer entries are there.
@@ -265,16 +273,39 @@ const KEEP: Record<string, number> = {
 };
 const KEEP_DEFAULT = 3;
 
+/**
+ * Whether a new entry of `parent`'s kind would push out one used within the
+ * last `withinMs` (pruning keeps the kind's most recently used): the entries
+ * in use do not all fit, and making more would only trade one for another.
+ */
+export async function wouldPushOutRecentlyUsed(parent: string, withinMs: number): Promise<boolean> {
+  const keep = KEEP[basename(parent)] ?? KEEP_DEFAULT;
+  const names = (await readdir(parent).catch(() => [] as string[])).filter(isEntryName);
+  if (names.length < keep) return false;
+  const used = await Promise.all(
+    names.map((name) =>
+      stat(join(parent, name)).then(
+        (info) => info.mtimeMs,
+        () => 0,
+      ),
+    ),
+  );
+  // The one that would go: the least recently used of those kept with the new one.
+  const pushedOut = used.sort((a, b) => b - a)[keep - 1] ?? 0;
+  return Date.now() - pushedOut < withinMs;
+}
+
+function isEntryName(name: string): boolean {
+  return (
+    !name.startsWith(".") && !name.endsWith(".lock") && !name.endsWith(".json") && !name.endsWith(".tmp")
+  );
+}
+
 /** Removes all but the most recently used entries of a kind (never `justBuilt`). */
 export async function pruneOldEntries(parent: string, justBuilt: string): Promise<void> {
   const keep = KEEP[basename(parent)] ?? KEEP_DEFAULT;
   const names = (await readdir(parent).catch(() => [] as string[])).filter(
-    (name) =>
-      !name.startsWith(".") &&
-      !name.endsWith(".lock") &&
-      !name.endsWith(".json") &&
-      !name.endsWith(".tmp") &&
-      name !== justBuilt,
+    (name) => isEntryName(name) && name !== justBuilt,
   );
   const dated = await Promise.all(
     names.map(async (name) => ({

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -78,6 +78,28 @@ describe("cache entries", () => {
     expect(await findEntry("thing", "a", {}, root)).toBeDefined();
     await ensureEntry("thing", "d", build, {}, root);
     expect(readdirSync(join(root, "thing")).sort()).toEqual(["a", "c", "d"]);
+  });
+
+  // A serve burst in make bench found hello's function snapshot gone: used for
+  // minutes, but its use was recorded only once an hour, so it was the oldest
+  // when the snapshot of a function served alongside was made.
+  it("records a use a minute after the last, so pruning goes by use, not by age", async () => {
+    const { build } = builder("x");
+    const minutes = (n: number) => new Date(Date.now() - n * 60_000);
+    const { directory } = await ensureEntry("thing", "used", build, {}, root);
+    utimesSync(directory, minutes(5), minutes(5));
+    await ensureEntry("thing", "newer", build, {}, root);
+    utimesSync(join(root, "thing", "newer"), minutes(2), minutes(2));
+    expect(await findEntry("thing", "used", {}, root)).toBeDefined();
+    expect(Date.now() - statSync(directory).mtimeMs).toBeLessThan(10_000);
+    await ensureEntry("thing", "third", build, {}, root);
+    await ensureEntry("thing", "fourth", build, {}, root);
+    expect(readdirSync(join(root, "thing")).sort()).toEqual(["fourth", "third", "used"]);
+    // Used again within the minute: nothing written.
+    utimesSync(directory, minutes(0.5), minutes(0.5));
+    const before = statSync(directory).mtimeMs;
+    await findEntry("thing", "used", {}, root);
+    expect(statSync(directory).mtimeMs).toBe(before);
   });
 
   // Four helpers (src/host/tools.ts) share the kind: with three kept, compiling
