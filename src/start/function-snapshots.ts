@@ -80,10 +80,15 @@ export async function wantFunctionSnapshot(
   if (step === "none") return;
   if (step === "remember" && why === "invoked") {
     await mark(path, SEEN_ONCE).catch(() => {});
-  } else if (await wouldPushOutRecentlyUsed(join(cacheRoot(options.env), FUNCTION_KIND), IN_USE_MS)) {
-    // More functions in use than the cache keeps snapshots of: making this one
-    // would push out another that is in use, to be made again in turn (a boot
-    // each time). This one restores the shared snapshot instead.
+  } else if (
+    why === "kept" &&
+    (await wouldPushOutRecentlyUsed(join(cacheRoot(options.env), FUNCTION_KIND), IN_USE_MS))
+  ) {
+    // A pool keeping more functions warm than the cache keeps snapshots of:
+    // making this one would push out another in use, which its pool would ask
+    // for again at its next refill (a boot each time, without end). This one
+    // restores the shared snapshot instead. (An invocation asks once, on a
+    // version's second run: its snapshot is made.)
     if (!crowdedOut.has(fn.name)) {
       crowdedOut.add(fn.name);
       options.onNotice?.(
