@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import { sha256, writeFileAtomic } from "../util/cache.ts";
 import { UsageError } from "../util/errors.ts";
+import { isDirectory } from "../util/fs.ts";
 import type { Bundle } from "./bundle.ts";
 import { validateConfig } from "./config.ts";
 
@@ -123,13 +124,6 @@ export function fromPortable(value: unknown): Bundle {
   };
 }
 
-async function isDirectory(path: string): Promise<boolean> {
-  return stat(path).then(
-    (info) => info.isDirectory(),
-    () => false,
-  );
-}
-
 /** Errors of writing a file that say what the user asked for cannot be done, in words. */
 const UNWRITABLE: Record<string, string> = {
   ENOENT: "it cannot be made there",
@@ -148,13 +142,10 @@ const UNWRITABLE: Record<string, string> = {
 export async function writeArtifact(bundle: Bundle, output: string): Promise<string> {
   const target = (await isDirectory(output)) ? join(output, `${bundle.name}.tgz`) : output;
   const folder = dirname(resolve(target));
-  if (!(await isDirectory(folder))) {
-    const missing = await stat(folder).then(
-      () => false,
-      () => true,
-    );
+  const info = await stat(folder).catch(() => undefined);
+  if (!info?.isDirectory()) {
     throw new UsageError(
-      `cannot write the artifact to ${output}: ${missing ? `the folder ${folder} does not exist` : `${folder} is not a folder`}`,
+      `cannot write the artifact to ${output}: ${info ? `${folder} is not a folder` : `the folder ${folder} does not exist`}`,
     );
   }
   const { create } = await import("tar");

@@ -6,9 +6,10 @@
  * picked up without a restart. A function file it cannot serve (a name no URL
  * can carry, a name another file has) is said once, not passed over in silence.
  */
-import { readdir, stat } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import { extname, isAbsolute, join, relative, resolve } from "node:path";
 import { FnrunError } from "../util/errors.ts";
+import { isFile } from "../util/fs.ts";
 import { type Bundle, bundleFunction } from "./bundle.ts";
 import type { FunctionConfig } from "./config.ts";
 
@@ -44,13 +45,6 @@ function isFunctionFile(name: string): boolean {
 function shownPath(path: string): string {
   const fromHere = relative(process.cwd(), path);
   return fromHere === "" || fromHere.startsWith("..") || isAbsolute(fromHere) ? path : fromHere;
-}
-
-async function isFile(path: string): Promise<boolean> {
-  return stat(path).then(
-    (info) => info.isFile(),
-    () => false,
-  );
 }
 
 export class FunctionDirectory {

@@ -6,9 +6,9 @@
  * is enough. The path is walked in the guest (runtime-initrd/guest/resolve-handler.ts),
  * where the module's exports are.
  */
-import { stat } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { UsageError } from "../util/errors.ts";
+import { isFile } from "../util/fs.ts";
 
 /**
  * A handler string: an optional directory, an optional MODULE (a file's name),
@@ -75,13 +75,7 @@ export async function findHandlerModule(handler: string, directories: string[]):
     for (const extension of MODULE_EXTENSIONS) {
       const candidate = join(directory, posix.normalize(`${parsed.directory}${parsed.module}${extension}`));
       tried.push(candidate);
-      if (
-        await stat(candidate).then(
-          (info) => info.isFile(),
-          () => false,
-        )
-      )
-        return candidate;
+      if (await isFile(candidate)) return candidate;
     }
   }
   throw new UsageError(

@@ -10,6 +10,7 @@ import { chmod, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { isAbsolute, join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { UsageError } from "../util/errors.ts";
+import { isFile } from "../util/fs.ts";
 import { packageRoot } from "../util/paths.ts";
 
 const run = promisify(execFile);
@@ -76,12 +77,7 @@ export async function installHook(
   const name = checkHookName(hook);
   const cwd = options.cwd ?? process.cwd();
   const file = resolve(cwd, functionFile);
-  if (
-    !(await stat(file).then(
-      (info) => info.isFile(),
-      () => false,
-    ))
-  ) {
+  if (!(await isFile(file))) {
     throw new UsageError(`function file not found: ${functionFile}`);
   }
   const path = join(await hooksDirectory(cwd), name);

@@ -21,6 +21,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { MountConfig } from "../build/config.ts";
 import { hostTool } from "../host/tools.ts";
 import { SetupError, UsageError } from "../util/errors.ts";
+import { isFile } from "../util/fs.ts";
 import { TextTail } from "../util/text-tail.ts";
 import type { MountRequest } from "./protocol.ts";
 import { type SharedFolderDevice, VIRTIO_MMIO } from "./qemu.ts";
@@ -92,14 +93,7 @@ export async function locateVirtiofsd(env: NodeJS.ProcessEnv = process.env): Pro
     "/usr/bin/virtiofsd",
   ];
   for (const candidate of candidates) {
-    if (
-      candidate &&
-      (await stat(candidate).then(
-        (info) => info.isFile(),
-        () => false,
-      ))
-    )
-      return candidate;
+    if (candidate && (await isFile(candidate))) return candidate;
   }
   throw new SetupError(
     "virtiofsd not found (needed for --mount): run `make setup` (Debian: qemu-system-common)",

@@ -117,6 +117,7 @@ describe("prestart-spawn.ts", () => {
       "build/handler.ts",
       "util/cache.ts",
       "util/errors.ts",
+      "util/fs.ts",
       "util/limiter.ts",
       "util/process.ts",
       "util/validate.ts",
