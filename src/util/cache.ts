@@ -279,46 +279,41 @@ const KEEP_DEFAULT = 3;
  * in use do not all fit, and making more would only trade one for another.
  */
 export async function wouldPushOutRecentlyUsed(parent: string, withinMs: number): Promise<boolean> {
-  const keep = KEEP[basename(parent)] ?? KEEP_DEFAULT;
-  const names = (await readdir(parent).catch(() => [] as string[])).filter(isEntryName);
-  if (names.length < keep) return false;
-  const used = await Promise.all(
-    names.map((name) =>
-      stat(join(parent, name)).then(
-        (info) => info.mtimeMs,
-        () => 0,
-      ),
-    ),
-  );
+  const keep = keptOf(parent);
+  const entries = await entriesByLastUse(parent);
+  if (entries.length < keep) return false;
   // The one that would go: the least recently used of those kept with the new one.
-  const pushedOut = used.sort((a, b) => b - a)[keep - 1] ?? 0;
+  const pushedOut = entries[keep - 1]?.usedAt ?? 0;
   return Date.now() - pushedOut < withinMs;
 }
 
-function isEntryName(name: string): boolean {
-  return (
-    !name.startsWith(".") && !name.endsWith(".lock") && !name.endsWith(".json") && !name.endsWith(".tmp")
-  );
+function keptOf(parent: string): number {
+  return KEEP[basename(parent)] ?? KEEP_DEFAULT;
 }
 
-/** Removes all but the most recently used entries of a kind (never `justBuilt`). */
-export async function pruneOldEntries(parent: string, justBuilt: string): Promise<void> {
-  const keep = KEEP[basename(parent)] ?? KEEP_DEFAULT;
+/** A kind's entries (not locks, notes or builds), most recently used first. */
+async function entriesByLastUse(parent: string): Promise<Array<{ name: string; usedAt: number }>> {
   const names = (await readdir(parent).catch(() => [] as string[])).filter(
-    (name) => isEntryName(name) && name !== justBuilt,
+    (name) =>
+      !name.startsWith(".") && !name.endsWith(".lock") && !name.endsWith(".json") && !name.endsWith(".tmp"),
   );
   const dated = await Promise.all(
     names.map(async (name) => ({
       name,
-      mtime: await stat(join(parent, name)).then(
+      usedAt: await stat(join(parent, name)).then(
         (info) => info.mtimeMs,
         () => 0,
       ),
     })),
   );
-  dated.sort((a, b) => b.mtime - a.mtime);
+  return dated.sort((a, b) => b.usedAt - a.usedAt);
+}
+
+/** Removes all but the most recently used entries of a kind (never `justBuilt`). */
+export async function pruneOldEntries(parent: string, justBuilt: string): Promise<void> {
+  const others = (await entriesByLastUse(parent)).filter((entry) => entry.name !== justBuilt);
   // The one just built counts as one of the kept.
-  for (const old of dated.slice(Math.max(0, keep - 1))) {
+  for (const old of others.slice(Math.max(0, keptOf(parent) - 1))) {
     // A process may still use an old entry: its open files stay readable after removal.
     await rm(join(parent, old.name), { recursive: true, force: true }).catch(() => {});
   }
