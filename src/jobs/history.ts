@@ -55,8 +55,6 @@ export interface InvocationRecord {
   timeline: TimelineEntry[];
 }
 
-export const LIMITS = HISTORY_LIMITS;
-
 /** Spooled records an invocation leaves before the one that takes them all in. */
 export const SPOOL_BATCH = 100;
 
@@ -107,9 +105,9 @@ function toRecord(row: Row): InvocationRecord {
 
 /** A record as the history keeps it: its big fields cut. */
 function storedForm(record: InvocationRecord): InvocationRecord {
-  const event = cut(record.event, LIMITS.fieldBytes);
-  const logs = cut(record.logs, LIMITS.fieldBytes);
-  const result = record.result === null ? null : cut(record.result, LIMITS.fieldBytes).text;
+  const event = cut(record.event, HISTORY_LIMITS.fieldBytes);
+  const logs = cut(record.logs, HISTORY_LIMITS.fieldBytes);
+  const result = record.result === null ? null : cut(record.result, HISTORY_LIMITS.fieldBytes).text;
   return {
     ...record,
     event: event.text,
@@ -144,7 +142,7 @@ export async function spoolRecord(
   } catch (error) {
     // No SQLite to take them in: the spool keeps the newest records, as the history would.
     await Promise.all(
-      spooled.slice(0, -LIMITS.records).map((name) => rm(join(directory, name), { force: true })),
+      spooled.slice(0, -HISTORY_LIMITS.records).map((name) => rm(join(directory, name), { force: true })),
     );
     throw error;
   }
@@ -229,7 +227,7 @@ export class History extends EventEmitter<{ record: [InvocationRecord] }> {
         // Keeps the newest `records`: one walk down the primary key, not a scan of the table.
         "DELETE FROM invocations WHERE seq <= (SELECT seq FROM invocations ORDER BY seq DESC LIMIT 1 OFFSET ?)",
       )
-      .run(LIMITS.records);
+      .run(HISTORY_LIMITS.records);
   }
 
   /**

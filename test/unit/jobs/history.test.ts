@@ -2,13 +2,8 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import {
-  History,
-  type InvocationRecord,
-  LIMITS,
-  SPOOL_BATCH,
-  spoolRecord,
-} from "../../../src/jobs/history.ts";
+import { History, type InvocationRecord, SPOOL_BATCH, spoolRecord } from "../../../src/jobs/history.ts";
+import { HISTORY_LIMITS } from "../../../src/jobs/limits.ts";
 
 const directory = mkdtempSync(join(tmpdir(), "fnrun-history-test-"));
 afterAll(() => rmSync(directory, { recursive: true, force: true }));
@@ -35,15 +30,15 @@ function record(index: number, size = 10): InvocationRecord {
 describe("the invocation history", () => {
   it("keeps the newest records only, and cuts big fields", async () => {
     const history = await History.open({ FNRUN_STATE_DIR: directory });
-    for (let index = 0; index < LIMITS.records + 5; index++) history.add(record(index));
-    const kept = history.list(LIMITS.records + 100);
-    expect(kept).toHaveLength(LIMITS.records);
-    expect(kept[0]?.requestId).toBe(`request-${LIMITS.records + 4}`);
+    for (let index = 0; index < HISTORY_LIMITS.records + 5; index++) history.add(record(index));
+    const kept = history.list(HISTORY_LIMITS.records + 100);
+    expect(kept).toHaveLength(HISTORY_LIMITS.records);
+    expect(kept[0]?.requestId).toBe(`request-${HISTORY_LIMITS.records + 4}`);
     expect(kept.at(-1)?.requestId).toBe("request-5");
 
-    history.add(record(99_999, LIMITS.fieldBytes + 10));
+    history.add(record(99_999, HISTORY_LIMITS.fieldBytes + 10));
     const big = history.get("request-99999");
-    expect(big?.event.length).toBe(LIMITS.fieldBytes);
+    expect(big?.event.length).toBe(HISTORY_LIMITS.fieldBytes);
     expect(big?.eventTruncated).toBe(true);
   });
 });
@@ -53,7 +48,7 @@ describe("the history's spool (what `fnrun invoke` leaves without loading SQLite
     const env = { FNRUN_STATE_DIR: mkdtempSync(join(directory, "spool-")) };
     const spool = join(env.FNRUN_STATE_DIR, "history-spool");
     await spoolRecord(record(30), env);
-    await spoolRecord(record(10, LIMITS.fieldBytes + 10), env);
+    await spoolRecord(record(10, HISTORY_LIMITS.fieldBytes + 10), env);
     writeFileSync(join(spool, "000000000000020-broken.json"), "{ not json");
     const history = await History.open(env);
     expect(readdirSync(spool)).toEqual([]);
