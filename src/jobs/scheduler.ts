@@ -30,9 +30,26 @@ export interface ScheduleEntry {
 const MAX_TIMER_MS = 60_000;
 const MAX_COUNTED_MISSES = 10_000;
 
+/**
+ * cron-parser fills in missing fields at the front, so it would run "0 9 * *"
+ * (a field left out) every minute of the 9th, and "" every minute: anything but
+ * 5 or 6 fields, or an alias such as "@daily", is refused before it is parsed.
+ */
+function parseSchedule(expression: string, options: { currentDate: Date; endDate?: Date }) {
+  const text = expression.trim();
+  const fields = text === "" ? 0 : text.split(/\s+/).length;
+  if (!text.startsWith("@") && fields !== 5 && fields !== 6) {
+    throw new Error(
+      `a cron expression has 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first; ${JSON.stringify(expression)} has ${fields}`,
+    );
+  }
+  return cronParser.parseExpression(text, { ...options, tz: "UTC" });
+}
+
 export function nextOccurrence(expression: string, after: number): number {
-  const interval = cronParser.parseExpression(expression, { currentDate: new Date(after), tz: "UTC" });
-  return interval.next().getTime();
+  return parseSchedule(expression, { currentDate: new Date(after) })
+    .next()
+    .getTime();
 }
 
 /** Occurrences strictly after `from` and at or before `to` (counting stops at a cap). */
@@ -41,11 +58,7 @@ export function countOccurrences(
   from: number,
   to: number,
 ): { count: number; last: number | null } {
-  const interval = cronParser.parseExpression(expression, {
-    currentDate: new Date(from),
-    endDate: new Date(to + 1),
-    tz: "UTC",
-  });
+  const interval = parseSchedule(expression, { currentDate: new Date(from), endDate: new Date(to + 1) });
   let count = 0;
   let last: number | null = null;
   while (count < MAX_COUNTED_MISSES) {

@@ -224,6 +224,20 @@ describe("queue and schedule arithmetic", () => {
     expect(() => nextOccurrence("not a cron", base)).toThrow();
   });
 
+  it("refuses a schedule without 5 or 6 fields, which cron-parser would fill in and misread", () => {
+    const base = Date.UTC(2026, 0, 1, 12, 0, 0);
+    // cron-parser reads "0 9 * *" as every minute of the 9th, and "" as every minute.
+    expect(() => nextOccurrence("0 9 * *", base)).toThrow(
+      'a cron expression has 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first; "0 9 * *" has 4',
+    );
+    expect(() => countOccurrences("0 9 * *", base, base + 60_000)).toThrow("has 4");
+    expect(() => nextOccurrence("", base)).toThrow("a cron expression has 5 fields");
+    expect(() => nextOccurrence("  ", base)).toThrow("a cron expression has 5 fields");
+    expect(() => nextOccurrence("* * * * * * *", base)).toThrow("has 7");
+    expect(new Date(nextOccurrence(" 0  9 * * * ", base)).toISOString()).toBe("2026-01-02T09:00:00.000Z");
+    expect(new Date(nextOccurrence("@daily", base)).toISOString()).toBe("2026-01-02T00:00:00.000Z");
+  });
+
   it("shapes scheduled events as EventBridge does", () => {
     const event = scheduledEvent({ functionName: "tick", expression: "* * * * *" }, Date.UTC(2026, 0, 1), 3);
     expect(event).toMatchObject({
