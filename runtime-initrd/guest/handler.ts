@@ -21,20 +21,53 @@ import { currentInvocation, marks, now, setInvocation } from "./state.ts";
 
 const FUNCTION_PATH = "/fnrun/function.mjs";
 
+/** What `read` gives, or `fallback` when it throws (a getter of the function's, say). */
+function safely<T>(read: () => T, fallback: T): T {
+  try {
+    return read();
+  } catch {
+    return fallback;
+  }
+}
+
+/**
+ * An error's stack as text. The function may have left an `Error.prepareStackTrace`
+ * that throws (the `bindings` package does when `__filename` is missing): then
+ * V8's own format is used, as if it had none.
+ */
+export function stackText(error: Error): string {
+  try {
+    return String(error.stack ?? "");
+  } catch {
+    const errors = Error as { prepareStackTrace?: unknown };
+    const formatter = errors.prepareStackTrace;
+    errors.prepareStackTrace = undefined;
+    try {
+      return String(error.stack ?? "");
+    } catch {
+      return "";
+    } finally {
+      errors.prepareStackTrace = formatter;
+    }
+  }
+}
+
+/** The function's error as Lambda reports it; never throws, whatever the error's getters do. */
 function describeError(error: unknown): LambdaError {
-  if (error instanceof Error) {
+  if (safely(() => error instanceof Error, false)) {
+    const failed = error as Error;
     return {
-      errorType: error.name || error.constructor?.name || "Error",
-      errorMessage: error.message,
-      stack: (error.stack ?? "").split("\n").filter((line) => line.length > 0),
+      errorType: safely(() => String(failed.name || failed.constructor?.name || "Error"), "Error"),
+      errorMessage: safely(() => String(failed.message), "(its message could not be read)"),
+      stack: stackText(failed)
+        .split("\n")
+        .filter((line) => line.length > 0),
     };
   }
-  let message: string;
-  try {
-    message = typeof error === "string" ? error : (JSON.stringify(error) ?? String(error));
-  } catch {
-    message = String(error);
-  }
+  const message = safely(
+    () => (typeof error === "string" ? error : (JSON.stringify(error) ?? String(error))),
+    safely(() => String(error), "(a value that cannot be shown)"),
+  );
   // What Lambda reports for a thrown non-Error: its type and its value.
   return { errorType: typeof error, errorMessage: message, stack: [] };
 }

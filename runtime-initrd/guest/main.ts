@@ -42,6 +42,7 @@ import {
   type Loaded,
   runHandler,
   runInvocation,
+  stackText,
 } from "./handler.ts";
 import { watchInitPhase } from "./init-watch.ts";
 import { captureOutput } from "./logs.ts";
@@ -181,6 +182,6 @@ main().catch((error: unknown) => {
   // The runtime itself failed before the handler could run. Say why on the
   // console and end: PID 1 exiting stops the VM, and the host reports a boot
   // failure with these lines.
-  fs.writeSync(2, `fnrun runtime: ${error instanceof Error ? error.stack : String(error)}\n`);
+  fs.writeSync(2, `fnrun runtime: ${error instanceof Error ? stackText(error) : String(error)}\n`);
   exitProcess(1);
 });

@@ -134,6 +134,27 @@ describe("hostile functions", () => {
     expect(exited.stderr).toContain("the function's VM stopped before the handler returned");
   });
 
+  it("reports an error whose stack or properties cannot be read, instead of crashing the runtime", async () => {
+    const handler = await watchInvoke([fixture("breaks-stack-traces.ts")]);
+    expect(handler.code).toBe(ExitCode.function);
+    expect(handler.stderr).toContain("function error: Error: the real failure");
+    expect(handler.stderr).toContain("breaks-stack-traces.ts:10:9");
+    expect(handler.stderr).not.toContain("Kernel panic");
+    expectHealthyHost(handler);
+
+    const init = await watchInvoke([fixture("breaks-stack-traces-at-init.ts")]);
+    expect(init.code).toBe(ExitCode.function);
+    expect(init.stderr).toContain("Runtime.ImportModuleError: Error: the real failure at init");
+    expect(init.stderr).not.toContain("Kernel panic");
+    expectHealthyHost(init);
+
+    const unreadable = await watchInvoke([fixture("breaks-stack-traces.ts"), "--handler", "unreadable"]);
+    expect(unreadable.code).toBe(ExitCode.function);
+    expect(unreadable.stderr).toContain("function error: Error: (its message could not be read)");
+    expect(unreadable.stderr).not.toContain("Kernel panic");
+    expectHealthyHost(unreadable);
+  });
+
   it("has no /dev/mem, /dev/kmem or /dev/port to write to", async () => {
     const run = await watchInvoke([fixture("dev-mem.ts")]);
     expect(run.code).toBe(ExitCode.ok);
