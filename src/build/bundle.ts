@@ -47,11 +47,18 @@ export interface Bundle {
   warnings: string[];
 }
 
-// Bundled CommonJS packages may `require()` Node built-ins; in an ES module that
-// needs a real `require`.
+// Bundled CommonJS packages may `require()` Node built-ins, and find their files
+// through `__filename` and `__dirname`; in an ES module those need defining. The
+// two are the bundle's own (as for a bundled function on Lambda), given under
+// names of fnrun's (DEFINE) so that a function's own `const __dirname` stays its.
 const BANNER =
   'import { createRequire as __fnrunCreateRequire } from "node:module";\n' +
-  "const require = __fnrunCreateRequire(import.meta.url);";
+  'import { fileURLToPath as __fnrunFileURLToPath } from "node:url";\n' +
+  "const require = __fnrunCreateRequire(import.meta.url);\n" +
+  "const __fnrunFilename = __fnrunFileURLToPath(import.meta.url);\n" +
+  'const __fnrunDirname = __fnrunFilename.slice(0, __fnrunFilename.lastIndexOf("/")) || "/";';
+
+const DEFINE = { __filename: "__fnrunFilename", __dirname: "__fnrunDirname" };
 
 const LOADERS: Record<string, Esbuild.Loader> = {
   ".ts": "ts",
@@ -179,7 +186,7 @@ async function bundleCacheVersion(): Promise<string> {
   if (!cacheVersion) {
     const esbuildPackage = requireFromFnrun.resolve("esbuild/package.json");
     const { version } = JSON.parse(await readFile(esbuildPackage, "utf8")) as { version: string };
-    cacheVersion = `bundle-v1 config-${CONFIG_FORMAT} esbuild-${version} node-${process.versions.node.split(".")[0]}`;
+    cacheVersion = `bundle-v2 config-${CONFIG_FORMAT} esbuild-${version} node-${process.versions.node.split(".")[0]}`;
   }
   return cacheVersion;
 }
@@ -249,6 +256,7 @@ async function buildBundle(entry: string): Promise<Bundle> {
       sourcesContent: false,
       metafile: true,
       banner: { js: BANNER },
+      define: DEFINE,
       logLevel: "silent",
       absWorkingDir: process.cwd(),
     });

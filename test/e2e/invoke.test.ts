@@ -111,12 +111,16 @@ describe.concurrent("fnrun invoke", () => {
     expect(JSON.parse(run.stdout)).toEqual({ short: "1d", long: "1 day" });
   });
 
-  it("bundles a CommonJS dependency that requires Node built-ins", async () => {
+  it("bundles a CommonJS dependency that requires Node built-ins and uses __dirname", async () => {
     const { result } = await invoke("test/fixtures/cjs-dependency/uses-cjs.ts", { event: { name: "Grace" } });
     expect(result).toEqual({
       greeting: "Hi Grace",
       platform: "linux",
       digest: "01c95267dd2972bc29add243b05a8d514d510d68",
+      // The bundle's own place in the guest, as Lambda gives a bundled function its file's.
+      file: "/fnrun/function.mjs",
+      directory: "/fnrun",
+      data: "/fnrun/data.json",
     });
   });
 
