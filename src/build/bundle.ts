@@ -14,6 +14,7 @@ import { basename, dirname, extname, join, relative, resolve } from "node:path";
 import type * as Esbuild from "esbuild";
 import { cacheRoot, sha256, writeFileAtomic } from "../util/cache.ts";
 import { BundleError, UsageError } from "../util/errors.ts";
+import { isDirectory, isFile } from "../util/fs.ts";
 import { CONFIG_FORMAT, type FunctionConfig } from "./config.ts";
 
 type EsbuildModule = typeof Esbuild;
@@ -186,7 +187,7 @@ async function bundleCacheVersion(): Promise<string> {
   if (!cacheVersion) {
     const esbuildPackage = requireFromFnrun.resolve("esbuild/package.json");
     const { version } = JSON.parse(await readFile(esbuildPackage, "utf8")) as { version: string };
-    cacheVersion = `bundle-v2 config-${CONFIG_FORMAT} esbuild-${version} node-${process.versions.node.split(".")[0]}`;
+    cacheVersion = `bundle-v3 config-${CONFIG_FORMAT} esbuild-${version} node-${process.versions.node.split(".")[0]}`;
   }
   return cacheVersion;
 }
@@ -273,6 +274,11 @@ async function buildBundle(entry: string): Promise<Bundle> {
       : "";
     return `${where}${warning.text}`;
   });
+  for (const addon of await nativeAddons(inputs)) {
+    warnings.push(
+      `${addon.name} is a native addon (it has ${addon.marker}): its compiled .node file is not in the bundle, so loading it fails in the VM`,
+    );
+  }
   return {
     entry,
     name: functionNameOf(entry),
@@ -282,4 +288,37 @@ async function buildBundle(entry: string): Promise<Bundle> {
     inputs,
     warnings,
   };
+}
+
+/** What marks a package as a native addon: node-gyp's build file, node-gyp-build's binaries. */
+const ADDON_MARKERS = [
+  { path: "binding.gyp", marker: "a binding.gyp", isThere: isFile },
+  { path: "prebuilds", marker: "prebuilds/", isThere: isDirectory },
+];
+
+/**
+ * The packages among a bundle's inputs that are native addons. esbuild bundles
+ * their JavaScript but cannot see the `.node` file it loads at run time (through
+ * `bindings` or `node-gyp-build`), so the function would fail in the VM with a
+ * message about module roots or missing files: better said at bundle time.
+ */
+async function nativeAddons(inputs: readonly string[]): Promise<{ name: string; marker: string }[]> {
+  const packages = new Map<string, string>();
+  for (const input of inputs) {
+    const at = input.lastIndexOf("/node_modules/");
+    if (at < 0) continue;
+    const parts = input.slice(at + "/node_modules/".length).split("/");
+    const name = parts[0]?.startsWith("@") ? parts.slice(0, 2).join("/") : (parts[0] ?? "");
+    packages.set(input.slice(0, at + "/node_modules/".length) + name, name);
+  }
+  const found: { name: string; marker: string }[] = [];
+  for (const [root, name] of packages) {
+    for (const { path, marker, isThere } of ADDON_MARKERS) {
+      if (await isThere(join(root, path))) {
+        found.push({ name, marker });
+        break;
+      }
+    }
+  }
+  return found;
 }
