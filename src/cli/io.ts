@@ -40,9 +40,10 @@ export async function readLimitedFile(path: string, what: string, limit: number)
   return readFile(path, "utf8");
 }
 
+/** JSON text, past a UTF-8 byte order mark (which Windows editors write, and JSON.parse refuses). */
 export function parseJson(text: string, source: string): unknown {
   try {
-    return JSON.parse(text);
+    return JSON.parse(text.startsWith("\uFEFF") ? text.slice(1) : text);
   } catch (error) {
     throw new UsageError(`${source} is not valid JSON: ${(error as Error).message}`);
   }

@@ -78,13 +78,21 @@ function defineParser(parser: Argv, helpWidth: number | null): Argv {
   );
 }
 
-/** yargs reads a lone "-" as a stray argument: keep `--event -` together. */
+/** The flags whose value may be "-" (standard input). */
+const DASH_VALUE_FLAGS = new Map([
+  ["--event", "--event"],
+  ["-e", "--event"],
+  ["--event-file", "--event-file"],
+]);
+
+/** yargs reads a lone "-" as a stray argument: keep `--event -` and `--event-file -` together. */
 function joinDashValues(argv: string[]): string[] {
   const joined: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
-    if ((arg === "--event" || arg === "-e") && argv[i + 1] === "-") {
-      joined.push("--event=-");
+    const flag = DASH_VALUE_FLAGS.get(arg);
+    if (flag && argv[i + 1] === "-") {
+      joined.push(`${flag}=-`);
       i++;
     } else {
       joined.push(arg);

@@ -84,6 +84,14 @@ describe.concurrent("fnrun invoke", () => {
     expect(JSON.parse(run.stdout).message).toBe("Hello, Stdin!");
   });
 
+  it("reads the event from standard input with --event-file -, and past a UTF-8 byte order mark", async () => {
+    const run = await runCli(["invoke", "functions/hello.ts", "--event-file", "-"], {
+      stdin: '\uFEFF{"name":"Notepad"}',
+    });
+    expect(run.code, run.stderr).toBe(ExitCode.ok);
+    expect(JSON.parse(run.stdout).message).toBe("Hello, Notepad!");
+  });
+
   it("reports a thrown error with its type, message and a stack mapped to the TypeScript source", async () => {
     const run = await runCli(["invoke", "functions/fails.ts", "--event", '{"order":"A-17"}']);
     expect(run.code).toBe(ExitCode.function);

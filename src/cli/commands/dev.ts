@@ -15,6 +15,11 @@ async function runDevCommand(
   if (args.event !== undefined && args.eventFile !== undefined) {
     throw new UsageError("give the event once: --event or --event-file, not both");
   }
+  if (args.event === "-" || args.eventFile === "-") {
+    throw new UsageError(
+      "fnrun dev reads its keys (r, q) from standard input, not an event: give --event JSON or --event-file PATH",
+    );
+  }
   // A file that is not there is a mistake in the command, not something to wait for.
   const { stat } = await import("node:fs/promises");
   const found = await stat(args.file).catch(() => undefined);

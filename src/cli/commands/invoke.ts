@@ -43,17 +43,18 @@ async function readEvent(args: InvokeArgs, io: CliIo): Promise<unknown> {
   if (args.event !== undefined && args.eventFile !== undefined) {
     throw new UsageError("give the event once: --event or --event-file, not both");
   }
+  const dashFlag = args.event === "-" ? "--event" : args.eventFile === "-" ? "--event-file" : undefined;
+  if (dashFlag) {
+    const text = await readStdin(io.stdin, DEFAULTS.maxEventBytes);
+    if (!text.trim())
+      throw new UsageError(`${dashFlag} -: standard input is empty; pipe a JSON event into fnrun`);
+    return parseJson(text, "the event on standard input");
+  }
   if (args.eventFile !== undefined) {
     return parseJson(
       await readLimitedFile(args.eventFile, "event file", DEFAULTS.maxEventBytes),
       args.eventFile,
     );
-  }
-  if (args.event === "-") {
-    const text = await readStdin(io.stdin, DEFAULTS.maxEventBytes);
-    if (!text.trim())
-      throw new UsageError("--event -: standard input is empty; pipe a JSON event into fnrun");
-    return parseJson(text, "the event on standard input");
   }
   if (args.event !== undefined) {
     if (Buffer.byteLength(args.event) > DEFAULTS.maxEventBytes)
@@ -196,7 +197,10 @@ export default defineCommand<InvokeArgs>({
         type: "string",
         describe: "The event as JSON, or - to read it from standard input (default {})",
       })
-      .option("event-file", { type: "string", describe: "Read the event from this JSON file" })
+      .option("event-file", {
+        type: "string",
+        describe: "Read the event from this JSON file (- for standard input)",
+      })
       .option("handler", {
         type: "string",
         describe:

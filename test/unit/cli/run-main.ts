@@ -4,13 +4,16 @@ import { main } from "../../../src/cli/main.ts";
 export async function runMain(
   argv: string[],
   env: NodeJS.ProcessEnv = {},
+  stdin = "",
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = "";
   let stderr = "";
   const io = {
     stdout: { write: (text: string) => (stdout += text) },
     stderr: { write: (text: string) => (stderr += text) },
-    stdin: (async function* () {})(),
+    stdin: (async function* () {
+      if (stdin) yield Buffer.from(stdin);
+    })(),
     env: { ...process.env, ...env },
   };
   const code = await main(argv, io);
