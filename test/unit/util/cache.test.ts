@@ -1,8 +1,21 @@
-import { mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import {
+  closeSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  utimesSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ensureEntry, findEntry } from "../../../src/util/cache.ts";
+import { ensureEntry, findEntry, hashContent } from "../../../src/util/cache.ts";
 
 let root: string;
 beforeEach(() => {
@@ -110,5 +123,57 @@ describe("cache entries", () => {
     const tools = ["wrapper", "proxy", "tsc-khz", "ram-copy", "next-one"];
     for (const key of tools) await ensureEntry("host-tools", key, build, {}, root);
     expect(readdirSync(join(root, "host-tools")).sort()).toEqual([...tools].sort());
+  });
+});
+
+describe("hashContent", () => {
+  const PAGE = 4096;
+  /** A file of `size` bytes, all hole but for `bytes` written at `offset`. */
+  function sparseFile(name: string, size: number, writes: Array<[number, Buffer]>): string {
+    const path = join(root, name);
+    writeFileSync(path, "");
+    truncateSync(path, size);
+    const fd = openSync(path, "r+");
+    for (const [offset, bytes] of writes) writeSync(fd, bytes, 0, bytes.length, offset);
+    closeSync(fd);
+    return path;
+  }
+
+  it("is the content's: a hole and written zeros hash alike, any other byte does not", async () => {
+    const data = Buffer.from("guest RAM");
+    const size = 64 * PAGE + 100; // a last page that is not whole
+    const sparse = await hashContent(sparseFile("sparse", size, [[5 * PAGE, data]]));
+    const written = Buffer.alloc(size);
+    data.copy(written, 5 * PAGE);
+    writeFileSync(join(root, "dense"), written);
+    expect(await hashContent(join(root, "dense"))).toBe(sparse);
+
+    const other = Buffer.from("guest RAN");
+    expect(await hashContent(sparseFile("changed", size, [[5 * PAGE, other]]))).not.toBe(sparse);
+    expect(await hashContent(sparseFile("moved", size, [[6 * PAGE, data]]))).not.toBe(sparse);
+    expect(await hashContent(sparseFile("longer", size + 1, [[5 * PAGE, data]]))).not.toBe(sparse);
+    const tail = await hashContent(sparseFile("tail", size, [[5 * PAGE, data]]));
+    expect(
+      await hashContent(
+        sparseFile("tail2", size, [
+          [5 * PAGE, data],
+          [size - 1, Buffer.from([1])],
+        ]),
+      ),
+    ).not.toBe(tail);
+  });
+
+  it("still verifies an entry recorded with a plain SHA-256 of its files (by an older fnrun)", async () => {
+    const { build, builds } = builder("made by an older fnrun");
+    const { directory } = await ensureEntry("thing", "k1", build, {}, root);
+    const manifestPath = join(directory, "manifest.json");
+    const manifest = JSON.parse(readFileSync(manifestPath, "utf8"));
+    const plain = createHash("sha256").update("made by an older fnrun").digest("hex");
+    manifest.files.data = { ...manifest.files.data, sha256: plain, scheme: undefined, mtimeMs: 1 };
+    writeFileSync(manifestPath, JSON.stringify(manifest));
+    expect(await findEntry("thing", "k1", {}, root)).toBeDefined(); // touched: hashed again, the old way
+    writeFileSync(join(directory, "data"), "made by an older fnruN");
+    expect(await findEntry("thing", "k1", {}, root)).toBeUndefined();
+    expect(builds()).toBe(1);
   });
 });
