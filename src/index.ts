@@ -12,7 +12,7 @@ export { invoke } from "./invoke/invoke.ts";
 export type { InvokeOptions, InvokeResult, StartMode } from "./invoke/options.ts";
 export { createPool, Pool, type PoolOptions, type PoolStats } from "./invoke/pool.ts";
 export { type FnrunServer, type ServeOptions, serve } from "./serve/server.ts";
-export { backgroundSnapshots } from "./start/snapshot.ts";
+export { backgroundSnapshots, stopBackgroundSnapshots } from "./start/snapshot.ts";
 export type {
   Callback,
   Context,

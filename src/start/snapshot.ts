@@ -233,6 +233,8 @@ export interface CreateOptions {
   bootTimeoutMs?: number;
   /** Made while an invocation boots (only the progress line says so). */
   background?: boolean;
+  /** Stops the VM being saved; nothing of it is kept. */
+  signal?: AbortSignal;
 }
 
 /** Returns the snapshot for this host and shape, making it first if needed (one process at a time). */
@@ -269,7 +271,14 @@ async function saveOnce(
       key,
       async (directory) => {
         (options.progress ?? silent)(what.describe);
-        await saveBootedVm(saver, shape, directory, options.bootTimeoutMs ?? BOOT_TIMEOUT_MS.tcg, what.bound);
+        await saveBootedVm(
+          saver,
+          shape,
+          directory,
+          options.bootTimeoutMs ?? BOOT_TIMEOUT_MS.tcg,
+          what.bound,
+          options.signal,
+        );
         return ["ram", "state", "snapshot.json"];
       },
       {},
@@ -347,24 +356,27 @@ export async function ensureFunctionSnapshot(
 }
 
 const madeInBackground = new Map<string, Promise<void>>();
+let backgroundStopper = new AbortController();
 
 /**
  * Runs `make` in the background unless the same snapshot (`id`) is being made
  * already, if a VM slot is free now; otherwise a later invocation will. Never
- * throws: a failure goes to `onError`. False if it did not start.
+ * throws: a failure goes to `onError`, but not one of stopBackgroundSnapshots's.
+ * False if it did not start.
  */
 function makeInBackground(
   id: string,
-  make: () => Promise<unknown>,
+  make: (signal: AbortSignal) => Promise<unknown>,
   onError: ((error: unknown) => void | Promise<void>) | undefined,
 ): boolean {
   if (madeInBackground.has(id)) return false;
   const release = hostSlots.tryAcquire();
   if (!release) return false;
-  const made = make()
+  const { signal } = backgroundStopper;
+  const made = make(signal)
     .then(
       () => {},
-      (error: unknown) => onError?.(error),
+      (error: unknown) => (signal.aborted ? undefined : onError?.(error)),
     )
     .finally(async () => {
       await release();
@@ -394,7 +406,11 @@ export function ensureSnapshotInBackground(
     shape.folders,
   ].join("|");
   const { onError, ...create } = options;
-  makeInBackground(id, () => ensureSnapshot(host, shape, { ...create, background: true }), onError);
+  makeInBackground(
+    id,
+    (signal) => ensureSnapshot(host, shape, { ...create, background: true, signal }),
+    onError,
+  );
 }
 
 /**
@@ -412,7 +428,7 @@ export function ensureFunctionSnapshotInBackground(
   const { onError, ...create } = options;
   return makeInBackground(
     `function|${key}`,
-    () => ensureFunctionSnapshot(host, fn, { ...create, background: true }),
+    (signal) => ensureFunctionSnapshot(host, fn, { ...create, background: true, signal }),
     onError,
   );
 }
@@ -420,6 +436,16 @@ export function ensureFunctionSnapshotInBackground(
 /** Resolves once the snapshots being made in the background are made (or have failed). */
 export async function backgroundSnapshots(): Promise<void> {
   await Promise.all(madeInBackground.values());
+}
+
+/**
+ * Stops the snapshots being made in the background (fnrun was asked to stop):
+ * their VMs are killed and their half-written files removed, by the time
+ * backgroundSnapshots() resolves. Later ones are made as before.
+ */
+export function stopBackgroundSnapshots(): void {
+  backgroundStopper.abort(new Error("stopped"));
+  backgroundStopper = new AbortController();
 }
 
 async function waitForMigration(vm: Vm): Promise<void> {
@@ -445,7 +471,9 @@ async function saveBootedVm(
   directory: string,
   bootTimeoutMs: number,
   bound?: SavedFunction,
+  signal?: AbortSignal,
 ): Promise<void> {
+  signal?.throwIfAborted();
   // The saved VM has its folder devices, served from an empty folder it never
   // mounts: each clone mounts its own folders after its restore.
   const empty = folders > 0 ? await mkdtemp(join(tmpdir(), "fnrun-empty-")) : undefined;
@@ -463,7 +491,10 @@ async function saveBootedVm(
         : { kind: "none" },
       snapshotRam: join(directory, "ram"),
     });
+    const stop = () => vm.killNow();
+    signal?.addEventListener("abort", stop, { once: true });
     try {
+      if (signal?.aborted) stop();
       const timer = setTimeout(() => vm.killNow(), bootTimeoutMs);
       let ready: Extract<GuestMessage, { type: "ready" }>;
       try {
@@ -485,8 +516,10 @@ async function saveBootedVm(
       await qmp.execute("migrate", { uri: `exec:cat > ${shellQuote(join(directory, "state"))}` });
       await waitForMigration(vm);
     } finally {
+      signal?.removeEventListener("abort", stop);
       await vm.kill();
     }
+    signal?.throwIfAborted();
     const info: SnapshotInfo = {
       bootNonce,
       memoryMB,

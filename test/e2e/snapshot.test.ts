@@ -1,5 +1,5 @@
 // Snapshot starts: one saved VM, many clones, fresh randomness in every one.
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import {
   existsSync,
@@ -452,6 +452,42 @@ describe("function snapshots", () => {
     expect(fourth.result.importedAtNs).toBe(third.result.importedAtNs);
     expect(fourth.result.uuid).not.toBe(third.result.uuid);
     expect(fourth.timeline.map((entry) => entry.name)).toContain("cloneAdopted");
+  });
+
+  it("stops making it when fnrun is interrupted after the result, leaving nothing half-made; a later run makes it", async () => {
+    const version = freshVersion();
+    const args = ["bin/fnrun.js", "invoke", "test/fixtures/init-once.ts", ...version];
+    expect(cliWith(automatic, ...args.slice(1)).status).toBe(0);
+    const before = new Set(functionSnapshots());
+    const made = () => functionSnapshots().filter((name) => !before.has(name));
+    const halfMade = () =>
+      readdirSync(join(cacheRoot(process.env), "function-snapshot")).filter((name) =>
+        name.startsWith(".building-"),
+      );
+    const child = spawn(process.execPath, args, { env: automatic, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (text: string) => (stdout += text));
+    child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text));
+    const closed = new Promise<number | null>((done) => child.on("close", (code) => done(code)));
+    // The result first, then the function snapshot made in the background: interrupted there.
+    for (const deadline = Date.now() + 60_000; !stderr.includes("making a snapshot of init-once"); ) {
+      if (Date.now() > deadline) throw new Error(`no background snapshot: ${stderr}`);
+      await new Promise((wait) => setTimeout(wait, 20));
+    }
+    child.kill("SIGINT");
+    expect(await closed).toBe(130);
+    expect(JSON.parse(stdout)).toMatchObject({ invocations: 1 });
+    // Its VM stopped and its half-written files removed before fnrun exited, not by a later run.
+    expect(halfMade()).toEqual([]);
+    expect(made()).toEqual([]);
+    expect(stderr).not.toContain("no function snapshot");
+    for (const deadline = Date.now() + 5000; qemuProcesses().length > 0; ) {
+      if (Date.now() > deadline) throw new Error("a QEMU outlived fnrun");
+      await new Promise((wait) => setTimeout(wait, 100));
+    }
+    expect(cliWith(automatic, ...args.slice(1)).status).toBe(0);
+    expect(made()).toHaveLength(1);
   });
 
   it("tries a function whose init phase draws randomness once, says why it has no function snapshot, and never again", async () => {
