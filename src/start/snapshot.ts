@@ -433,9 +433,20 @@ export function ensureFunctionSnapshotInBackground(
   );
 }
 
-/** Resolves once the snapshots being made in the background are made (or have failed). */
-export async function backgroundSnapshots(): Promise<void> {
-  await Promise.all(madeInBackground.values());
+/**
+ * Resolves once the snapshots being made in the background are made (or have
+ * failed); when `signal` aborts first (fnrun asked to stop), once they are
+ * stopped (stopBackgroundSnapshots).
+ */
+export async function backgroundSnapshots(signal?: AbortSignal): Promise<void> {
+  const stop = () => stopBackgroundSnapshots();
+  signal?.addEventListener("abort", stop, { once: true });
+  try {
+    if (signal?.aborted) stop();
+    await Promise.all(madeInBackground.values());
+  } finally {
+    signal?.removeEventListener("abort", stop);
+  }
 }
 
 /**

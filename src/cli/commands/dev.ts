@@ -1,6 +1,7 @@
 /** `fnrun dev <file>`: run a function on every save, with the last event (r: run again, q: quit). */
 
 import { DEFAULTS } from "../../invoke/options.ts";
+import { backgroundSnapshots } from "../../start/snapshot.ts";
 import { ExitCode, UsageError } from "../../util/errors.ts";
 import { defineCommand } from "../command.ts";
 import type { CliIo } from "../io.ts";
@@ -55,6 +56,8 @@ async function runDevCommand(
       stdin.pause();
     }
   }
+  // A snapshot being made for the next run is finished, or stopped if fnrun was.
+  await backgroundSnapshots(io.signal);
   return ExitCode.ok;
 }
 

@@ -1,6 +1,7 @@
 /** `fnrun hook <action> <name> [file]`: git hooks that run a function: install, uninstall, run. */
 
 import { invoke } from "../../invoke/invoke.ts";
+import { backgroundSnapshots } from "../../start/snapshot.ts";
 import { ExitCode, FnrunError, UsageError } from "../../util/errors.ts";
 import { defineCommand } from "../command.ts";
 import type { CliIo } from "../io.ts";
@@ -31,6 +32,7 @@ async function runHook(args: HookArgs, io: CliIo): Promise<number> {
   const stdin = args.name === "pre-push" ? await readStdin(io.stdin, 1024 * 1024) : "";
   const event = await hooks.hookEvent(args.name, (args["--"] ?? []).map(String), stdin);
   const logs = logPrinter((text) => io.stderr.write(text));
+  let code: number;
   try {
     const { result } = await invoke(args.file, {
       event,
@@ -40,14 +42,17 @@ async function runHook(args: HookArgs, io: CliIo): Promise<number> {
     logs.endLine();
     const verdict = hooks.hookVerdict(result);
     if (verdict.message) io.stderr.write(`${sanitizeForTerminal(verdict.message)}\n`);
-    return verdict.ok ? ExitCode.ok : 1;
+    code = verdict.ok ? ExitCode.ok : 1;
   } catch (error) {
     if (!(error instanceof FnrunError)) throw error;
     logs.endLine();
     io.stderr.write(describeFailure(error));
     io.stderr.write(`fnrun: the ${args.name} hook failed; git stops here\n`);
-    return 1;
+    code = 1;
   }
+  // A snapshot being made for the next run is finished, or stopped if fnrun was.
+  await backgroundSnapshots(io.signal);
+  return code;
 }
 
 export default defineCommand<HookArgs>({

@@ -7,7 +7,7 @@ import { resolve } from "node:path";
 import { findHandlerModule } from "../../build/handler.ts";
 import { invoke } from "../../invoke/invoke.ts";
 import { DEFAULTS, INVOKE_RANGES, type InvokeOptions, type InvokeResult } from "../../invoke/options.ts";
-import { backgroundSnapshots, stopBackgroundSnapshots } from "../../start/snapshot.ts";
+import { backgroundSnapshots } from "../../start/snapshot.ts";
 import { ExitCode, FnrunError, toFnrunError, UsageError } from "../../util/errors.ts";
 import type { LogEntry } from "../../vm/log-collector.ts";
 import { defineCommand, numberFlag } from "../command.ts";
@@ -152,11 +152,7 @@ export async function runInvoke(
   // With no snapshot yet, this invocation booted and one is being made alongside
   // for the next: fnrun ends once it is saved, leaving no VM behind. Asked to
   // stop meanwhile, it stops that VM and removes what it had written.
-  const stop = () => stopBackgroundSnapshots();
-  io.signal?.addEventListener("abort", stop, { once: true });
-  if (io.signal?.aborted) stop();
-  await backgroundSnapshots();
-  io.signal?.removeEventListener("abort", stop);
+  await backgroundSnapshots(io.signal);
   if (io.signal?.aborted && !(outcome instanceof FnrunError)) return ExitCode.interrupted;
   return outcome instanceof FnrunError ? outcome.exitCode : ExitCode.ok;
 }
