@@ -1,4 +1,4 @@
-#!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS FNRUN_EXTRA_CA_CERTS=${NODE_EXTRA_CA_CERTS} node
+#!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS FNRUN_EXTRA_CA_CERTS=${NODE_EXTRA_CA_CERTS} node --
 // The fnrun command. The CLI is src/cli.ts, bundled into dist/cli/ by `make build`.
 // The signal handlers come first and the CLI is loaded after them: a signal that
 // arrives while the bundle loads is an interruption (130/143) like any other.
@@ -8,6 +8,9 @@
 // rediss:// queue does (src/jobs/queue-redis.ts adds them itself). The line above
 // starts Node without the variable and passes its value on; it is back for
 // whatever fnrun starts. (`node bin/fnrun.js` starts Node with it, as before.)
+// The `--` ends Node's options: Node 20 reads an `--env-file FILE` it finds even
+// after the script (nodejs/node#54232), and exits 9 when FILE is missing, where
+// `fnrun invoke --env-file` is fnrun's own flag.
 const extraCaCerts = process.env.FNRUN_EXTRA_CA_CERTS;
 delete process.env.FNRUN_EXTRA_CA_CERTS;
 if (extraCaCerts) process.env.NODE_EXTRA_CA_CERTS = extraCaCerts;

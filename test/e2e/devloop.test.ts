@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { resolveHost } from "../../src/host/setup.ts";
+import { ExitCode } from "../../src/util/errors.ts";
 import { expectNothingLeftBehind, qemuProcesses, runCli } from "./helpers.ts";
 
 const CLI = resolve("bin/fnrun.js");
@@ -211,6 +212,16 @@ describe("doctor, completion and help", () => {
     expect(spawnSync(process.execPath, [CLI, "--version"], { encoding: "utf8", env }).stderr).toContain(
       "Ignoring extra certs from `/nonexistent/ca.pem`",
     );
+  });
+
+  it("as a command, leaves --env-file to fnrun: Node 20 reads one it finds after the script", async () => {
+    // `node script.js --env-file x` exits 9 with "node: x: not found" when x is missing
+    // (nodejs/node#54232); the command's `node --` keeps it the script's.
+    const missing = spawnSync(CLI, ["invoke", "functions/hello.ts", "--env-file", "/nonexistent/.env"], {
+      encoding: "utf8",
+    });
+    expect(missing.status, missing.stderr).toBe(ExitCode.usage);
+    expect(missing.stderr).toContain("fnrun: UsageError: env file not found: /nonexistent/.env");
   });
 
   it("prints a completion script and help with examples for every command", async () => {
