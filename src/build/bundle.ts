@@ -54,9 +54,9 @@ export interface Bundle {
 // names of fnrun's (DEFINE) so that a function's own `const __dirname` stays its.
 const BANNER =
   'import { createRequire as __fnrunCreateRequire } from "node:module";\n' +
-  'import { fileURLToPath as __fnrunFileURLToPath } from "node:url";\n' +
   "const require = __fnrunCreateRequire(import.meta.url);\n" +
-  "const __fnrunFilename = __fnrunFileURLToPath(import.meta.url);\n" +
+  // Not node:url's fileURLToPath: one more module for every clone to load.
+  "const __fnrunFilename = decodeURIComponent(new URL(import.meta.url).pathname);\n" +
   'const __fnrunDirname = __fnrunFilename.slice(0, __fnrunFilename.lastIndexOf("/")) || "/";';
 
 const DEFINE = { __filename: "__fnrunFilename", __dirname: "__fnrunDirname" };
@@ -187,7 +187,7 @@ async function bundleCacheVersion(): Promise<string> {
   if (!cacheVersion) {
     const esbuildPackage = requireFromFnrun.resolve("esbuild/package.json");
     const { version } = JSON.parse(await readFile(esbuildPackage, "utf8")) as { version: string };
-    cacheVersion = `bundle-v3 config-${CONFIG_FORMAT} esbuild-${version} node-${process.versions.node.split(".")[0]}`;
+    cacheVersion = `bundle-v4 config-${CONFIG_FORMAT} esbuild-${version} node-${process.versions.node.split(".")[0]}`;
   }
   return cacheVersion;
 }
