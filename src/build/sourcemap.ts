@@ -22,8 +22,18 @@ export function createStackMapper(sourceMapJson: string, cwd = process.cwd()): (
       if (!found.originalSource || found.originalLine === undefined || found.originalColumn === undefined) {
         return whole;
       }
-      const absolute = resolve("/fnrun", found.originalSource.replace(/^file:\/\//, ""));
+      const absolute = resolve("/fnrun", pathOfSource(found.originalSource));
       const shown = relative(cwd, absolute);
       return `${shown.startsWith("..") ? absolute : shown}:${found.originalLine + 1}:${found.originalColumn + 1}`;
     });
+}
+
+/** A source map's source is a URL: esbuild writes "ü" as %C3%BC, and "%" as %25. */
+function pathOfSource(source: string): string {
+  const path = source.replace(/^file:\/\//, "");
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return path; // not encoded after all (a lone "%")
+  }
 }
