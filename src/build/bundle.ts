@@ -304,12 +304,14 @@ const ADDON_MARKERS = [
  */
 async function nativeAddons(inputs: readonly string[]): Promise<{ name: string; marker: string }[]> {
   const packages = new Map<string, string>();
+  const folder = "/node_modules/";
   for (const input of inputs) {
-    const at = input.lastIndexOf("/node_modules/");
+    const at = input.lastIndexOf(folder);
     if (at < 0) continue;
-    const parts = input.slice(at + "/node_modules/".length).split("/");
+    const inside = at + folder.length;
+    const parts = input.slice(inside).split("/");
     const name = parts[0]?.startsWith("@") ? parts.slice(0, 2).join("/") : (parts[0] ?? "");
-    packages.set(input.slice(0, at + "/node_modules/".length) + name, name);
+    packages.set(input.slice(0, inside) + name, name);
   }
   const found: { name: string; marker: string }[] = [];
   for (const [root, name] of packages) {
