@@ -64,10 +64,10 @@ function describeError(error: unknown): LambdaError {
         .filter((line) => line.length > 0),
     };
   }
-  const message = safely(
-    () => (typeof error === "string" ? error : (JSON.stringify(error) ?? String(error))),
-    safely(() => String(error), "(a value that cannot be shown)"),
-  );
+  // String(error) only when JSON cannot show it: it may run the function's own toString.
+  const message =
+    safely(() => (typeof error === "string" ? error : (JSON.stringify(error) ?? String(error))), undefined) ??
+    safely(() => String(error), "(a value that cannot be shown)");
   // What Lambda reports for a thrown non-Error: its type and its value.
   return { errorType: typeof error, errorMessage: message, stack: [] };
 }
