@@ -7,7 +7,7 @@ import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { resolveHost } from "../../src/host/setup.ts";
 import { ExitCode } from "../../src/util/errors.ts";
-import { expectNothingLeftBehind, qemuProcesses, runCli } from "./helpers.ts";
+import { eventually, expectNothingLeftBehind, qemuProcesses, runCli } from "./helpers.ts";
 
 const CLI = resolve("bin/fnrun.js");
 let root: string;
@@ -21,14 +21,6 @@ afterAll(async () => {
   rmSync(root, { recursive: true, force: true });
   await expectNothingLeftBehind(expect);
 });
-
-async function eventually(what: string, probe: () => boolean, timeoutMs = 90_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!probe()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((wait) => setTimeout(wait, 200));
-  }
-}
 
 describe("fnrun dev", () => {
   it("runs the function again on each save, on a key, and quits with q, leaving no VM", async () => {
@@ -55,28 +47,32 @@ describe("fnrun dev", () => {
     );
     expect(started.status).toBe(0);
     try {
-      await eventually("the first result", () => screen().includes('"version 1 greets Ada"'));
+      await eventually("the first result", () => screen().includes('"version 1 greets Ada"'), 90_000);
       expect(screen()).toContain("watching for changes");
 
       writeFileSync(
         file,
         'export const handler = async (event: { name: string }) => "version 2 greets " + event.name;\n',
       );
-      await eventually("the result after the edit", () => screen().includes('"version 2 greets Ada"'));
+      await eventually(
+        "the result after the edit",
+        () => screen().includes('"version 2 greets Ada"'),
+        90_000,
+      );
 
       // A syntax error is shown where it is, and fixing it runs again.
       writeFileSync(file, "export const handler = async ( => 1;\n");
-      await eventually("the bundle error", () => screen().includes("greet.ts:1:"));
+      await eventually("the bundle error", () => screen().includes("greet.ts:1:"), 90_000);
       writeFileSync(file, 'export const handler = async () => "version 3";\n');
-      await eventually("the result after the fix", () => screen().includes('"version 3"'));
+      await eventually("the result after the fix", () => screen().includes('"version 3"'), 90_000);
 
       const runs = (screen().match(/: running /g) ?? []).length;
       tmux("send-keys", "-t", session, "r");
-      await eventually("a run on the key", () => (screen().match(/: running /g) ?? []).length > runs);
-      await eventually("that run's result", () => (screen().match(/"version 3"/g) ?? []).length >= 2);
+      await eventually("a run on the key", () => (screen().match(/: running /g) ?? []).length > runs, 90_000);
+      await eventually("that run's result", () => (screen().match(/"version 3"/g) ?? []).length >= 2, 90_000);
 
       tmux("send-keys", "-t", session, "q");
-      await eventually("dev to stop", () => screen().includes("stopping…"));
+      await eventually("dev to stop", () => screen().includes("stopping…"), 90_000);
       await eventually("its VMs to go", () => qemuProcesses().length === 0, 20_000);
     } finally {
       tmux("kill-session", "-t", session);

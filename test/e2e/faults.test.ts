@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { resolveHost } from "../../src/host/setup.ts";
 import { ExitCode } from "../../src/util/errors.ts";
 import {
+  eventually,
   expectNothingLeftBehind,
   folderDaemons,
   leftoverRamCopies,
@@ -45,14 +46,6 @@ function exited(
   child.stderr?.setEncoding("utf8").on("data", (text: string) => (stderr += text));
   child.stdout?.resume();
   return new Promise((done) => child.on("close", (code, signal) => done({ code, signal, stderr })));
-}
-
-async function eventually(what: string, probe: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!probe()) {
-    if (Date.now() > deadline) throw new Error(`still waiting for ${what}`);
-    await new Promise((wait) => setTimeout(wait, 100));
-  }
 }
 
 function run(args: string[], env: Record<string, string> = {}) {
@@ -98,7 +91,7 @@ describe("fnrun killed during an invocation", () => {
           // any of fnrun's code (its handlers are the first thing it runs) and before
           // anything that could be left behind: Node's default action ends it.
         } else expect(outcome.code, `${where}: ${outcome.stderr}`).toBe(expectedExit[signal]);
-        await eventually(`no QEMU after ${where}`, () => qemuProcesses().length === 0);
+        await eventually(`no QEMU after ${where}`, () => qemuProcesses().length === 0, 5000);
       }
     }
     // The next run succeeds, and sweeps the run directories a SIGKILLed fnrun left.
@@ -121,8 +114,8 @@ describe("fnrun killed during an invocation", () => {
       await new Promise((wait) => setTimeout(wait, 1000));
       child.kill("SIGKILL");
       await ended;
-      await eventually("no QEMU", () => qemuProcesses().length === 0);
-      await eventually("no virtiofsd or proxy", () => folderDaemons().length === 0);
+      await eventually("no QEMU", () => qemuProcesses().length === 0, 5000);
+      await eventually("no virtiofsd or proxy", () => folderDaemons().length === 0, 5000);
       expect(leftoverRamCopies()).toEqual([]);
     },
   );
@@ -138,7 +131,7 @@ describe("fnrun killed while building its cache", () => {
       await new Promise((wait) => setTimeout(wait, delay));
       child.kill("SIGKILL");
       await ended;
-      await eventually("no QEMU", () => qemuProcesses().length === 0);
+      await eventually("no QEMU", () => qemuProcesses().length === 0, 5000);
     }
     const next = run(["invoke", "functions/hello.ts", "--quiet"], env);
     expect(next.status, next.stderr).toBe(0);

@@ -30,6 +30,15 @@ export async function runCli(
 }
 
 /** QEMU processes alive right now (none should outlive a test). */
+/** Waits until `probe` holds, checking every 100 ms; fails, naming `what`, after `timeoutMs`. */
+export async function eventually(what: string, probe: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!probe()) {
+    if (Date.now() > deadline) throw new Error(`still waiting for ${what}`);
+    await new Promise((wait) => setTimeout(wait, 100));
+  }
+}
+
 export function qemuProcesses(): string[] {
   try {
     return execFileSync("pgrep", ["-a", "-f", "qemu-system"], { encoding: "utf8" })

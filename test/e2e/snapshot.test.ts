@@ -19,6 +19,7 @@ import { createPool, invoke } from "../../src/index.ts";
 import { ensureSnapshot, findSnapshot, memoryOnly, snapshotKey } from "../../src/start/snapshot.ts";
 import { cacheRoot } from "../../src/util/cache.ts";
 import {
+  eventually,
   expectNothingLeftBehind,
   folderDaemons,
   leftoverRamCopies,
@@ -471,10 +472,11 @@ describe("function snapshots", () => {
     child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text));
     const closed = new Promise<number | null>((done) => child.on("close", (code) => done(code)));
     // The result first, then the function snapshot made in the background: interrupted there.
-    for (const deadline = Date.now() + 60_000; !stderr.includes("making a snapshot of init-once"); ) {
-      if (Date.now() > deadline) throw new Error(`no background snapshot: ${stderr}`);
-      await new Promise((wait) => setTimeout(wait, 20));
-    }
+    await eventually(
+      "the background snapshot",
+      () => stderr.includes("making a snapshot of init-once"),
+      60_000,
+    );
     child.kill("SIGINT");
     expect(await closed).toBe(130);
     expect(JSON.parse(stdout)).toMatchObject({ invocations: 1 });
@@ -482,10 +484,7 @@ describe("function snapshots", () => {
     expect(halfMade()).toEqual([]);
     expect(made()).toEqual([]);
     expect(stderr).not.toContain("no function snapshot");
-    for (const deadline = Date.now() + 5000; qemuProcesses().length > 0; ) {
-      if (Date.now() > deadline) throw new Error("a QEMU outlived fnrun");
-      await new Promise((wait) => setTimeout(wait, 100));
-    }
+    await eventually("no QEMU", () => qemuProcesses().length === 0, 5000);
     expect(cliWith(automatic, ...args.slice(1)).status).toBe(0);
     expect(made()).toHaveLength(1);
   });
