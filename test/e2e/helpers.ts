@@ -29,7 +29,6 @@ export async function runCli(
   return { code, stdout, stderr };
 }
 
-/** QEMU processes alive right now (none should outlive a test). */
 /** Waits until `probe` holds, checking every 100 ms; fails, naming `what`, after `timeoutMs`. */
 export async function eventually(what: string, probe: () => boolean, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -39,6 +38,7 @@ export async function eventually(what: string, probe: () => boolean, timeoutMs: 
   }
 }
 
+/** QEMU processes alive right now (none should outlive a test). */
 export function qemuProcesses(): string[] {
   try {
     return execFileSync("pgrep", ["-a", "-f", "qemu-system"], { encoding: "utf8" })
