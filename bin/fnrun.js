@@ -16,20 +16,34 @@ delete process.env.FNRUN_EXTRA_CA_CERTS;
 if (extraCaCerts) process.env.NODE_EXTRA_CA_CERTS = extraCaCerts;
 
 const DRAINING = new Set(["serve", "worker"]);
+// What each way of being stopped exits with: the shell's 128 + the signal's number.
+const EXIT_CODES = { SIGINT: 130, SIGTERM: 143, SIGPIPE: 141 };
 const controller = new AbortController();
 let stopSignal;
-for (const signal of ["SIGINT", "SIGTERM"]) {
-  process.on(signal, () => {
+function stop(signal) {
+  if (stopSignal) {
     // A second signal while the first is being handled: stop at once.
-    if (stopSignal) process.exit(signal === "SIGINT" ? 130 : 143);
-    stopSignal = signal;
-    controller.abort(new Error(signal));
-    // serve and worker drain their work first; anything else (an invocation, a build)
-    // stops within seconds. What fnrun started dies with it: QEMU has a parent-death
-    // signal, a kernel build a watcher.
-    if (!DRAINING.has(process.argv[2] ?? "")) {
-      setTimeout(() => process.exit(signal === "SIGINT" ? 130 : 143), 3000).unref();
-    }
+    if (signal !== "SIGPIPE") process.exit(EXIT_CODES[signal]);
+    return;
+  }
+  stopSignal = signal;
+  controller.abort(new Error(signal));
+  // serve and worker drain their work first; anything else (an invocation, a build)
+  // stops within seconds. What fnrun started dies with it: QEMU has a parent-death
+  // signal, a kernel build a watcher.
+  if (!DRAINING.has(process.argv[2] ?? "")) {
+    setTimeout(() => process.exit(EXIT_CODES[signal]), 3000).unref();
+  }
+}
+for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => stop(signal));
+// Node ignores SIGPIPE: a write to a pipe whose reader is gone (`fnrun invoke F | head`)
+// fails with EPIPE instead, which would crash fnrun with Node's stack and leave its VM
+// to the parent-death signal. fnrun stops as SIGPIPE would stop another command, but
+// cleanly; whatever it still writes to the closed stream is dropped.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (error) => {
+    if (error.code !== "EPIPE" && error.code !== "ERR_STREAM_DESTROYED") throw error;
+    stop("SIGPIPE");
   });
 }
 
@@ -54,5 +68,7 @@ const code = await main(process.argv.slice(2), {
 // A clone the invocation did not take (it never got that far, say) goes now.
 await early?.abandonPrestart();
 // An invocation cut short by SIGTERM exits 143, by SIGINT 130 (the shell's convention);
-// a server that shut down cleanly exits 0.
-process.exitCode = code === 130 && stopSignal === "SIGTERM" ? 143 : code;
+// a server that shut down cleanly exits 0. Output that could not all be written exits
+// 141, whatever the invocation came to.
+process.exitCode =
+  stopSignal === "SIGPIPE" ? EXIT_CODES.SIGPIPE : code === 130 && stopSignal ? EXIT_CODES[stopSignal] : code;

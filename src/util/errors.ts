@@ -16,6 +16,8 @@ export const ExitCode = {
   resultTooLarge: 9,
   handlerNotFound: 10,
   interrupted: 130,
+  /** fnrun's standard output or error was closed under it (`| head`): as SIGPIPE would end it. */
+  outputClosed: 141,
 } as const;
 
 export type ErrorCode =
