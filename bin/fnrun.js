@@ -17,7 +17,7 @@ if (extraCaCerts) process.env.NODE_EXTRA_CA_CERTS = extraCaCerts;
 
 const DRAINING = new Set(["serve", "worker"]);
 // What each way of being stopped exits with: the shell's 128 + the signal's number.
-const EXIT_CODES = { SIGINT: 130, SIGTERM: 143, SIGPIPE: 141 };
+const EXIT_CODES = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143, SIGPIPE: 141 };
 const controller = new AbortController();
 let stopSignal;
 function stop(signal) {
@@ -35,7 +35,8 @@ function stop(signal) {
     setTimeout(() => process.exit(EXIT_CODES[signal]), 3000).unref();
   }
 }
-for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => stop(signal));
+// SIGHUP: the terminal fnrun runs in was closed (an SSH session dropped, say).
+for (const signal of ["SIGHUP", "SIGINT", "SIGTERM"]) process.on(signal, () => stop(signal));
 // Node ignores SIGPIPE: a write to a pipe whose reader is gone (`fnrun invoke F | head`)
 // fails with EPIPE instead, which would crash fnrun with Node's stack and leave its VM
 // to the parent-death signal. fnrun stops as SIGPIPE would stop another command, but
@@ -67,7 +68,7 @@ const code = await main(process.argv.slice(2), {
 });
 // A clone the invocation did not take (it never got that far, say) goes now.
 await early?.abandonPrestart();
-// An invocation cut short by SIGTERM exits 143, by SIGINT 130 (the shell's convention);
+// An invocation cut short by SIGTERM exits 143, by SIGINT 130, by SIGHUP 129 (the shell's convention);
 // a server that shut down cleanly exits 0. Output that could not all be written exits
 // 141, whatever the invocation came to.
 process.exitCode =

@@ -71,8 +71,9 @@ function halfBuilt(cache: string): string[] {
 
 describe("fnrun killed during an invocation", () => {
   const points = [150, 600, 1500, 3000];
-  const signals = ["SIGINT", "SIGTERM", "SIGKILL"] as const;
-  const expectedExit = { SIGINT: 130, SIGTERM: 143, SIGKILL: null };
+  // SIGHUP: the terminal fnrun runs in was closed (an SSH session dropped).
+  const signals = ["SIGINT", "SIGTERM", "SIGHUP", "SIGKILL"] as const;
+  const expectedExit = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129, SIGKILL: null };
 
   it("leaves no QEMU behind, whatever the signal and the moment, and the next run succeeds", async () => {
     for (const signal of signals) {
@@ -92,6 +93,8 @@ describe("fnrun killed during an invocation", () => {
           // anything that could be left behind: Node's default action ends it.
         } else expect(outcome.code, `${where}: ${outcome.stderr}`).toBe(expectedExit[signal]);
         await eventually(`no QEMU after ${where}`, () => qemuProcesses().length === 0, 5000);
+        // Anything but SIGKILL: fnrun removed its VM's run directory itself.
+        if (signal !== "SIGKILL") expect(leftoverRunDirectories(), where).toEqual([]);
       }
     }
     // The next run succeeds, and sweeps the run directories a SIGKILLed fnrun left.
