@@ -16,18 +16,22 @@ delete process.env.FNRUN_EXTRA_CA_CERTS;
 if (extraCaCerts) process.env.NODE_EXTRA_CA_CERTS = extraCaCerts;
 
 const DRAINING = new Set(["serve", "worker"]);
-// What each way of being stopped exits with: the shell's 128 + the signal's number.
-const EXIT_CODES = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143, SIGPIPE: 141 };
+// What each way of being stopped exits with: a signal the shell's 128 + its number;
+// output that cannot be written (a full disk) 8, as any full disk (src/util/errors.ts).
+const EXIT_CODES = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143, SIGPIPE: 141, output: 8 };
 const controller = new AbortController();
 let stopSignal;
+const outputFailed = () => stopSignal === "SIGPIPE" || stopSignal === "output";
 function stop(signal) {
   if (stopSignal) {
     // A second signal while the first is being handled: stop at once.
-    if (signal !== "SIGPIPE") process.exit(EXIT_CODES[signal]);
+    if (signal.startsWith("SIG") && signal !== "SIGPIPE") process.exit(EXIT_CODES[signal]);
     return;
   }
   stopSignal = signal;
   controller.abort(new Error(signal));
+  // A write that failed after fnrun's work was done still sets how it exits.
+  if (outputFailed()) process.exitCode = EXIT_CODES[signal];
   // serve and worker drain their work first; anything else (an invocation, a build)
   // stops within seconds. What fnrun started dies with it: QEMU has a parent-death
   // signal, a kernel build a watcher.
@@ -38,13 +42,20 @@ function stop(signal) {
 // SIGHUP: the terminal fnrun runs in was closed (an SSH session dropped, say).
 for (const signal of ["SIGHUP", "SIGINT", "SIGTERM"]) process.on(signal, () => stop(signal));
 // Node ignores SIGPIPE: a write to a pipe whose reader is gone (`fnrun invoke F | head`)
-// fails with EPIPE instead, which would crash fnrun with Node's stack and leave its VM
-// to the parent-death signal. fnrun stops as SIGPIPE would stop another command, but
-// cleanly; whatever it still writes to the closed stream is dropped.
+// fails with EPIPE instead, and any failed write would crash fnrun with Node's stack,
+// leaving its VM to the parent-death signal. fnrun stops as SIGPIPE would stop another
+// command, but cleanly; another failure (`> out.json` on a full disk) is said on
+// standard error. Whatever fnrun still writes to a failed stream is dropped.
 for (const stream of [process.stdout, process.stderr]) {
   stream.on("error", (error) => {
-    if (error.code !== "EPIPE" && error.code !== "ERR_STREAM_DESTROYED") throw error;
-    stop("SIGPIPE");
+    if (error.code === "EPIPE") return stop("SIGPIPE");
+    if (stopSignal === "output" || error.code === "ERR_STREAM_DESTROYED") return;
+    if (stream === process.stdout) {
+      process.stderr.write(
+        `fnrun: SetupError: cannot write to standard output (${error.message}): send it where there is room\n`,
+      );
+    }
+    stop("output");
   });
 }
 
@@ -70,6 +81,5 @@ const code = await main(process.argv.slice(2), {
 await early?.abandonPrestart();
 // An invocation cut short by SIGTERM exits 143, by SIGINT 130, by SIGHUP 129 (the shell's convention);
 // a server that shut down cleanly exits 0. Output that could not all be written exits
-// 141, whatever the invocation came to.
-process.exitCode =
-  stopSignal === "SIGPIPE" ? EXIT_CODES.SIGPIPE : code === 130 && stopSignal ? EXIT_CODES[stopSignal] : code;
+// 141 or 8, whatever the invocation came to.
+process.exitCode = outputFailed() || (code === 130 && stopSignal) ? EXIT_CODES[stopSignal] : code;

@@ -3,7 +3,16 @@
 // fnrun needs. Afterwards no QEMU, build or half-written cache entry survives,
 // and the next run succeeds.
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -152,6 +161,22 @@ describe("fnrun's output closed under it (a pipe whose reader is gone: `| head`)
       expect(cut.stderr).not.toMatch(/EPIPE|Unhandled|node:/);
       await eventually("no QEMU", () => qemuProcesses().length === 0, 5000);
     }
+  });
+
+  it("says so when its result cannot be written (a full disk: `> /dev/full`), with the setup exit code", async () => {
+    // An invocation, and a command whose write fails only after its work is done.
+    for (const args of [["invoke", "functions/hello.ts"], ["history"]]) {
+      const full = openSync("/dev/full", "w");
+      const outcome = spawnSync(process.execPath, [CLI, ...args], {
+        stdio: ["ignore", full, "pipe"],
+        encoding: "utf8",
+      });
+      closeSync(full);
+      expect(outcome.status, outcome.stderr).toBe(ExitCode.setup);
+      expect(outcome.stderr).toContain("fnrun: SetupError: cannot write to standard output (ENOSPC");
+      expect(outcome.stderr).not.toMatch(/\n\s+at /);
+    }
+    await eventually("no QEMU", () => qemuProcesses().length === 0, 5000);
   });
 
   it("stops the invocation when the reader of its logs goes: its VM stopped, no result", async () => {
