@@ -58,11 +58,18 @@ export function untilStopped(io: CliIo): Promise<void> {
   });
 }
 
-/** The signing key for Redis jobs: --signing-key-file's first line, else $FNRUN_SIGNING_KEY. */
+/**
+ * The signing key for Redis jobs: --signing-key-file's first line, else
+ * $FNRUN_SIGNING_KEY; at least 16 characters, however given (a guessable key
+ * lets anyone who can write to Redis queue code for the workers).
+ */
 export async function signingKey(file: string | undefined, io: CliIo): Promise<string | undefined> {
-  if (file === undefined) return io.env.FNRUN_SIGNING_KEY || undefined;
-  const key = (await readLimitedFile(file, "signing key file", 64 * 1024)).split("\n")[0]?.trim() ?? "";
+  if (file === undefined && !io.env.FNRUN_SIGNING_KEY) return undefined;
+  const [where, key] =
+    file === undefined
+      ? ["FNRUN_SIGNING_KEY", io.env.FNRUN_SIGNING_KEY ?? ""]
+      : [file, (await readLimitedFile(file, "signing key file", 64 * 1024)).split("\n")[0]?.trim() ?? ""];
   if (key.length < 16)
-    throw new UsageError(`${file}: a signing key is at least 16 characters (say, \`openssl rand -hex 32\`)`);
+    throw new UsageError(`${where}: a signing key is at least 16 characters (say, \`openssl rand -hex 32\`)`);
   return key;
 }

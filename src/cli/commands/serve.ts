@@ -6,6 +6,7 @@ import { ExitCode } from "../../util/errors.ts";
 import { defineCommand, numberFlag } from "../command.ts";
 import type { CliIo } from "../io.ts";
 import { signingKey, untilStopped } from "../io.ts";
+import { sanitizeForTerminal } from "../terminal.ts";
 
 /** With a Redis queue, the signing key the jobs are signed with. */
 async function signingKeyOption(queue: string, file: string | undefined, io: CliIo) {
@@ -13,8 +14,6 @@ async function signingKeyOption(queue: string, file: string | undefined, io: Cli
   const key = await signingKey(file, io);
   return key ? { signingKey: key } : {};
 }
-
-import { sanitizeForTerminal } from "../terminal.ts";
 
 interface ServeArgs {
   directory: string;
