@@ -23,11 +23,7 @@ const controller = new AbortController();
 let stopSignal;
 const outputFailed = () => stopSignal === "SIGPIPE" || stopSignal === "output";
 function stop(signal) {
-  if (stopSignal) {
-    // A second signal while the first is being handled: stop at once.
-    if (signal.startsWith("SIG") && signal !== "SIGPIPE") process.exit(EXIT_CODES[signal]);
-    return;
-  }
+  if (stopSignal) return;
   stopSignal = signal;
   controller.abort(new Error(signal));
   // A write that failed after fnrun's work was done still sets how it exits.
@@ -40,7 +36,10 @@ function stop(signal) {
   }
 }
 // SIGHUP: the terminal fnrun runs in was closed (an SSH session dropped, say).
-for (const signal of ["SIGHUP", "SIGINT", "SIGTERM"]) process.on(signal, () => stop(signal));
+// A second signal while the first is being handled: stop at once.
+for (const signal of ["SIGHUP", "SIGINT", "SIGTERM"]) {
+  process.on(signal, () => (stopSignal ? process.exit(EXIT_CODES[signal]) : stop(signal)));
+}
 // Node ignores SIGPIPE: a write to a pipe whose reader is gone (`fnrun invoke F | head`)
 // fails with EPIPE instead, and any failed write would crash fnrun with Node's stack,
 // leaving its VM to the parent-death signal. fnrun stops as SIGPIPE would stop another

@@ -64,12 +64,14 @@ export function untilStopped(io: CliIo): Promise<void> {
  * lets anyone who can write to Redis queue code for the workers).
  */
 export async function signingKey(file: string | undefined, io: CliIo): Promise<string | undefined> {
-  if (file === undefined && !io.env.FNRUN_SIGNING_KEY) return undefined;
-  const [where, key] =
+  const key =
     file === undefined
-      ? ["FNRUN_SIGNING_KEY", io.env.FNRUN_SIGNING_KEY ?? ""]
-      : [file, (await readLimitedFile(file, "signing key file", 64 * 1024)).split("\n")[0]?.trim() ?? ""];
-  if (key.length < 16)
-    throw new UsageError(`${where}: a signing key is at least 16 characters (say, \`openssl rand -hex 32\`)`);
+      ? io.env.FNRUN_SIGNING_KEY || undefined
+      : ((await readLimitedFile(file, "signing key file", 64 * 1024)).split("\n")[0]?.trim() ?? "");
+  if (key !== undefined && key.length < 16) {
+    throw new UsageError(
+      `${file ?? "FNRUN_SIGNING_KEY"}: a signing key is at least 16 characters (say, \`openssl rand -hex 32\`)`,
+    );
+  }
   return key;
 }
